@@ -1,0 +1,652 @@
+"""The checker: name resolution, dependency inference, types and cycles, in one pass.
+
+`check(plan, tools, source_map)` returns a `CheckedPlan` (the plan plus what was
+inferred from it) or raises `PlanError` with every error found, sorted by position.
+The same checker serves `.plan` text and JSON plans; the source map turns IR paths
+into `file:line:col` or JSON paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from engine.ir import TASK_TYPES, Plan, Ref, Step, is_template
+
+from .errors import Diagnostic, Path, PlanError, did_you_mean
+from .parser import SourceMap
+from .templates import TemplateProblem, expression_names, template_names
+from .types import (
+    JSON,
+    PRIMITIVES,
+    Type,
+    TypeSyntaxError,
+    build_record_models,
+    is_assignable,
+    literal_type,
+    parse_type,
+    record_names,
+    type_adapter,
+)
+
+RESERVED_NAMES = frozenset({"true", "false", "null"})
+BUILTIN_TIERS = ("fast", "standard", "frontier")
+TYPE_WORDS = frozenset({*PRIMITIVES, "list", "dict", "any"})
+
+
+class ParamLike(Protocol):
+    name: str
+    type: Type
+    required: bool
+
+
+class ToolLike(Protocol):
+    """What the checker needs of a tool (stdlib_tools.ToolSpec satisfies it)."""
+
+    name: str
+    params: tuple[Any, ...]
+    returns: Type
+    uses_model: bool
+
+
+@dataclass(frozen=True)
+class CheckedPlan:
+    """A plan that passed the checker, with its inferred dependencies and types."""
+
+    plan: Plan
+    deps: Mapping[str, tuple[str, ...]]
+    """Step id -> the steps it waits for (inferred references + `after`), in plan order."""
+    result_types: Mapping[str, Type]
+    """Step id -> the type of its result (a list for fan-out steps)."""
+    input_types: Mapping[str, Type]
+    fallbacks: frozenset[str]
+    """Steps that run only when the step naming them in `on_error` fails."""
+    outputs: tuple[str, ...]
+    """The plan's outputs: declared ones, or the sink steps when none are declared."""
+    warnings: tuple[Diagnostic, ...] = ()
+    source_map: SourceMap | None = field(default=None, compare=False, repr=False)
+    source: str | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.plan.name
+
+
+class _Checker:
+    def __init__(
+        self,
+        plan: Plan,
+        tools: Mapping[str, ToolLike],
+        smap: SourceMap,
+        tiers: Collection[str],
+    ):
+        self.plan = plan
+        self.tools = tools
+        self.smap = smap
+        self.known_tiers = set(tiers) | set(plan.tiers) | set(BUILTIN_TIERS)
+        self.diagnostics: list[Diagnostic] = []
+        self.records: dict[str, dict[str, str]] = {r.name: dict(r.fields) for r in plan.types}
+        self.input_types: dict[str, Type] = {}
+        self.step_index: dict[str, int] = {}
+        self.result_types: dict[str, Type] = {}
+        self.deps: dict[str, list[str]] = {}
+        self.used: set[str] = set()
+
+    # --- reporting --------------------------------------------------------------
+    def error(self, path: Path, message: str, hint: str | None = None, code: str = "error") -> None:
+        self.diagnostics.append(self.smap.diagnostic(path, message, hint=hint, code=code))
+
+    def warn(
+        self, path: Path, message: str, hint: str | None = None, code: str = "warning"
+    ) -> None:
+        self.diagnostics.append(
+            self.smap.diagnostic(path, message, hint=hint, code=code, severity="warning")
+        )
+
+    # --- types --------------------------------------------------------------------
+    def resolve_type(self, text: str, path: Path) -> Type | None:
+        try:
+            parsed = parse_type(text)
+        except TypeSyntaxError as err:
+            self.error(path, f"bad type `{text}`: {err}", code="type")
+            return None
+        ok = True
+        for name in record_names(parsed):
+            if name not in self.records:
+                known = [*self.records, *PRIMITIVES, "list", "dict"]
+                self.error(
+                    path,
+                    f"unknown type `{name}`",
+                    hint=did_you_mean(name, known) or "declare it with `type Name { ... }`",
+                    code="unknown-type",
+                )
+                ok = False
+        return parsed if ok else None
+
+    def field_type(self, base: Type, fields: tuple[str, ...], path: Path, shown: str) -> Type:
+        current = base
+        for index, name in enumerate(fields):
+            if current.kind == "json":
+                return JSON
+            if current.kind == "dict" and current.item is not None:
+                current = current.item
+                continue
+            if current.kind != "record" or current.name not in self.records:
+                self.error(
+                    path,
+                    f"`{'.'.join([shown, *fields[:index]])}` is {current}; it has no field `{name}`",
+                    code="type",
+                )
+                return JSON
+            record_fields = self.records[current.name]
+            if name not in record_fields:
+                self.error(
+                    path,
+                    f"record `{current.name}` has no field `{name}`",
+                    hint=did_you_mean(name, record_fields)
+                    or f"its fields: {', '.join(record_fields)}",
+                    code="unknown-name",
+                )
+                return JSON
+            field_type = parse_type(record_fields[name])
+            current = field_type.as_optional() if current.optional else field_type
+        return current
+
+    # --- passes ---------------------------------------------------------------------
+    def check_declarations(self) -> None:
+        plan = self.plan
+        if plan.name in RESERVED_NAMES:
+            self.error(("name",), f"`{plan.name}` cannot name a plan", code="reserved")
+        for name in plan.tiers:
+            if name in RESERVED_NAMES:
+                self.error(("tiers", name), f"`{name}` is reserved", code="reserved")
+        seen_records: set[str] = set()
+        for index, record in enumerate(plan.types):
+            path: Path = ("types", index)
+            if record.name in TYPE_WORDS:
+                self.error(path, f"`{record.name}` is a built-in type name", code="reserved")
+            if record.name in seen_records:
+                self.error(path, f"type `{record.name}` is declared twice", code="duplicate")
+            seen_records.add(record.name)
+            for field_name, field_type in record.fields.items():
+                self.resolve_type(field_type, (*path, "fields", field_name))
+        names: dict[str, Path] = {}
+        for index, decl in enumerate(plan.inputs):
+            path = ("inputs", index)
+            if decl.name in RESERVED_NAMES:
+                self.error(path, f"`{decl.name}` is reserved", code="reserved")
+            if decl.name in names:
+                self.error(path, f"input `{decl.name}` is declared twice", code="duplicate")
+            names[decl.name] = path
+            declared = self.resolve_type(decl.type, (*path, "type"))
+            if declared is None:
+                continue
+            self.input_types[decl.name] = declared
+            if decl.default is not None:
+                self.check_literal(
+                    decl.default, declared, (*path, "default"), f"input `{decl.name}`"
+                )
+        for index, step in enumerate(plan.steps):
+            path = ("steps", index)
+            if step.id in RESERVED_NAMES:
+                self.error(path, f"`{step.id}` is reserved", code="reserved")
+            if step.id in names:
+                what = "step" if names[step.id][0] == "steps" else "input"
+                self.error(
+                    path,
+                    f"`{step.id}` is already defined (as {what} at {self.smap.locate(names[step.id])})",
+                    hint="step and input names share one namespace; rename one",
+                    code="duplicate",
+                )
+                continue
+            names[step.id] = path
+            self.step_index[step.id] = index
+
+    def check_literal(self, value: Any, expected: Type, path: Path, what: str) -> None:
+        if expected.kind == "record" or (
+            expected.item is not None and expected.item.kind in ("record", "list", "dict")
+        ):
+            models = build_record_models(self.records)
+            try:
+                type_adapter(expected, models).validate_python(value)
+            except ValidationError as err:
+                first = err.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                self.error(
+                    path,
+                    f"{what}: value does not fit `{expected}`: {first['msg']}"
+                    + (f" at `{where}`" if where else ""),
+                    code="type",
+                )
+            return
+        actual = literal_type(value)
+        if not is_assignable(actual, expected):
+            self.error(path, f"{what} is `{expected}`, but the value is `{actual}`", code="type")
+
+    def step_result_type(self, step: Step, index: int) -> Type:
+        tool = self.tools.get(step.tool)
+        path: Path = ("steps", index)
+        declared = self.resolve_type(step.type, (*path, "type")) if step.type else None
+        if step.for_each is not None:
+            if declared is not None and declared.kind != "list" and declared.kind != "json":
+                self.error(
+                    (*path, "type"),
+                    f"a `for` step produces a list; declare `list[{declared}]`",
+                    code="type",
+                )
+                declared = Type("list", item=declared)
+            if declared is not None:
+                return declared
+            item = tool.returns if tool is not None else JSON
+            return Type("list", item=item)
+        if declared is not None:
+            return declared
+        return tool.returns if tool is not None else JSON
+
+    def check_steps(self) -> None:
+        plan = self.plan
+        for index, step in enumerate(plan.steps):
+            if self.step_index.get(step.id) == index:
+                self.result_types[step.id] = self.step_result_type(step, index)
+        for index, step in enumerate(plan.steps):
+            if self.step_index.get(step.id) != index:
+                continue
+            self.check_step(step, index)
+
+    def resolve_name(
+        self, name: str, path: Path, step: Step, scope: Mapping[str, Type]
+    ) -> Type | None:
+        """The type of a top-level name a step reads; record the dependency."""
+        if name in scope:
+            return scope[name]
+        if name in self.input_types:
+            return self.input_types[name]
+        if name in self.result_types:
+            if name == step.id:
+                self.error(path, f"step `{step.id}` refers to its own result", code="cycle")
+                return None
+            self.deps[step.id].append(name)
+            self.used.add(name)
+            return self.result_types[name]
+        if any(decl.name == name for decl in self.plan.inputs):
+            return None  # input with a bad type: already reported
+        candidates = [*self.input_types, *self.result_types, *scope]
+        self.error(
+            path,
+            f"unknown name `{name}`",
+            hint=did_you_mean(name, candidates) or "declare it with `input` or `step`",
+            code="unknown-name",
+        )
+        return None
+
+    def value_type(self, value: Any, path: Path, step: Step, scope: Mapping[str, Type]) -> Type:
+        if isinstance(value, Ref):
+            base = self.resolve_name(value.root, path, step, scope)
+            if base is None:
+                return JSON
+            return self.field_type(base, value.path, path, value.root)
+        if isinstance(value, str):
+            if is_template(value):
+                self.template_deps(value, path, step, scope)
+            return literal_type(value)
+        if isinstance(value, list):
+            return _join([self.value_type(v, (*path, i), step, scope) for i, v in enumerate(value)])
+        if isinstance(value, dict):
+            return Type(
+                "dict",
+                item=_join([self.value_type(v, (*path, k), step, scope) for k, v in value.items()]),
+            )
+        return literal_type(value)
+
+    def template_deps(
+        self, text: str, path: Path, step: Step, scope: Mapping[str, Type], expression: bool = False
+    ) -> None:
+        try:
+            names = expression_names(text) if expression else template_names(text)
+        except TemplateProblem as err:
+            self.error(path, str(err), hint=err.hint, code="template")
+            return
+        for name in sorted(names):
+            self.resolve_name(name, path, step, scope)
+
+    def check_step(self, step: Step, index: int) -> None:
+        path: Path = ("steps", index)
+        self.deps[step.id] = []
+        scope: dict[str, Type] = {}
+        tool = self.tools.get(step.tool)
+        if tool is None:
+            self.error(
+                (*path, "tool"),
+                f"unknown tool `{step.tool}`",
+                hint=did_you_mean(step.tool, self.tools)
+                or "see `planfile tools`; load your own with `--tools FILE.py`",
+                code="unknown-tool",
+            )
+        if step.for_each is not None:
+            fan_path: Path = (*path, "for_each", "over")
+            var = step.for_each.var
+            if var in self.input_types or var in self.result_types:
+                self.error(
+                    (*path, "for_each"),
+                    f"loop variable `{var}` hides the {'input' if var in self.input_types else 'step'}"
+                    f" of that name",
+                    hint="pick another name for the loop variable",
+                    code="shadow",
+                )
+            over_type = self.value_type(step.for_each.over, fan_path, step, scope)
+            if over_type.kind == "list" and over_type.item is not None:
+                scope[var] = over_type.item
+            elif over_type.kind == "json":
+                scope[var] = JSON
+            else:
+                self.error(
+                    fan_path,
+                    f"`for` needs a list, but `{step.for_each.over.ref}` is `{over_type}`",
+                    code="type",
+                )
+                scope[var] = JSON
+        for name, value in step.args.items():
+            arg_path: Path = (*path, "args", name)
+            actual = self.value_type(value, arg_path, step, scope)
+            if tool is None:
+                continue
+            param = next((p for p in tool.params if p.name == name), None)
+            if param is None:
+                names = [p.name for p in tool.params]
+                self.error(
+                    arg_path,
+                    f"tool `{tool.name}` has no parameter `{name}`",
+                    hint=did_you_mean(name, names)
+                    or (f"its parameters: {', '.join(names)}" if names else "it takes none"),
+                    code="unknown-param",
+                )
+                continue
+            if not is_assignable(actual, param.type):
+                hint = None
+                if param.type.kind == "str" and actual.kind != "str":
+                    hint = 'use a template to make text: "{{ name }}"'
+                elif actual.optional and not param.type.optional:
+                    hint = "the value may be null; give the input a default"
+                self.error(
+                    arg_path,
+                    f"`{name}` of `{tool.name}` is `{param.type}`, but the value is `{actual}`",
+                    hint=hint,
+                    code="type",
+                )
+        if tool is not None:
+            missing = [p.name for p in tool.params if p.required and p.name not in step.args]
+            if missing:
+                self.error(
+                    (*path, "tool"),
+                    f"`{tool.name}` needs {', '.join(f'`{m}`' for m in missing)}",
+                    hint=f"signature: {_signature(tool)}",
+                    code="missing-arg",
+                )
+            self.check_result_type(step, index, tool)
+            if (step.tier or step.model) and not tool.uses_model:
+                self.warn(
+                    (*path, "tier" if step.tier else "model"),
+                    f"tool `{tool.name}` calls no model; `{'tier' if step.tier else 'model'}` has no"
+                    " effect",
+                    code="no-effect",
+                )
+        if step.tier is not None and step.tier not in self.known_tiers:
+            self.error(
+                (*path, "tier"),
+                f"unknown tier `{step.tier}`",
+                hint=did_you_mean(step.tier, self.known_tiers)
+                or f'declare it: `tier {step.tier} = "provider/model"`',
+                code="unknown-tier",
+            )
+        if step.tier is not None and step.model is not None:
+            self.error((*path, "model"), "give a step `tier` or `model`, not both", code="conflict")
+        if step.task is not None and step.task not in TASK_TYPES:
+            self.error((*path, "task"), f"unknown task type `{step.task}`", code="invalid")
+        for j, name in enumerate(step.after):
+            after_path: Path = (*path, "after", j)
+            if name == step.id:
+                self.error(after_path, f"step `{step.id}` cannot run after itself", code="cycle")
+            elif name in self.result_types:
+                self.deps[step.id].append(name)
+            else:
+                self.error(
+                    after_path,
+                    f"`after` names unknown step `{name}`",
+                    hint=did_you_mean(name, self.result_types),
+                    code="unknown-name",
+                )
+        if step.when is not None:
+            self.template_deps(step.when, (*path, "when"), step, scope, expression=True)
+        if step.check is not None:
+            self.template_deps(
+                step.check, (*path, "check"), step, {**scope, "result": JSON}, expression=True
+            )
+        if step.on_error not in ("fail", "skip"):
+            fallback = step.on_error
+            if fallback == step.id:
+                self.error((*path, "on_error"), "a step cannot be its own fallback", code="cycle")
+            elif fallback not in self.result_types:
+                self.error(
+                    (*path, "on_error"),
+                    f"`on_error` takes `fail`, `skip` or a fallback step; `{fallback}` is none",
+                    hint=did_you_mean(fallback, [*self.result_types, "fail", "skip"]),
+                    code="unknown-name",
+                )
+            else:
+                mine, theirs = self.result_types[step.id], self.result_types[fallback]
+                if not is_assignable(theirs, mine):
+                    self.error(
+                        (*path, "on_error"),
+                        f"fallback `{fallback}` gives `{theirs}`, but `{step.id}` is `{mine}`",
+                        code="type",
+                    )
+        # A repeated dependency is one edge.
+        self.deps[step.id] = list(dict.fromkeys(self.deps[step.id]))
+
+    def check_result_type(self, step: Step, index: int, tool: ToolLike) -> None:
+        if step.type is None:
+            return
+        declared = self.result_types.get(step.id)
+        if declared is None:
+            return
+        target = declared.item if step.for_each is not None and declared.item else declared
+        returns = tool.returns
+        if returns.kind == "json" or tool.uses_model or target.kind == "json":
+            return  # checked against the type when the step runs
+        if not is_assignable(returns, target):
+            self.error(
+                ("steps", index, "type"),
+                f"`{tool.name}` returns `{returns}`, but step `{step.id}` declares `{target}`",
+                code="type",
+            )
+
+    def check_outputs(self) -> tuple[str, ...]:
+        seen: set[str] = set()
+        for j, name in enumerate(self.plan.outputs):
+            path: Path = ("outputs", j)
+            if name in seen:
+                self.error(path, f"output `{name}` is listed twice", code="duplicate")
+            seen.add(name)
+            if name in self.result_types:
+                self.used.add(name)
+            elif name not in self.input_types:
+                self.error(
+                    path,
+                    f"output names unknown step `{name}`",
+                    hint=did_you_mean(name, [*self.result_types, *self.input_types]),
+                    code="unknown-name",
+                )
+        if self.plan.outputs:
+            return self.plan.outputs
+        return tuple(step_id for step_id in self.result_types if step_id not in self.used)
+
+    def check_fallbacks(self) -> frozenset[str]:
+        fallbacks: dict[str, str] = {}
+        for step in self.plan.steps:
+            if step.on_error not in ("fail", "skip") and step.on_error in self.result_types:
+                fallbacks[step.on_error] = step.id
+        for fallback, primary in fallbacks.items():
+            index = self.step_index[fallback]
+            users = [s for s, deps in self.deps.items() if fallback in deps]
+            if users:
+                self.error(
+                    ("steps", index),
+                    f"`{fallback}` is the fallback of `{primary}`, so it runs only when `{primary}`"
+                    f" fails; `{users[0]}` cannot use it directly",
+                    hint=f"use `{primary}` instead: it carries the fallback's result",
+                    code="fallback",
+                )
+            if fallback in self.plan.outputs:
+                self.error(
+                    ("steps", index),
+                    f"fallback `{fallback}` cannot be an output; name `{primary}` instead",
+                    code="fallback",
+                )
+            self.used.add(fallback)
+        return frozenset(fallbacks)
+
+    def check_cycles(self) -> None:
+        order = topological_order(self.deps)
+        if len(order) == len(self.deps):
+            return
+        for cycle in find_cycles(self.deps, set(self.deps) - set(order)):
+            first = min(cycle, key=lambda s: self.step_index[s])
+            start = cycle.index(first)
+            rotated = cycle[start:] + cycle[:start]
+            self.error(
+                ("steps", self.step_index[first]),
+                "dependency cycle: " + " -> ".join([*rotated, rotated[0]]),
+                hint="a step cannot wait, directly or through others, for its own result",
+                code="cycle",
+            )
+
+    def check_unused(self, outputs: tuple[str, ...]) -> None:
+        if not self.plan.outputs:
+            return
+        for step in self.plan.steps:
+            if step.id in self.used or step.id in outputs:
+                continue
+            if self.step_index.get(step.id) is None:
+                continue
+            if any(step.id in deps for deps in self.deps.values()):
+                continue
+            self.warn(
+                ("steps", self.step_index[step.id]),
+                f"the result of step `{step.id}` is never used",
+                hint="add it to `output`, use it in a later step, or remove it",
+                code="unused",
+            )
+
+    def run(self) -> CheckedPlan:
+        self.check_declarations()
+        self.check_steps()
+        outputs = self.check_outputs()
+        fallbacks = self.check_fallbacks()
+        if not any(d.code == "cycle" for d in self.diagnostics):
+            self.check_cycles()
+        self.check_unused(outputs)
+        errors = [d for d in self.diagnostics if d.severity == "error"]
+        if errors:
+            raise PlanError(self.diagnostics, self.smap_source)
+        return CheckedPlan(
+            plan=self.plan,
+            deps={step_id: tuple(deps) for step_id, deps in self.deps.items()},
+            result_types=dict(self.result_types),
+            input_types=dict(self.input_types),
+            fallbacks=fallbacks,
+            outputs=outputs,
+            warnings=tuple(self.diagnostics),
+            source_map=self.smap,
+            source=self.smap_source,
+        )
+
+    smap_source: str | None = None
+
+
+def _join(types: list[Type]) -> Type:
+    from .types import join_types
+
+    return join_types(types)
+
+
+def _signature(tool: ToolLike) -> str:
+    signature = getattr(tool, "signature", None)
+    if callable(signature):
+        return str(signature())
+    return tool.name
+
+
+def topological_order(deps: Mapping[str, Collection[str]]) -> list[str]:
+    """Kahn's algorithm in plan order; steps on a cycle are left out."""
+    indegree = {node: 0 for node in deps}
+    users: dict[str, list[str]] = {node: [] for node in deps}
+    for node, needs in deps.items():
+        for need in needs:
+            if need in indegree:
+                indegree[node] += 1
+                users[need].append(node)
+    ready = [node for node, count in indegree.items() if count == 0]
+    ready.reverse()
+    order: list[str] = []
+    while ready:
+        node = ready.pop()
+        order.append(node)
+        for user in reversed(users[node]):
+            indegree[user] -= 1
+            if indegree[user] == 0:
+                ready.append(user)
+    return order
+
+
+def find_cycles(deps: Mapping[str, Collection[str]], nodes: set[str]) -> list[list[str]]:
+    """One cycle per strongly connected group of `nodes` (iterative DFS)."""
+    cycles: list[list[str]] = []
+    done: set[str] = set()
+    for start in sorted(nodes):
+        if start in done:
+            continue
+        path: list[str] = []
+        on_path: dict[str, int] = {}
+        stack: list[tuple[str, list[str]]] = [(start, [d for d in deps[start] if d in nodes])]
+        on_path[start] = 0
+        path.append(start)
+        found: list[str] | None = None
+        while stack and found is None:
+            node, pending = stack[-1]
+            if not pending:
+                stack.pop()
+                path.pop()
+                del on_path[node]
+                done.add(node)
+                continue
+            nxt = pending.pop()
+            if nxt in on_path:
+                found = path[on_path[nxt] :]
+            elif nxt not in done:
+                on_path[nxt] = len(path)
+                path.append(nxt)
+                stack.append((nxt, [d for d in deps[nxt] if d in nodes]))
+        if found:
+            # deps point from user to dependency; show the cycle in execution order.
+            cycles.append(list(reversed(found)))
+            done.update(found)
+            done.update(path)
+    return cycles
+
+
+def check(
+    plan: Plan,
+    tools: Mapping[str, ToolLike],
+    source_map: SourceMap | None = None,
+    *,
+    tiers: Collection[str] = (),
+    source: str | None = None,
+) -> CheckedPlan:
+    """Check a plan against a tool catalogue; raise PlanError with every error found."""
+    smap = source_map or SourceMap(None, is_json=True)
+    checker = _Checker(plan, tools, smap, tiers)
+    checker.smap_source = source
+    return checker.run()

@@ -1,0 +1,120 @@
+"""Plan errors: located diagnostics for text and JSON plans, and how they render.
+
+Every problem found in a plan, by the parser, the JSON loader or the checker, is a
+`Diagnostic` with a `Location` (line:col in a `.plan` file, or a JSON path). They are
+collected and raised together as one `PlanError`, sorted by position, so a user sees
+all of a plan's errors in one pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+Path = tuple[str | int, ...]
+Severity = Literal["error", "warning"]
+
+
+def json_path(path: Path) -> str:
+    """Render a path as `steps[3].depends_on[0]`."""
+    out: list[str] = []
+    for part in path:
+        if isinstance(part, int):
+            out.append(f"[{part}]")
+        elif not out:
+            out.append(part)
+        elif part.isidentifier():
+            out.append(f".{part}")
+        else:
+            out.append(f"[{part!r}]")
+    return "".join(out) or "$"
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a diagnostic points: a text position, or a JSON path, in a named source."""
+
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+    end_column: int | None = None
+    path: Path | None = None
+
+    def __str__(self) -> str:
+        name = self.file or "<plan>"
+        if self.line is not None:
+            return f"{name}:{self.line}:{self.column or 1}"
+        if self.path is not None:
+            return f"{name}:{json_path(self.path)}"
+        return name
+
+    def sort_key(self) -> tuple[int, int, str]:
+        if self.line is not None:
+            return (self.line, self.column or 0, "")
+        # JSON paths sort by document order of their numeric parts, then lexically.
+        return (0, 0, json_path(self.path or ()))
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One problem in a plan: what is wrong, where, and how to fix it when known."""
+
+    message: str
+    location: Location = field(default_factory=Location)
+    hint: str | None = None
+    severity: Severity = "error"
+    code: str = "error"
+
+    def render(self, source: str | None = None) -> str:
+        head = f"{self.location}: {self.severity}: {self.message}"
+        lines = [head]
+        loc = self.location
+        if source is not None and loc.line is not None:
+            text_lines = source.splitlines()
+            if 0 < loc.line <= len(text_lines):
+                text = text_lines[loc.line - 1].expandtabs(1)
+                if len(text) > 200:
+                    start = max(0, (loc.column or 1) - 80)
+                    text = text[start : start + 200]
+                    col = (loc.column or 1) - start
+                else:
+                    col = loc.column or 1
+                width = 1
+                if loc.end_column is not None and loc.end_column > (loc.column or 1):
+                    width = loc.end_column - (loc.column or 1)
+                width = max(1, min(width, len(text) - col + 1 if len(text) >= col else 1))
+                gutter = f"{loc.line:>5} | "
+                lines.append(gutter + text)
+                lines.append(" " * (len(gutter) - 2) + "| " + " " * (col - 1) + "^" * width)
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines)
+
+
+class PlanError(Exception):
+    """A plan could not be loaded or checked; carries every diagnostic found."""
+
+    def __init__(self, diagnostics: Sequence[Diagnostic], source: str | None = None):
+        self.diagnostics = sort_diagnostics(diagnostics)
+        self.source = source
+        first = self.diagnostics[0] if self.diagnostics else None
+        super().__init__(f"{first.location}: {first.message}" if first else "invalid plan")
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    def render(self) -> str:
+        return "\n".join(d.render(self.source) for d in self.diagnostics)
+
+
+def sort_diagnostics(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    return sorted(diagnostics, key=lambda d: d.location.sort_key())
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    """A hint naming the closest known name, if one is close enough."""
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"did you mean `{matches[0]}`?" if matches else None

@@ -1,0 +1,80 @@
+"""Loading a plan from a file, text, a JSON value or an IR object, and checking it."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+from engine.ir import Plan
+
+from .checker import CheckedPlan, ToolLike, check
+from .errors import Diagnostic, Location, PlanError
+from .json_loader import load_json, parse_json_text
+from .parser import SourceMap, decode_source, parse_text
+
+PlanSource = str | Path | Mapping[str, Any] | list[Any] | Plan
+
+
+def looks_like_json(text: str) -> bool:
+    return text.lstrip()[:1] in ("{", "[")
+
+
+def read_plan_file(
+    path: str | Path, tools: Mapping[str, Any] | None = None
+) -> tuple[Plan, SourceMap, str]:
+    """Read a `.plan` or `.json` file into IR; raise PlanError (also for I/O problems)."""
+    file = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise PlanError([Diagnostic("no such file", Location(file), code="io")]) from None
+    except IsADirectoryError:
+        raise PlanError(
+            [Diagnostic("is a folder, not a plan file", Location(file), code="io")]
+        ) from None
+    except OSError as err:
+        raise PlanError(
+            [Diagnostic(f"cannot read: {err.strerror}", Location(file), code="io")]
+        ) from None
+    text = decode_source(data, file)
+    plan, smap = parse_plan_text(text, file, tools)
+    return plan, smap, text
+
+
+def parse_plan_text(
+    text: str, file: str | None = None, tools: Mapping[str, Any] | None = None
+) -> tuple[Plan, SourceMap]:
+    """`.plan` text or JSON text -> IR (JSON when the file ends in .json or looks like it)."""
+    is_json = (file or "").lower().endswith(".json") or (
+        not (file or "").lower().endswith(".plan") and looks_like_json(text)
+    )
+    if is_json:
+        try:
+            return load_json(parse_json_text(text, file), file, tools)
+        except PlanError as err:
+            err.source = text
+            raise
+    return parse_text(text, file)
+
+
+def load_and_check(
+    source: PlanSource,
+    tools: Mapping[str, ToolLike],
+    *,
+    tiers: Collection[str] = (),
+) -> CheckedPlan:
+    """Any plan source -> a CheckedPlan; raise PlanError with every problem found."""
+    text: str | None = None
+    if isinstance(source, Plan):
+        plan, smap = source, SourceMap(None, is_json=True)
+    elif isinstance(source, Mapping | list):
+        plan, smap = load_json(source, None, tools)
+    elif isinstance(source, Path) or (
+        isinstance(source, str) and "\n" not in source and Path(source).suffix in (".plan", ".json")
+    ):
+        plan, smap, text = read_plan_file(source, tools)
+    else:
+        text = str(source)
+        plan, smap = parse_plan_text(text, None, tools)
+    return check(plan, tools, smap, tiers=tiers, source=text)
