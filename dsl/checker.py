@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from engine.ir import TASK_TYPES, Plan, Ref, Step, is_template
 
-from .errors import Diagnostic, Path, PlanError, did_you_mean
+from .errors import Diagnostic, Path, PlanError, did_you_mean, gc_paused
 from .parser import SourceMap
 from .templates import TemplateProblem, expression_names, template_names
 from .types import (
@@ -488,9 +488,15 @@ class _Checker:
         for step in self.plan.steps:
             if step.on_error not in ("fail", "skip") and step.on_error in self.result_types:
                 fallbacks[step.on_error] = step.id
+        users_of: dict[str, list[str]] = {}
+        if fallbacks:
+            for user, deps in self.deps.items():
+                for dep in deps:
+                    if dep in fallbacks:
+                        users_of.setdefault(dep, []).append(user)
         for fallback, primary in fallbacks.items():
             index = self.step_index[fallback]
-            users = [s for s, deps in self.deps.items() if fallback in deps]
+            users = users_of.get(fallback, [])
             if users:
                 self.error(
                     ("steps", index),
@@ -526,12 +532,11 @@ class _Checker:
     def check_unused(self, outputs: tuple[str, ...]) -> None:
         if not self.plan.outputs:
             return
+        waited_for = {dep for deps in self.deps.values() for dep in deps}
         for step in self.plan.steps:
-            if step.id in self.used or step.id in outputs:
+            if step.id in self.used or step.id in outputs or step.id in waited_for:
                 continue
             if self.step_index.get(step.id) is None:
-                continue
-            if any(step.id in deps for deps in self.deps.values()):
                 continue
             self.warn(
                 ("steps", self.step_index[step.id]),
@@ -649,4 +654,5 @@ def check(
     smap = source_map or SourceMap(None, is_json=True)
     checker = _Checker(plan, tools, smap, tiers)
     checker.smap_source = source
-    return checker.run()
+    with gc_paused():
+        return checker.run()

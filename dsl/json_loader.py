@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from engine.ir import TASK_TYPES, Plan, is_template
 
-from .errors import Diagnostic, Location, Path, PlanError, did_you_mean
+from .errors import Diagnostic, Location, Path, PlanError, did_you_mean, gc_paused
 from .parser import SourceMap, decode_source, default_plan_name
 
 MAX_JSON_DEPTH = 64
@@ -663,7 +663,8 @@ def load_json(
             ]
         )
     loader = _Loader(file, tools)
-    return loader.load(doc), loader.smap
+    with gc_paused():
+        return loader.load(doc), loader.smap
 
 
 def load_json_bytes(

@@ -30,33 +30,6 @@ _NAME_RE = re.compile(NAME_PATTERN)
 TaskType = Literal["search", "analyze", "code", "reasoning", "writing"]
 TASK_TYPES: tuple[str, ...] = ("search", "analyze", "code", "reasoning", "writing")
 
-# Words of the `.plan` language that cannot name a plan element.
-KEYWORDS = frozenset(
-    {
-        "plan",
-        "input",
-        "tier",
-        "type",
-        "step",
-        "output",
-        "for",
-        "in",
-        "after",
-        "retry",
-        "timeout",
-        "when",
-        "on_error",
-        "model",
-        "task",
-        "check",
-        "describe",
-        "true",
-        "false",
-        "null",
-        "default",
-    }
-)
-
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
