@@ -37,19 +37,20 @@ BUILTIN_TIERS = ("fast", "standard", "frontier")
 TYPE_WORDS = frozenset({*PRIMITIVES, "list", "dict", "any"})
 
 
-class ParamLike(Protocol):
-    name: str
-    type: Type
-    required: bool
-
-
 class ToolLike(Protocol):
     """What the checker needs of a tool (stdlib_tools.ToolSpec satisfies it)."""
 
-    name: str
-    params: tuple[Any, ...]
-    returns: Type
-    uses_model: bool
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def params(self) -> tuple[Any, ...]: ...
+
+    @property
+    def returns(self) -> Type: ...
+
+    @property
+    def uses_model(self) -> bool: ...
 
 
 @dataclass(frozen=True)

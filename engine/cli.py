@@ -57,6 +57,48 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--quiet", "-q", action="store_true", help="print errors only")
     _add_tools_option(check)
 
+    run = sub.add_parser("run", help="run a plan (exit 0 ok, 1 failed, 2 invalid, 130 interrupted)")
+    run.add_argument("plan", metavar="PLAN")
+    run.add_argument(
+        "--input",
+        "-i",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a plan input (JSON for non-text types: --input topics='[\"a\"]')",
+    )
+    run.add_argument(
+        "--json", action="store_true", help="print the run result as one JSON document"
+    )
+    run.add_argument(
+        "--max-parallel",
+        type=int,
+        default=16,
+        metavar="N",
+        help="steps running at once (default 16)",
+    )
+    run.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="KEY=N",
+        help="concurrency limit per tool, tier or model: tool:search=2, tier:frontier=1, model:NAME=4",
+    )
+    run.add_argument(
+        "--workspace", metavar="DIR", help="root folder of the file tools (default: current folder)"
+    )
+    run.add_argument(
+        "--corpus", metavar="DIR", help="folder the search tool indexes (default: examples/corpus)"
+    )
+    run.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="let http_get fetch from HOST (*.example.com for subdomains); off by default",
+    )
+    _add_tools_option(run)
+
     graph = sub.add_parser("graph", help="print a plan's DAG (mermaid, dot or json)")
     graph.add_argument("plan", metavar="PLAN")
     graph.add_argument("--format", choices=["mermaid", "dot", "json"], default="mermaid")
@@ -130,6 +172,111 @@ def _load_checked(file: str, tool_files: Sequence[str]) -> tuple[Any, Any]:
     registry = _registry(tool_files)
     plan, smap, text = read_plan_file(file, registry)
     return check(plan, registry, smap, source=text), registry
+
+
+def _parse_inputs(pairs: Sequence[str], checked: Any) -> dict[str, Any]:
+    """`--input k=v` pairs, typed by the plan: text as is, anything else as JSON."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"--input takes NAME=VALUE, not `{pair}`")
+        declared = checked.input_types.get(name)
+        if declared is not None and declared.kind == "str":
+            values[name] = raw
+            continue
+        try:
+            values[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[name] = raw  # the input's type check reports the mismatch
+    return values
+
+
+def _parse_limits(pairs: Sequence[str]) -> dict[str, int]:
+    limits: dict[str, int] = {}
+    for pair in pairs:
+        key, sep, raw = pair.rpartition("=")
+        if not sep or ":" not in key or not raw.isdigit() or int(raw) < 1:
+            raise UsageError(
+                f"--limit takes KIND:NAME=N with N >= 1 (e.g. tool:search=2), not `{pair}`"
+            )
+        limits[key] = int(raw)
+    return limits
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from engine.api import Engine, InputError
+    from engine.display import PlainLog, StepTable, print_summary
+    from engine.result import RunResult
+
+    if args.max_parallel < 1:
+        raise UsageError("--max-parallel must be at least 1")
+    checked, registry = _load_checked(args.plan, args.tools)
+    for warning in checked.warnings:
+        print(warning.render(checked.source), file=sys.stderr)
+    settings: dict[str, Any] = {"http_allowlist": args.allow_host}
+    if args.workspace:
+        workspace = Path(args.workspace)
+        if not workspace.is_dir():
+            raise UsageError(f"--workspace {workspace}: not a folder")
+        settings["workspace"] = str(workspace.resolve())
+    if args.corpus:
+        if not Path(args.corpus).is_dir():
+            raise UsageError(f"--corpus {args.corpus}: not a folder")
+        settings["corpus"] = str(Path(args.corpus).resolve())
+    engine = Engine(
+        tools=registry,
+        max_parallel=args.max_parallel,
+        limits=_parse_limits(args.limit),
+        settings=settings,
+    )
+    try:
+        inputs = _parse_inputs(args.input, checked)
+        holder: list[RunResult] = []
+        live = sys.stdout.isatty() and not args.json
+        table = StepTable() if live else None
+        listener = table if table is not None else (None if args.json else PlainLog())
+
+        async def go() -> RunResult:
+            if table is None:
+                return await engine.run(checked, inputs, on_event=listener, result_holder=holder)
+            from rich.live import Live
+
+            with Live(table.render(), refresh_per_second=10, transient=False) as display:
+
+                def on_event(event: Any) -> None:
+                    table(event)
+                    display.update(table.render())
+
+                return await engine.run(checked, inputs, on_event=on_event, result_holder=holder)
+
+        try:
+            result = asyncio.run(go())
+        except InputError as err:
+            raise UsageError(str(err)) from None
+        except KeyboardInterrupt:
+            if holder:
+                _report(holder[0], args.json, print_summary)
+            print("planfile: interrupted; the steps above had finished", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    finally:
+        engine.close()
+    _report(result, args.json, print_summary)
+    return {
+        "succeeded": EXIT_OK,
+        "budget_exceeded": EXIT_BUDGET,
+        "cancelled": EXIT_INTERRUPTED,
+    }.get(result.status, EXIT_FAILED)
+
+
+def _report(result: Any, as_json: bool, summary: Any) -> None:
+    if as_json:
+        print(result.dumps())
+    else:
+        summary(result)
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
@@ -223,6 +370,7 @@ def cmd_tools(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "check": cmd_check,
+    "run": cmd_run,
     "graph": cmd_graph,
     "fmt": cmd_fmt,
     "schema": cmd_schema,

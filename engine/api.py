@@ -1,0 +1,306 @@
+"""The embedding API: `Engine` runs checked plans; `load_plan` loads and checks them.
+
+    from engine import Engine, load_plan
+    plan = load_plan("examples/unit_economics.plan")
+    result = await Engine(max_parallel=8).run(plan, inputs={"monthly_churn": 0.02})
+
+An Engine holds configuration and a thread pool, no per-run state: one engine can run
+many plans, concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from dsl.checker import CheckedPlan, topological_order
+from dsl.errors import did_you_mean
+from dsl.loader import PlanSource, load_and_check
+from dsl.types import build_record_models, type_adapter
+from engine.ir import Plan
+from stdlib_tools.registry import ToolRegistry, ToolSpec, make_tool
+
+from .driver import Driver
+from .events import Event, EventBus, RunFinished, RunStarted
+from .executor import RetryPolicy, RunContext, StepRunner
+from .graph import LatencyModel, remaining_critical_path
+from .result import RunResult, StepRecord, observed_critical_path
+from .scheduler import Schedule
+
+
+class InputError(ValueError):
+    """Run inputs do not fit the plan's declared inputs."""
+
+
+def build_registry(
+    tools: Iterable[ToolSpec | Callable[..., Any]] | ToolRegistry | None,
+) -> ToolRegistry:
+    """The stdlib tools plus the user's (functions are wrapped as tools)."""
+    if isinstance(tools, ToolRegistry):
+        return tools
+    registry = ToolRegistry.standard()
+    for item in tools or ():
+        registry.add(item if isinstance(item, ToolSpec) else make_tool(item, source="user"))
+    return registry
+
+
+def load_plan(
+    source: PlanSource,
+    *,
+    tools: Iterable[ToolSpec | Callable[..., Any]] | ToolRegistry | None = None,
+    tiers: Iterable[str] = (),
+) -> CheckedPlan:
+    """Load a plan from a `.plan`/`.json` path, text, a JSON value or IR, and check it."""
+    return load_and_check(source, build_registry(tools), tiers=tuple(tiers))
+
+
+def resolve_inputs(checked: CheckedPlan, provided: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Defaults plus provided values, validated against the declared input types."""
+    provided = dict(provided or {})
+    plan = checked.plan
+    declared = {decl.name: decl for decl in plan.inputs}
+    problems: list[str] = []
+    for name in provided:
+        if name not in declared:
+            hint = did_you_mean(name, declared)
+            problems.append(f"unknown input `{name}`" + (f" ({hint})" if hint else ""))
+    models = build_record_models({r.name: dict(r.fields) for r in plan.types})
+    values: dict[str, Any] = {}
+    for name, decl in declared.items():
+        input_type = checked.input_types[name]
+        if name in provided:
+            value = provided[name]
+        elif decl.default is not None:
+            value = decl.default
+        elif input_type.optional:
+            value = None
+        else:
+            problems.append(f"input `{name}` ({input_type}) is required: pass --input {name}=...")
+            continue
+        try:
+            values[name] = type_adapter(input_type, models).validate_python(value)
+        except ValidationError as err:
+            first = err.errors()[0]
+            problems.append(
+                f"input `{name}` must be `{input_type}`: {first['msg']} (got {value!r:.60})"
+            )
+    if problems:
+        raise InputError("; ".join(problems))
+    return {name: _plain(value) for name, value in values.items()}
+
+
+def _plain(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    return dump(mode="python") if callable(dump) else value
+
+
+class Engine:
+    """Runs plans: scheduling, tools, limits and events. Reusable and safe to share."""
+
+    def __init__(
+        self,
+        *,
+        tools: Iterable[ToolSpec | Callable[..., Any]] | ToolRegistry | None = None,
+        max_parallel: int = 16,
+        limits: Mapping[str, int] | None = None,
+        settings: Mapping[str, Any] | None = None,
+        tiers: Mapping[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+        latency: LatencyModel | None = None,
+        services: Mapping[str, Any] | None = None,
+    ):
+        if max_parallel < 1:
+            raise ValueError("max_parallel must be at least 1")
+        self.registry = build_registry(tools)
+        self.max_parallel = max_parallel
+        self.limits = dict(limits or {})
+        self.settings = dict(settings or {})
+        self.tiers = dict(tiers or {})
+        self.retry = retry or RetryPolicy()
+        self.latency = latency or LatencyModel.from_tools(self.registry)
+        self.services = dict(services or {})
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    # --- lifecycle ------------------------------------------------------------------
+    @property
+    def pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=max(4, self.max_parallel), thread_name_prefix="planfile-tool"
+            )
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- plans ------------------------------------------------------------------------
+    def check(self, plan: PlanSource | CheckedPlan) -> CheckedPlan:
+        if isinstance(plan, CheckedPlan):
+            return plan
+        return load_and_check(plan, self.registry, tiers=tuple(self.tiers))
+
+    async def run(
+        self,
+        plan: PlanSource | CheckedPlan,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        on_event: Callable[[Event], None] | None = None,
+        result_holder: list[RunResult] | None = None,
+    ) -> RunResult:
+        """Run a plan to the end and return its result (a failed step is not an exception).
+
+        `result_holder` receives the result even when the run is cancelled (Ctrl-C), so a
+        caller can report what finished before re-raising.
+        """
+        checked = self.check(plan)
+        values = resolve_inputs(checked, inputs)
+        return await self._execute(checked, values, on_event, result_holder)
+
+    def run_sync(
+        self, plan: PlanSource | CheckedPlan, inputs: Mapping[str, Any] | None = None
+    ) -> RunResult:
+        """`run` for code without an event loop."""
+        return asyncio.run(self.run(plan, inputs))
+
+    async def stream(
+        self, plan: PlanSource | CheckedPlan, inputs: Mapping[str, Any] | None = None
+    ) -> AsyncIterator[Event]:
+        """Run a plan, yielding its events as they happen (the last is RunFinished)."""
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        task = asyncio.create_task(self.run(plan, inputs, on_event=queue.put_nowait))
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while True:
+                event = await queue.get()
+                if event is None:
+                    break
+                yield event
+            task.result()  # re-raise input errors and the like
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    # --- execution ------------------------------------------------------------------------
+    def _schedule(self, checked: CheckedPlan, order: list[str]) -> Schedule:
+        index = {name: i for i, name in enumerate(order)}
+        plan = checked.plan
+        durations = {s.id: self.latency.estimate(checked, s.id, self.registry) for s in plan.steps}
+        tails = remaining_critical_path(checked.deps, topological_order(checked.deps), durations)
+        groups: list[tuple[str, ...]] = []
+        for step in plan.steps:
+            spec = self.registry[step.tool]
+            keys = [f"tool:{step.tool}"]
+            if spec.uses_model:
+                if step.model:
+                    keys.append(f"model:{step.model}")
+                else:
+                    keys.append(f"tier:{step.tier or 'standard'}")
+            groups.append(tuple(keys))
+        return Schedule(
+            order,
+            [[index[d] for d in checked.deps[name]] for name in order],
+            priority=[tails[name] for name in order],
+            groups=groups,
+            limits=self.limits,
+            max_parallel=self.max_parallel,
+            standby=[index[f] for f in checked.fallbacks],
+        )
+
+    async def _execute(
+        self,
+        checked: CheckedPlan,
+        inputs: dict[str, Any],
+        on_event: Callable[[Event], None] | None,
+        result_holder: list[RunResult] | None,
+    ) -> RunResult:
+        plan: Plan = checked.plan
+        run_id = uuid.uuid4().hex[:12]
+        order = [step.id for step in plan.steps]
+        records = {step.id: StepRecord(tool=step.tool) for step in plan.steps}
+        events = EventBus([on_event] if on_event else None)
+        settings = dict(self.settings)
+        if settings.get("workspace"):
+            settings["workspace_path"] = Path(settings["workspace"])
+        ctx = RunContext(
+            run_id=run_id,
+            checked=checked,
+            tools=self.registry,
+            inputs=inputs,
+            records=records,
+            events=events,
+            pool=self.pool,
+            settings=settings,
+            services=self.services,
+            retry=self.retry,
+        )
+        schedule = self._schedule(checked, order)
+        runner = StepRunner(ctx, order)
+        driver = Driver(schedule, runner)
+        if events.active:
+            events.emit(RunStarted(run_id, 0.0, plan.name, tuple(order)))
+        wall_start = time.perf_counter()
+        status = "succeeded"
+        cancelled = False
+        try:
+            await driver.run()
+        except asyncio.CancelledError:
+            cancelled = True
+            status = "cancelled"
+        wall = time.perf_counter() - wall_start
+        for name in checked.fallbacks:
+            record = records[name]
+            if record.status == "pending":
+                record.status = "skipped"
+                record.error = "fallback not needed"
+        if not cancelled:
+            on_error = {step.id: step.on_error for step in plan.steps}
+            failed = [
+                name
+                for name, record in records.items()
+                if record.status == "failed" and on_error[name] != "skip"
+            ]
+            unfinished = [
+                name for name, record in records.items() if record.status in ("pending", "running")
+            ]
+            if failed or unfinished:
+                status = "failed"
+        outputs = {
+            name: ctx.values.get(name, inputs.get(name))
+            for name in checked.outputs
+            if name in ctx.values or name in inputs
+        }
+        result = RunResult(
+            run_id=run_id,
+            plan=plan.name,
+            status=status,
+            outputs=outputs,
+            steps=records,
+            cost_usd=sum(r.cost_usd for r in records.values()),
+            wall_s=wall,
+            critical_path_s=observed_critical_path(checked.deps, records),
+        )
+        if events.active:
+            events.emit(RunFinished(run_id, ctx.now(), status, outputs, result.cost_usd))
+        if result_holder is not None:
+            result_holder.append(result)
+        if cancelled:
+            raise asyncio.CancelledError
+        return result

@@ -1,0 +1,161 @@
+"""Terminal output for `planfile run`: a live step table (rich), or plain log lines.
+
+Both consume run events; neither affects the run. The live table shows each step's
+state, elapsed time, attempts, model, tokens and cost.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from .events import (
+    Event,
+    FanOutExpanded,
+    RunStarted,
+    StepCancelled,
+    StepFailed,
+    StepRetrying,
+    StepSkipped,
+    StepStarted,
+    StepSucceeded,
+)
+from .result import RunResult, jsonable
+
+_STYLE = {
+    "pending": "dim",
+    "running": "cyan",
+    "retrying": "yellow",
+    "succeeded": "green",
+    "failed": "red",
+    "skipped": "dim",
+    "cancelled": "yellow",
+}
+
+
+def preview(value: Any, limit: int = 60) -> str:
+    if isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(jsonable(value), ensure_ascii=False, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class StepTable:
+    """Collects events into per-step rows for the live display."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.started = time.perf_counter()
+        self.items: dict[str, int] = {}
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            for name in event.steps:
+                self.rows[name] = {"state": "pending", "start": None, "end": None, "note": ""}
+            return
+        name = getattr(event, "step", "")
+        base = name.split("[", 1)[0]
+        row = self.rows.get(base)
+        if row is None:
+            return
+        now = time.perf_counter() - self.started
+        if isinstance(event, StepStarted):
+            row["state"] = "running"
+            row["start"] = row["start"] if row["start"] is not None else now
+            row["attempt"] = event.attempt
+            if event.model:
+                row["model"] = event.model
+        elif isinstance(event, FanOutExpanded):
+            row["state"] = "running"
+            row["start"] = now
+            row["note"] = f"{event.items} items"
+        elif isinstance(event, StepRetrying):
+            row["state"] = "retrying"
+            row["note"] = f"attempt {event.attempt} failed: {event.error}"
+        elif isinstance(event, StepSucceeded):
+            row.update(state="succeeded", end=now, note=preview(event.output))
+            row["tokens"] = event.input_tokens + event.output_tokens
+            row["cost"] = event.cost_usd
+        elif isinstance(event, StepFailed):
+            row.update(state="failed", end=now, note=event.error)
+        elif isinstance(event, StepSkipped):
+            row.update(state="skipped", end=now, note=event.reason)
+        elif isinstance(event, StepCancelled):
+            row.update(state="cancelled", end=now)
+
+    def render(self) -> Any:
+        from rich.table import Table
+
+        table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
+        for column in ("step", "state", "time", "model", "tokens", "cost", "result"):
+            table.add_column(column, no_wrap=column != "result", overflow="ellipsis")
+        now = time.perf_counter() - self.started
+        for name, row in self.rows.items():
+            start, end = row["start"], row["end"]
+            elapsed = "" if start is None else f"{(end if end is not None else now) - start:.2f}s"
+            state = row["state"]
+            table.add_row(
+                name,
+                f"[{_STYLE.get(state, '')}]{state}[/]",
+                elapsed,
+                row.get("model") or "",
+                str(row.get("tokens") or ""),
+                f"${row['cost']:.4f}" if row.get("cost") else "",
+                _escape(row["note"]),
+            )
+        return table
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+class PlainLog:
+    """One line per finished step, for logs and pipes."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stderr
+
+    def __call__(self, event: Event) -> None:
+        line = None
+        if isinstance(event, StepSucceeded):
+            line = f"[{event.t:8.3f}s] ok      {event.step} ({event.duration_s:.3f}s): {preview(event.output)}"
+        elif isinstance(event, StepFailed):
+            line = f"[{event.t:8.3f}s] failed  {event.step}: {event.error}"
+        elif isinstance(event, StepSkipped):
+            line = f"[{event.t:8.3f}s] skipped {event.step}: {event.reason}"
+        elif isinstance(event, StepRetrying):
+            line = f"[{event.t:8.3f}s] retry   {event.step} in {event.delay_s:.2f}s: {event.error}"
+        elif isinstance(event, StepCancelled):
+            line = f"[{event.t:8.3f}s] cancelled {event.step}"
+        if line:
+            print(line, file=self.stream, flush=True)
+
+
+def print_summary(result: RunResult, stream: TextIO | None = None) -> None:
+    """The outputs, then one line with status, time and cost."""
+    out = stream or sys.stdout
+    for name, value in result.outputs.items():
+        if isinstance(value, str):
+            text = value if "\n" not in value else "\n    " + value.replace("\n", "\n    ")
+        else:
+            text = json.dumps(jsonable(value), ensure_ascii=False, indent=2)
+        print(f"{name}: {text}", file=out)
+    counts: dict[str, int] = {}
+    for record in result.steps.values():
+        counts[record.status] = counts.get(record.status, 0) + 1
+    parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    print(
+        f"run {result.run_id} {result.status}: {parts}; {result.wall_s:.2f}s wall, "
+        f"critical path {result.critical_path_s:.2f}s, ${result.cost_usd:.4f}",
+        file=sys.stderr,
+    )
+    for name, record in result.steps.items():
+        if record.status == "failed" and record.error:
+            print(f"  {name}: {record.error}", file=sys.stderr)

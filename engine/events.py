@@ -1,0 +1,128 @@
+"""Run events: every state change of a run, on one stream.
+
+The live display, the `--json` result, `Engine.stream()` and (later) the journal and
+audit log all consume the same events. Emitting costs nothing when nobody listens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of all run events; `t` is seconds since the run began."""
+
+    run_id: str
+    t: float
+
+    @property
+    def kind(self) -> str:
+        return _KINDS[type(self)]
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted(Event):
+    plan: str
+    steps: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StepStarted(Event):
+    step: str
+    attempt: int
+    tool: str
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRetrying(Event):
+    step: str
+    attempt: int
+    error: str
+    delay_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepSucceeded(Event):
+    step: str
+    output: Any
+    duration_s: float
+    attempts: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailed(Event):
+    step: str
+    error: str
+    attempts: int
+    tolerated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StepSkipped(Event):
+    step: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepCancelled(Event):
+    step: str
+
+
+@dataclass(frozen=True, slots=True)
+class FanOutExpanded(Event):
+    step: str
+    items: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished(Event):
+    status: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+    cost_usd: float = 0.0
+
+
+_KINDS: dict[type, str] = {
+    Event: "event",
+    RunStarted: "run_started",
+    StepStarted: "step_started",
+    StepRetrying: "step_retrying",
+    StepSucceeded: "step_succeeded",
+    StepFailed: "step_failed",
+    StepSkipped: "step_skipped",
+    StepCancelled: "step_cancelled",
+    FanOutExpanded: "fan_out_expanded",
+    RunFinished: "run_finished",
+}
+
+Listener = Callable[[Event], None]
+
+
+class EventBus:
+    """Fan-out of events to listeners; a listener's exception never breaks the run."""
+
+    __slots__ = ("_listeners", "errors")
+
+    def __init__(self, listeners: list[Listener] | None = None):
+        self._listeners: list[Listener] = list(listeners or [])
+        self.errors: list[BaseException] = []
+
+    @property
+    def active(self) -> bool:
+        return bool(self._listeners)
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def emit(self, event: Event) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception as err:  # a broken display must not fail the run
+                self.errors.append(err)

@@ -1,0 +1,487 @@
+"""Running one step: condition, fan-out, arguments, the tool call, retries, validation.
+
+`StepRunner` implements the driver's `NodeRunner` for a checked plan. A step sees only
+the plan's inputs and the results of the steps it depends on, never the whole history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import random
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from dsl.checker import CheckedPlan
+from dsl.templates import TemplateProblem, evaluate, render
+from dsl.types import Type, build_record_models, type_adapter
+from engine.ir import Ref, Step, is_template
+from stdlib_tools.registry import ToolContext, ToolSpec
+
+from .driver import Outcome
+from .events import (
+    EventBus,
+    FanOutExpanded,
+    StepCancelled,
+    StepFailed,
+    StepRetrying,
+    StepSkipped,
+    StepStarted,
+    StepSucceeded,
+)
+from .result import StepRecord
+
+MAX_RESULT_BYTES = 10 * 1024 * 1024
+MAX_FAN_OUT = 100_000
+
+
+class StepError(Exception):
+    """A step failed in a way a retry cannot fix (bad arguments, wrong result type)."""
+
+
+class RetryableError(Exception):
+    """Raise from a tool to ask for a retry (a transient fault)."""
+
+
+_NOT_RETRYABLE = (
+    StepError,
+    ValueError,
+    TypeError,
+    KeyError,
+    LookupError,
+    ArithmeticError,
+    PermissionError,
+    FileNotFoundError,
+    IsADirectoryError,
+    NotImplementedError,
+    ValidationError,
+    TemplateProblem,
+)
+_RETRYABLE_NAMES = {
+    "RateLimitError",
+    "ServiceUnavailableError",
+    "APIConnectionError",
+    "InternalServerError",
+    "Timeout",
+    "APITimeoutError",
+    "TransportError",
+    "ConnectError",
+    "ReadTimeout",
+}
+_FATAL_NAMES = {"AuthenticationError", "NotFoundError", "BadRequestError", "PermissionDeniedError"}
+
+
+def worth_retrying(err: BaseException) -> bool:
+    """Transient faults (timeouts, connections, rate limits, 5xx) are; bad input is not."""
+    names = {cls.__name__ for cls in type(err).__mro__}
+    if names & _FATAL_NAMES:
+        return False
+    if names & _RETRYABLE_NAMES or isinstance(err, RetryableError | TimeoutError | ConnectionError):
+        return True
+    return not isinstance(err, _NOT_RETRYABLE)
+
+
+def describe_error(err: BaseException) -> str:
+    if isinstance(err, TimeoutError | asyncio.TimeoutError) and not str(err):
+        return "timed out"
+    text = str(err) or type(err).__name__
+    if isinstance(err, StepError | TemplateProblem):
+        return text
+    return f"{type(err).__name__}: {text}"
+
+
+@dataclass
+class RetryPolicy:
+    """Exponential backoff with jitter between attempts."""
+
+    base_s: float = 0.5
+    cap_s: float = 30.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        ceiling = min(self.cap_s, self.base_s * (2 ** (attempt - 1)))
+        return ceiling / 2 + rng.uniform(0, ceiling / 2)  # equal jitter
+
+
+@dataclass
+class RunContext:
+    """Everything a run's steps share: values, records, settings, services."""
+
+    run_id: str
+    checked: CheckedPlan
+    tools: Mapping[str, ToolSpec]
+    inputs: dict[str, Any]
+    records: dict[str, StepRecord]
+    events: EventBus
+    pool: Executor
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    services: Mapping[str, Any] = field(default_factory=dict)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    select_model: Callable[[Step, ToolSpec, int], str | None] | None = None
+    started: float = field(default_factory=time.perf_counter)
+    values: dict[str, Any] = field(default_factory=dict)
+    rng: random.Random = field(default_factory=random.Random)
+    max_result_bytes: int = MAX_RESULT_BYTES
+
+    def now(self) -> float:
+        return time.perf_counter() - self.started
+
+
+class StepRunner:
+    """The driver's NodeRunner for a checked plan's steps."""
+
+    def __init__(self, ctx: RunContext, order: list[str]):
+        self.ctx = ctx
+        self.order = order
+        plan = ctx.checked.plan
+        by_id = {step.id: step for step in plan.steps}
+        self.steps: list[Step] = [by_id[name] for name in order]
+        self.index = {name: i for i, name in enumerate(order)}
+        self.models = build_record_models({r.name: dict(r.fields) for r in plan.types})
+        self._adapters: dict[str, TypeAdapter[Any] | None] = {}
+
+    # --- values ---------------------------------------------------------------------
+    def scope(self, step: Step, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The names a step may read: the inputs and its dependencies' results."""
+        values = dict(self.ctx.inputs)
+        for dep in self.ctx.checked.deps[step.id]:
+            values[dep] = self.ctx.values.get(dep)
+        if extra:
+            values.update(extra)
+        return values
+
+    def resolve(self, value: Any, scope: Mapping[str, Any]) -> Any:
+        if isinstance(value, Ref):
+            current = scope.get(value.root)
+            for name in value.path:
+                if current is None:
+                    raise StepError(f"`{value.ref}`: `{value.root}` is null")
+                if isinstance(current, Mapping):
+                    if name not in current:
+                        raise StepError(f"`{value.ref}`: no field `{name}`")
+                    current = current[name]
+                else:
+                    current = getattr(current, name)
+            return current
+        if isinstance(value, str):
+            return render(value, scope) if is_template(value) else value
+        if isinstance(value, list):
+            return [self.resolve(v, scope) for v in value]
+        if isinstance(value, dict):
+            return {k: self.resolve(v, scope) for k, v in value.items()}
+        return value
+
+    def adapter(self, step: Step, item: bool) -> TypeAdapter[Any] | None:
+        key = f"{step.id}:{item}"
+        if key not in self._adapters:
+            declared: Type | None = self.ctx.checked.result_types.get(step.id)
+            if declared is not None and item and declared.kind == "list":
+                declared = declared.item
+            self._adapters[key] = (
+                None
+                if declared is None or declared.kind == "json"
+                else type_adapter(declared, self.models)
+            )
+        return self._adapters[key]
+
+    def validate_result(self, step: Step, value: Any, item: bool) -> Any:
+        if isinstance(value, BaseModel):
+            value = value.model_dump(mode="json")
+        adapter = self.adapter(step, item)
+        if adapter is not None:
+            try:
+                checked = adapter.validate_python(value)
+            except ValidationError as err:
+                declared = self.ctx.checked.result_types[step.id]
+                shown = declared.item if item and declared.item else declared
+                first = err.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise StepError(
+                    f"result does not fit `{shown}`"
+                    + (f" at `{where}`" if where else "")
+                    + f": {first['msg']} (got {_preview(value)})"
+                ) from None
+            value = adapter.dump_python(checked, mode="python")
+        size = _size(value)
+        if size > self.ctx.max_result_bytes:
+            raise StepError(
+                f"result is {size / 1e6:.1f} MB; the limit is {self.ctx.max_result_bytes / 1e6:.0f} MB"
+            )
+        return value
+
+    # --- NodeRunner -------------------------------------------------------------------
+    async def run(self, node: int) -> Outcome:
+        step = self.steps[node]
+        record = self.ctx.records[step.id]
+        try:
+            scope = self.scope(step)
+            if step.when is not None and not evaluate(step.when, scope):
+                self._skip(step.id, f"`when {step.when}` is false", record)
+                return Outcome("skip", value=f"when {step.when!r} is false")
+            if step.for_each is not None:
+                items = self.resolve(step.for_each.over, scope)
+                if items is None:
+                    items = []
+                if not isinstance(items, list | tuple):
+                    raise StepError(
+                        f"`for` needs a list; `{step.for_each.over.ref}` is {type(items).__name__}"
+                    )
+                if len(items) > MAX_FAN_OUT:
+                    raise StepError(f"fan-out over {len(items)} items; the limit is {MAX_FAN_OUT}")
+                record.status = "running"
+                record.started_at = self.ctx.now()
+                if self.ctx.events.active:
+                    self.ctx.events.emit(
+                        FanOutExpanded(self.ctx.run_id, record.started_at, step.id, len(items))
+                    )
+                return Outcome("expand", value=items)
+        except (TemplateProblem, StepError) as err:
+            return self._fail(node, step, record, describe_error(err), started=False)
+        return await self._call(node, step, record, scope, item=False)
+
+    async def run_item(self, parent: int, index: int, item: Any) -> Outcome:
+        step = self.steps[parent]
+        assert step.for_each is not None
+        scope = self.scope(step, {step.for_each.var: item})
+        record = self.ctx.records[step.id]
+        return await self._call(parent, step, record, scope, item=True, index=index)
+
+    def finish_parent(self, parent: int, outcomes: list[Outcome]) -> Outcome:
+        step = self.steps[parent]
+        record = self.ctx.records[step.id]
+        failures = [(i, o) for i, o in enumerate(outcomes) if o.kind != "ok"]
+        record.finished_at = self.ctx.now()
+        if failures and step.on_error != "skip":
+            index, first = failures[0]
+            error = f"{len(failures)} of {len(outcomes)} items failed; item {index}: {first.error}"
+            return self._fail(parent, step, record, error, started=True, count_attempt=False)
+        values = [o.value for o in outcomes if o.kind == "ok"]
+        record.status = "succeeded"
+        record.output = values
+        if failures:
+            record.error = f"{len(failures)} of {len(outcomes)} items failed and were left out"
+        self.ctx.values[step.id] = values
+        if self.ctx.events.active:
+            self.ctx.events.emit(
+                StepSucceeded(
+                    self.ctx.run_id,
+                    record.finished_at,
+                    step.id,
+                    values,
+                    record.finished_at - (record.started_at or record.finished_at),
+                    record.attempts,
+                    record.input_tokens,
+                    record.output_tokens,
+                    record.cost_usd,
+                )
+            )
+        return Outcome("ok", value=values)
+
+    def skipped(self, node: int, reason: str) -> None:
+        step = self.steps[node]
+        self._skip(step.id, reason, self.ctx.records[step.id])
+
+    def cancelled(self, node: int) -> None:
+        step = self.steps[node]
+        record = self.ctx.records[step.id]
+        if record.status in ("pending", "running"):
+            record.status = "cancelled"
+            if record.started_at is not None:
+                record.finished_at = self.ctx.now()
+            if self.ctx.events.active:
+                self.ctx.events.emit(StepCancelled(self.ctx.run_id, self.ctx.now(), step.id))
+
+    def primary_done(self, primary: int, fallback: int, outcome: Outcome) -> None:
+        step = self.steps[primary]
+        record = self.ctx.records[step.id]
+        fallback_id = self.order[fallback]
+        if outcome.kind == "ok":
+            record.status = "succeeded"
+            record.output = self.ctx.values.get(fallback_id)
+            self.ctx.values[step.id] = record.output
+            record.error = f"{record.error} (result from fallback `{fallback_id}`)"
+        else:
+            record.error = f"{record.error}; fallback `{fallback_id}` failed too"
+
+    # --- the call ---------------------------------------------------------------------
+    def _skip(self, step_id: str, reason: str, record: StepRecord) -> None:
+        record.status = "skipped"
+        record.error = reason if record.error is None else record.error
+        if self.ctx.events.active:
+            self.ctx.events.emit(StepSkipped(self.ctx.run_id, self.ctx.now(), step_id, reason))
+
+    def _fail(
+        self,
+        node: int,
+        step: Step,
+        record: StepRecord,
+        error: str,
+        *,
+        started: bool,
+        count_attempt: bool = True,
+    ) -> Outcome:
+        now = self.ctx.now()
+        if not started:
+            record.started_at = record.started_at if record.started_at is not None else now
+        record.finished_at = now
+        record.status = "failed"
+        record.error = error
+        tolerate = step.on_error == "skip"
+        fallback = (
+            self.index.get(step.on_error, -1) if step.on_error not in ("fail", "skip") else -1
+        )
+        if self.ctx.events.active:
+            self.ctx.events.emit(
+                StepFailed(self.ctx.run_id, now, step.id, error, record.attempts, tolerate)
+            )
+        return Outcome("fail", error=error, tolerate=tolerate, fallback=fallback)
+
+    async def _call(
+        self,
+        node: int,
+        step: Step,
+        record: StepRecord,
+        scope: dict[str, Any],
+        *,
+        item: bool,
+        index: int = 0,
+    ) -> Outcome:
+        ctx = self.ctx
+        spec = ctx.tools[step.tool]
+        attempts = step.retry + 1
+        error = "not run"
+        for attempt in range(1, attempts + 1):
+            record.attempts += 1
+            now = ctx.now()
+            if record.started_at is None:
+                record.started_at = now
+            if not item:
+                record.status = "running"
+            model = (
+                ctx.select_model(step, spec, attempt)
+                if ctx.select_model and spec.uses_model
+                else None
+            )
+            if model is not None:
+                record.model = model
+            if ctx.events.active:
+                name = f"{step.id}[{index}]" if item else step.id
+                ctx.events.emit(StepStarted(ctx.run_id, now, name, attempt, step.tool, model))
+            try:
+                kwargs = self._arguments(step, spec, scope)
+                value = await self._invoke(step, spec, kwargs, attempt, model)
+                value = self.validate_result(step, value, item)
+                if (
+                    step.check is not None
+                    and not item
+                    and not evaluate(step.check, {**scope, "result": value})
+                ):
+                    raise StepError(f"check failed: `{step.check}` is false for {_preview(value)}")
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                error = describe_error(err)
+                if isinstance(err, TimeoutError | asyncio.TimeoutError) and step.timeout_s:
+                    error = f"timed out after {step.timeout_s:g}s"
+                if attempt < attempts and worth_retrying(err):
+                    delay = ctx.retry.delay(attempt, ctx.rng)
+                    if ctx.events.active:
+                        ctx.events.emit(
+                            StepRetrying(ctx.run_id, ctx.now(), step.id, attempt, error, delay)
+                        )
+                    await asyncio.sleep(delay)
+                    continue
+                if item:
+                    return Outcome("fail", error=error)
+                return self._fail(node, step, record, error, started=True)
+            if item:
+                return Outcome("ok", value=value)
+            record.finished_at = ctx.now()
+            record.status = "succeeded"
+            record.output = value
+            ctx.values[step.id] = value
+            if ctx.events.active:
+                ctx.events.emit(
+                    StepSucceeded(
+                        ctx.run_id,
+                        record.finished_at,
+                        step.id,
+                        value,
+                        record.finished_at - record.started_at,
+                        record.attempts,
+                        record.input_tokens,
+                        record.output_tokens,
+                        record.cost_usd,
+                    )
+                )
+            return Outcome("ok", value=value)
+        return self._fail(node, step, record, error, started=True)
+
+    def _arguments(self, step: Step, spec: ToolSpec, scope: dict[str, Any]) -> dict[str, Any]:
+        raw = {name: self.resolve(value, scope) for name, value in step.args.items()}
+        if spec.args_model is None:
+            return raw
+        try:
+            model = spec.args_model.model_validate(raw)
+        except ValidationError as err:
+            first = err.errors()[0]
+            name = ".".join(str(p) for p in first["loc"])
+            raise StepError(f"argument `{name}` of `{spec.name}`: {first['msg']}") from None
+        return {name: getattr(model, name) for name in type(model).model_fields}
+
+    async def _invoke(
+        self, step: Step, spec: ToolSpec, kwargs: dict[str, Any], attempt: int, model: str | None
+    ) -> Any:
+        ctx = self.ctx
+        if spec.context_param is not None:
+            kwargs[spec.context_param] = ToolContext(
+                run_id=ctx.run_id,
+                step_id=step.id,
+                attempt=attempt,
+                workspace=ctx.settings.get("workspace_path") or _cwd(),
+                settings=ctx.settings,
+                model=model,
+                services={**ctx.services, "step": step, "record": ctx.records[step.id], "run": ctx},
+            )
+        if spec.is_async:
+            call = spec.fn(**kwargs)
+        else:
+            loop = asyncio.get_running_loop()
+            # Sync tools run in the pool; a timed-out thread cannot be killed, so its
+            # late result is discarded.
+            call = loop.run_in_executor(ctx.pool, functools.partial(spec.fn, **kwargs))
+        if step.timeout_s is not None:
+            return await asyncio.wait_for(call, step.timeout_s)
+        return await call
+
+
+def _cwd() -> Any:
+    from pathlib import Path
+
+    return Path.cwd()
+
+
+def _size(value: Any) -> int:
+    if value is None or isinstance(value, bool | int | float):
+        return 8
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, bytes):
+        return len(value)
+    try:
+        return len(json.dumps(value, default=str))
+    except (TypeError, ValueError, RecursionError):
+        return 0
+
+
+def _preview(value: Any, limit: int = 80) -> str:
+    try:
+        text = json.dumps(value, default=str, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
