@@ -202,7 +202,7 @@ class Engine:
     def _schedule(self, checked: CheckedPlan, order: list[str]) -> Schedule:
         index = {name: i for i, name in enumerate(order)}
         plan = checked.plan
-        durations = {s.id: self.latency.estimate(checked, s.id, self.registry) for s in plan.steps}
+        durations = {s.id: self.latency.estimate(s, self.registry) for s in plan.steps}
         tails = remaining_critical_path(checked.deps, topological_order(checked.deps), durations)
         groups: list[tuple[str, ...]] = []
         for step in plan.steps:

@@ -289,7 +289,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
         sys.stdout.write(to_dot(checked))
     else:
         latency = LatencyModel.from_tools(registry)
-        durations = {s.id: latency.estimate(checked, s.id, registry) for s in checked.plan.steps}
+        durations = {s.id: latency.estimate(s, registry) for s in checked.plan.steps}
         print(json.dumps(to_json(checked, durations), indent=2))
     return EXIT_OK
 

@@ -108,9 +108,14 @@ class RetryPolicy:
         return ceiling / 2 + rng.uniform(0, ceiling / 2)  # equal jitter
 
 
-@dataclass
+@dataclass(repr=False)
 class RunContext:
     """Everything a run's steps share: values, records, settings, services."""
+
+    # A short repr: asyncio repr()s the main task's frame objects when it installs its
+    # SIGINT handler, and a full dataclass repr of a 100k-step run costs seconds.
+    def __repr__(self) -> str:
+        return f"RunContext(run_id={self.run_id!r}, plan={self.checked.plan.name!r})"
 
     run_id: str
     checked: CheckedPlan

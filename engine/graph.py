@@ -14,6 +14,7 @@ from typing import Any
 import networkx as nx
 
 from dsl.checker import CheckedPlan, topological_order
+from engine.ir import Step
 
 DEFAULT_TIER_LATENCY_S = {"fast": 1.0, "standard": 3.0, "frontier": 6.0}
 DEFAULT_TOOL_LATENCY_S = 0.01
@@ -37,8 +38,7 @@ class LatencyModel:
             **kwargs,
         )
 
-    def estimate(self, checked: CheckedPlan, step_id: str, tools: Mapping[str, Any]) -> float:
-        step = checked.plan.step(step_id)
+    def estimate(self, step: Step, tools: Mapping[str, Any]) -> float:
         spec = tools.get(step.tool)
         if spec is not None and getattr(spec, "uses_model", False):
             tier = step.tier or self.default_tier
@@ -100,10 +100,9 @@ def remaining_critical_path(
     return tail
 
 
-def _label(checked: CheckedPlan, step_id: str) -> str:
-    step = checked.plan.step(step_id)
+def _label(step: Step) -> str:
     suffix = f"[{step.for_each.over.ref}]" if step.for_each else ""
-    return f"{step_id}: {step.tool}{suffix}"
+    return f"{step.id}: {step.tool}{suffix}"
 
 
 STATE_COLOURS = {
@@ -119,7 +118,7 @@ STATE_COLOURS = {
 def to_mermaid(checked: CheckedPlan, states: Mapping[str, str] | None = None) -> str:
     lines = ["flowchart TD"]
     for step in checked.plan.steps:
-        label = _label(checked, step.id).replace('"', "'")
+        label = _label(step).replace('"', "'")
         shape = (
             f'{step.id}(["{label}"])' if step.id in checked.fallbacks else f'{step.id}["{label}"]'
         )
@@ -144,7 +143,7 @@ def to_dot(checked: CheckedPlan, states: Mapping[str, str] | None = None) -> str
         "    node [shape=box];",
     ]
     for step in checked.plan.steps:
-        attrs = [f"label={json.dumps(_label(checked, step.id))}"]
+        attrs = [f"label={json.dumps(_label(step))}"]
         if step.id in checked.fallbacks:
             attrs.append("style=dashed")
         state = (states or {}).get(step.id)

@@ -62,6 +62,11 @@ class RunResult:
     def ok(self) -> bool:
         return self.status == "succeeded"
 
+    # Short: asyncio repr()s a finished main task's result when it restores SIGINT
+    # handling, and the full dataclass repr of a 100k-step run takes seconds.
+    def __repr__(self) -> str:
+        return f"RunResult(run_id={self.run_id!r}, plan={self.plan!r}, status={self.status!r}, steps={len(self.steps)})"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,

@@ -1,0 +1,249 @@
+"""The built-in tools, including hostile input."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import math
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stdlib_tools import ToolContext
+from stdlib_tools.calculator import CalculationError, evaluate
+from stdlib_tools.search import CorpusIndex
+from stdlib_tools.stdlib import (
+    calculate,
+    json_query,
+    list_files,
+    parse_json,
+    read_file,
+    search,
+    write_file,
+)
+from stdlib_tools.web import NetworkNotAllowed, fetch
+from stdlib_tools.workspace import WorkspaceError
+
+# --- calculate -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "value"),
+    [
+        ("150000 * 0.30", 45000.0),
+        ("2 + 3 * 4", 14),
+        ("(2 + 3) * 4", 20),
+        ("-2 ** 2", -4),
+        ("7 // 2 + 7 % 2", 4),
+        ("2 ^ 10", 1024),
+        ("max(1, 5, 3) - min(4, 2)", 3),
+        ("round(2 / 3, 3)", 0.667),
+        ("sqrt(16) + abs(-2)", 6.0),
+        ("1e3 / 8", 125.0),
+    ],
+)
+def test_calculate_arithmetic(expression: str, value: float) -> None:
+    """Arithmetic, precedence, unary minus and the allowed functions."""
+    assert calculate(expression) == pytest.approx(value)
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("__import__('os').system('echo pwned')", "not allowed"),
+        ("().__class__.__mro__", "not allowed"),
+        ("x + 1", "names are not allowed"),
+        ("open('/etc/passwd')", "function `open` is not allowed"),
+        ("[1, 2]", "not allowed"),
+        ("'a' * 3", "only numbers"),
+        ("1 / 0", "division by zero"),
+        ("9**9**9**9", "too large"),
+        ("10 ** 1000", "too large"),
+        ("2 ** 4000 * 2 ** 4000", "too large"),
+        ("(" * 500 + "1" + ")" * 500, "nest"),
+        ("1 +", "not an arithmetic expression"),
+        ("150,000 * 2", "commas"),
+        ("lambda: 1", "not allowed"),
+        ("", "empty"),
+        ("1" * 20_000, "longer than"),
+        ("sqrt(-1)", "negative"),
+        ("(-8) ** 0.5", "not a real number"),
+    ],
+)
+def test_calculate_refuses_everything_else(expression: str, message: str) -> None:
+    """Names, attributes, calls, huge powers and deep nesting fail at once, clearly."""
+    with pytest.raises(CalculationError, match=message):
+        evaluate(expression)
+
+
+@given(st.integers(-(10**6), 10**6), st.integers(-(10**6), 10**6), st.sampled_from(["+", "-", "*"]))
+def test_calculate_matches_python_on_integers(a: int, b: int, op: str) -> None:
+    """For plain integer arithmetic the result is Python's."""
+    expected = {"+": a + b, "-": a - b, "*": a * b}[op]
+    assert evaluate(f"{a} {op} ({b})") == expected
+
+
+@given(st.text(max_size=60))
+def test_calculate_never_crashes(text: str) -> None:
+    """Any text gives a number or a CalculationError, nothing else."""
+    try:
+        result = evaluate(text)
+    except CalculationError:
+        return
+    assert isinstance(result, int | float)
+    assert not (isinstance(result, float) and math.isnan(result))
+
+
+# --- files -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> ToolContext:
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "notes.txt").write_text("hello")
+    (tmp_path / "secret.txt").write_text("outside")
+    return ToolContext(workspace=root)
+
+
+def test_files_round_trip(workspace: ToolContext) -> None:
+    """write_file then read_file and list_files, inside the workspace."""
+    assert write_file("out/report.md", "# Report", workspace) == "out/report.md"
+    assert read_file("out/report.md", workspace) == "# Report"
+    assert list_files(workspace) == ["notes.txt", "out/report.md"]
+    assert list_files(workspace, "*.txt") == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    "path", ["../secret.txt", "/etc/passwd", "a/../../secret.txt", "..\\secret.txt", "C:\\x"]
+)
+def test_paths_cannot_leave_the_workspace(workspace: ToolContext, path: str) -> None:
+    """`..` and absolute paths are refused."""
+    with pytest.raises(WorkspaceError):
+        read_file(path, workspace)
+    with pytest.raises(WorkspaceError):
+        write_file(path, "x", workspace)
+
+
+def test_symlinks_out_of_the_workspace_are_refused(workspace: ToolContext, tmp_path: Path) -> None:
+    """A symlink inside the workspace that points outside is refused."""
+    os.symlink(tmp_path / "secret.txt", workspace.workspace / "link.txt")
+    os.symlink(tmp_path, workspace.workspace / "escape")
+    with pytest.raises(WorkspaceError, match="outside"):
+        read_file("link.txt", workspace)
+    with pytest.raises(WorkspaceError, match="outside"):
+        write_file("escape/new.txt", "x", workspace)
+    assert "link.txt" not in list_files(workspace)
+    with pytest.raises(WorkspaceError):
+        list_files(workspace, "../*")
+
+
+def test_missing_file_is_a_clear_error(workspace: ToolContext) -> None:
+    """Reading a missing file names it."""
+    with pytest.raises(FileNotFoundError, match=r"`nope\.txt` is not a file"):
+        read_file("nope.txt", workspace)
+
+
+# --- search --------------------------------------------------------------------------
+
+
+def test_search_ranks_the_relevant_passage(tmp_path: Path) -> None:
+    """BM25 over the shipped corpus finds the passage with its source."""
+    ctx = ToolContext()
+    text = search("Texas state income tax", ctx, k=1)
+    assert "no state personal income tax" in text and "taxes_california_texas.md" in text
+
+
+def test_search_index_is_rebuilt_when_files_change(tmp_path: Path) -> None:
+    """Adding a file to the corpus makes it searchable on the next query."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.md").write_text("# Apples\n\nApples are red.")
+    index = CorpusIndex(corpus, tmp_path / "cache")
+    assert [h.source for h in index.search("apples")] == ["a.md"]
+    assert index.search("bananas") == []
+    (corpus / "b.html").write_text("<html><script>x()</script><p>Bananas are yellow.</p></html>")
+    hits = index.search("bananas")
+    assert [h.source for h in hits] == ["b.md".replace(".md", ".html")]
+    assert "x()" not in hits[0].text
+
+
+def test_search_survives_query_syntax(tmp_path: Path) -> None:
+    """FTS5 operators and quotes in a query are treated as words."""
+    ctx = ToolContext(
+        settings={"corpus": str(Path(__file__).parent.parent / "examples" / "corpus")}
+    )
+    assert isinstance(search('NEAR("x" AND) OR * "', ctx), str)
+    assert search("", ctx) == ""
+
+
+# --- data tools --------------------------------------------------------------------
+
+
+def test_json_query_and_parse_json() -> None:
+    """JMESPath selection; JSON parsing with clear errors."""
+    data = parse_json('{"items": [{"n": "a", "p": 5}, {"n": "b", "p": 15}]}')
+    assert json_query(data, "items[?p < `10`].n") == ["a"]
+    with pytest.raises(ValueError, match="bad JMESPath"):
+        json_query(data, "items[?")
+    with pytest.raises(ValueError, match="not JSON"):
+        parse_json("{nope")
+    with pytest.raises(ValueError, match="not a JSON number"):
+        parse_json("[NaN]")
+
+
+# --- http_get ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def loopback_server() -> Iterator[str]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/big":
+                body = b"x" * 3_000_000
+            elif self.path == "/redirect":
+                self.send_response(302)
+                self.send_header("Location", "http://example.com/")
+                self.end_headers()
+                return
+            else:
+                body = b"hello from loopback"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_http_get_is_off_by_default(loopback_server: str) -> None:
+    """With no allowlist, nothing is fetched and the message says how to allow it."""
+    with pytest.raises(NetworkNotAllowed, match="--allow-host"):
+        asyncio.run(fetch(loopback_server, {}))
+
+
+def test_http_get_allowlist_size_cap_and_redirects(loopback_server: str) -> None:
+    """Allowed hosts are fetched; other hosts, oversized bodies and redirects are refused."""
+    allowed = {"http_allowlist": ["127.0.0.1"]}
+    assert asyncio.run(fetch(loopback_server + "/", allowed)) == "hello from loopback"
+    with pytest.raises(NetworkNotAllowed, match="not on the allowlist"):
+        asyncio.run(fetch(loopback_server, {"http_allowlist": ["example.com"]}))
+    with pytest.raises(ValueError, match="over"):
+        asyncio.run(fetch(loopback_server + "/big", allowed))
+    with pytest.raises(NetworkNotAllowed, match="redirects"):
+        asyncio.run(fetch(loopback_server + "/redirect", allowed))
+    with pytest.raises(NetworkNotAllowed, match="not an http"):
+        asyncio.run(fetch("file:///etc/passwd", allowed))
