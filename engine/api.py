@@ -28,10 +28,13 @@ from dsl.types import build_record_models, type_adapter
 from engine.ir import Plan
 from stdlib_tools.registry import ToolRegistry, ToolSpec, make_tool
 
+from .config import Config
 from .driver import Driver
 from .events import Event, EventBus, RunFinished, RunStarted
 from .executor import RetryPolicy, RunContext, StepRunner
 from .graph import LatencyModel, remaining_critical_path
+from .ledger import BudgetGuard, Ledger
+from .models import Gateway, ModelSelector, TierSelector
 from .result import RunResult, StepRecord, observed_critical_path
 from .scheduler import Schedule
 
@@ -116,6 +119,11 @@ class Engine:
         retry: RetryPolicy | None = None,
         latency: LatencyModel | None = None,
         services: Mapping[str, Any] | None = None,
+        config: Config | None = None,
+        budget_usd: float | None = None,
+        selector: ModelSelector | None = None,
+        ledger: Ledger | None = None,
+        on_warning: Callable[[str], None] | None = None,
     ):
         if max_parallel < 1:
             raise ValueError("max_parallel must be at least 1")
@@ -127,6 +135,11 @@ class Engine:
         self.retry = retry or RetryPolicy()
         self.latency = latency or LatencyModel.from_tools(self.registry)
         self.services = dict(services or {})
+        self.config = config or Config()
+        self.budget_usd = budget_usd
+        self.selector = selector
+        self.ledger = ledger
+        self.on_warning = on_warning
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     # --- lifecycle ------------------------------------------------------------------
@@ -224,6 +237,30 @@ class Engine:
             standby=[index[f] for f in checked.fallbacks],
         )
 
+    def _gateway(self, checked: CheckedPlan, warnings: list[str]) -> Gateway:
+        """The model gateway for one run: tiers, budget guard, ledger, warnings."""
+        # Precedence, lowest first: the plan's tiers, the config's, the engine's (--tier).
+        tiers = {**checked.plan.tiers, **self.config.tiers, **self.tiers}
+        ledger = self.ledger if self.ledger is not None else Ledger()
+        run_budget = self.budget_usd if self.budget_usd is not None else self.config.budget.run_usd
+        guard = BudgetGuard(ledger, run_budget, self.config.budget.daily_usd)
+
+        def warn(message: str) -> None:
+            warnings.append(message)
+            if self.on_warning is not None:
+                self.on_warning(message)
+
+        selector = self.selector or TierSelector(tiers, default_tier=self.config.default_tier)
+        return Gateway(
+            self.config,
+            tiers,
+            selector=selector,
+            budget=guard,
+            ledger=ledger,
+            warn=warn,
+            fallback_to_local=self.config.fallback_to_local,
+        )
+
     async def _execute(
         self,
         checked: CheckedPlan,
@@ -251,9 +288,17 @@ class Engine:
             services=self.services,
             retry=self.retry,
         )
+        warnings: list[str] = []
+        if (
+            any(self.registry[step.tool].uses_model for step in plan.steps)
+            and "models" not in self.services
+        ):
+            gateway = self._gateway(checked, warnings)
+            ctx.services = {**self.services, "models": gateway}
+            ctx.select_model = lambda step, spec, attempt: gateway.select(step, attempt).model
         schedule = self._schedule(checked, order)
         runner = StepRunner(ctx, order)
-        driver = Driver(schedule, runner)
+        driver = Driver(schedule, runner, should_stop=lambda: ctx.stop_reason is not None)
         if events.active:
             events.emit(RunStarted(run_id, 0.0, plan.name, tuple(order)))
         wall_start = time.perf_counter()
@@ -280,7 +325,9 @@ class Engine:
             unfinished = [
                 name for name, record in records.items() if record.status in ("pending", "running")
             ]
-            if failed or unfinished:
+            if ctx.stop_reason == "budget_exceeded":
+                status = "budget_exceeded"
+            elif failed or unfinished:
                 status = "failed"
         outputs = {
             name: ctx.values.get(name, inputs.get(name))
@@ -296,6 +343,7 @@ class Engine:
             cost_usd=sum(r.cost_usd for r in records.values()),
             wall_s=wall,
             critical_path_s=observed_critical_path(checked.deps, records),
+            warnings=warnings,
         )
         if events.active:
             events.emit(RunFinished(run_id, ctx.now(), status, outputs, result.cost_usd))

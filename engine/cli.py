@@ -21,6 +21,7 @@ EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_BUDGET = 3
 EXIT_INTERRUPTED = 130
+DEFAULT_MAX_PARALLEL = 16
 
 
 class UsageError(Exception):
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--max-parallel",
         type=int,
-        default=16,
+        default=DEFAULT_MAX_PARALLEL,
         metavar="N",
         help="steps running at once (default 16)",
     )
@@ -96,6 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="HOST",
         help="let http_get fetch from HOST (*.example.com for subdomains); off by default",
+    )
+    run.add_argument(
+        "--tier",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL",
+        help="map a tier to a litellm model string (overrides the plan and the config)",
+    )
+    run.add_argument(
+        "--budget", type=float, metavar="USD", help="stop before a call could take the run over USD"
+    )
+    run.add_argument(
+        "--config", metavar="FILE", help="settings file (default: ./planfile.toml if present)"
     )
     _add_tools_option(run)
 
@@ -165,13 +179,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     return status
 
 
-def _load_checked(file: str, tool_files: Sequence[str]) -> tuple[Any, Any]:
+def _load_checked(
+    file: str, tool_files: Sequence[str], tiers: Sequence[str] = ()
+) -> tuple[Any, Any]:
     from dsl import read_plan_file
     from dsl.checker import check
 
     registry = _registry(tool_files)
     plan, smap, text = read_plan_file(file, registry)
-    return check(plan, registry, smap, source=text), registry
+    return check(plan, registry, smap, source=text, tiers=tiers), registry
 
 
 def _parse_inputs(pairs: Sequence[str], checked: Any) -> dict[str, Any]:
@@ -193,6 +209,18 @@ def _parse_inputs(pairs: Sequence[str], checked: Any) -> dict[str, Any]:
     return values
 
 
+def _parse_tiers(pairs: Sequence[str]) -> dict[str, str]:
+    tiers: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, model = pair.partition("=")
+        if not sep or not name.strip().isidentifier() or not model.strip():
+            raise UsageError(
+                f"--tier takes NAME=MODEL (e.g. fast=openai/gpt-4o-mini), not `{pair}`"
+            )
+        tiers[name.strip()] = model.strip()
+    return tiers
+
+
 def _parse_limits(pairs: Sequence[str]) -> dict[str, int]:
     limits: dict[str, int] = {}
     for pair in pairs:
@@ -209,15 +237,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
     from engine.api import Engine, InputError
+    from engine.config import ConfigError, load_config
     from engine.display import PlainLog, StepTable, print_summary
     from engine.result import RunResult
 
     if args.max_parallel < 1:
         raise UsageError("--max-parallel must be at least 1")
-    checked, registry = _load_checked(args.plan, args.tools)
+    if args.budget is not None and args.budget < 0:
+        raise UsageError("--budget must be zero or more")
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    tiers = _parse_tiers(args.tier)
+    checked, registry = _load_checked(args.plan, args.tools, tiers=[*tiers, *config.tiers])
     for warning in checked.warnings:
         print(warning.render(checked.source), file=sys.stderr)
-    settings: dict[str, Any] = {"http_allowlist": args.allow_host}
+    settings: dict[str, Any] = {
+        "http_allowlist": [*config.tools.http_get.allow_hosts, *args.allow_host],
+        "http_timeout_s": config.tools.http_get.timeout_s,
+        "http_max_bytes": config.tools.http_get.max_bytes,
+    }
+    if config.search.corpus:
+        settings["corpus"] = config.search.corpus
     if args.workspace:
         workspace = Path(args.workspace)
         if not workspace.is_dir():
@@ -227,11 +269,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not Path(args.corpus).is_dir():
             raise UsageError(f"--corpus {args.corpus}: not a folder")
         settings["corpus"] = str(Path(args.corpus).resolve())
+    limits = {k: v for k, v in config.limits.items() if k != "max_parallel"}
+    limits.update(_parse_limits(args.limit))
+    max_parallel = args.max_parallel
+    if "max_parallel" in config.limits and args.max_parallel == DEFAULT_MAX_PARALLEL:
+        max_parallel = config.limits["max_parallel"]
     engine = Engine(
         tools=registry,
-        max_parallel=args.max_parallel,
-        limits=_parse_limits(args.limit),
+        max_parallel=max_parallel,
+        limits=limits,
         settings=settings,
+        config=config,
+        tiers=tiers,
+        budget_usd=args.budget,
+        on_warning=lambda message: print(message, file=sys.stderr),
     )
     try:
         inputs = _parse_inputs(args.input, checked)
@@ -264,7 +315,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_INTERRUPTED
     finally:
         engine.close()
-    _report(result, args.json, print_summary)
+    _report(
+        result, args.json, lambda r: print_summary(r, expected_cost=checked.plan.expected_cost_usd)
+    )
     return {
         "succeeded": EXIT_OK,
         "budget_exceeded": EXIT_BUDGET,

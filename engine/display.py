@@ -138,8 +138,10 @@ class PlainLog:
             print(line, file=self.stream, flush=True)
 
 
-def print_summary(result: RunResult, stream: TextIO | None = None) -> None:
-    """The outputs, then one line with status, time and cost."""
+def print_summary(
+    result: RunResult, stream: TextIO | None = None, expected_cost: float | None = None
+) -> None:
+    """The outputs, then status, time and cost (per model, and against the plan's estimate)."""
     out = stream or sys.stdout
     for name, value in result.outputs.items():
         if isinstance(value, str):
@@ -156,6 +158,23 @@ def print_summary(result: RunResult, stream: TextIO | None = None) -> None:
         f"critical path {result.critical_path_s:.2f}s, ${result.cost_usd:.4f}",
         file=sys.stderr,
     )
+    by_model: dict[str, list[float]] = {}
+    for record in result.steps.values():
+        if record.model:
+            row = by_model.setdefault(record.model, [0, 0, 0.0, 0])
+            row[0] += record.input_tokens
+            row[1] += record.output_tokens
+            row[2] += record.cost_usd
+            row[3] += 1
+    for model, (tokens_in, tokens_out, cost, steps) in sorted(by_model.items()):
+        print(
+            f"  {model}: {int(steps)} step(s), {int(tokens_in)} in / {int(tokens_out)} out tokens, ${cost:.6f}",
+            file=sys.stderr,
+        )
+    if expected_cost is not None:
+        print(
+            f"  cost ${result.cost_usd:.6f} against ${expected_cost:.6f} planned", file=sys.stderr
+        )
     for name, record in result.steps.items():
         if record.status == "failed" and record.error:
             print(f"  {name}: {record.error}", file=sys.stderr)

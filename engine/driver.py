@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -52,9 +52,12 @@ class NodeRunner(Protocol):
 class Driver:
     """Drive a schedule to completion; cancel cleanly when cancelled."""
 
-    def __init__(self, schedule: Schedule, runner: NodeRunner):
+    def __init__(
+        self, schedule: Schedule, runner: NodeRunner, should_stop: Callable[[], bool] | None = None
+    ):
         self.schedule = schedule
         self.runner = runner
+        self.should_stop = should_stop
         self.tasks: dict[int, asyncio.Task[Outcome]] = {}
         self.item_outcomes: dict[int, list[Outcome | None]] = {}
         self._items: dict[int, tuple[int, int, Any]] = {}  # item node -> (parent, index, item)
@@ -86,6 +89,14 @@ class Driver:
     def _launch(self) -> None:
         loop = self._loop
         assert loop is not None
+        if self.should_stop is not None and self.should_stop():
+            # Stopping (a budget ran out): start nothing new; once the running steps are
+            # done, everything still open is cancelled.
+            if not self.tasks:
+                for node in self.schedule.cancel_all():
+                    if self.schedule.parent[node] < 0:
+                        self.runner.cancelled(node)
+            return
         for node in self.schedule.start_ready():
             item = self._items.pop(node, None)
             coro = self.runner.run(node) if item is None else self.runner.run_item(*item)

@@ -35,6 +35,7 @@ from .events import (
     StepStarted,
     StepSucceeded,
 )
+from .ledger import BudgetExceeded
 from .result import StepRecord
 
 MAX_RESULT_BYTES = 10 * 1024 * 1024
@@ -77,10 +78,21 @@ _RETRYABLE_NAMES = {
 _FATAL_NAMES = {"AuthenticationError", "NotFoundError", "BadRequestError", "PermissionDeniedError"}
 
 
+# Errors whose message is already a complete sentence for the user.
+_PLAIN_MESSAGES = {
+    "ModelCallError",
+    "InvalidReply",
+    "LocalModelMissing",
+    "BudgetExceeded",
+    "NetworkNotAllowed",
+    "WorkspaceError",
+}
+
+
 def worth_retrying(err: BaseException) -> bool:
     """Transient faults (timeouts, connections, rate limits, 5xx) are; bad input is not."""
     names = {cls.__name__ for cls in type(err).__mro__}
-    if names & _FATAL_NAMES:
+    if names & _FATAL_NAMES or names & {"ModelCallError", "LocalModelMissing", "BudgetExceeded"}:
         return False
     if names & _RETRYABLE_NAMES or isinstance(err, RetryableError | TimeoutError | ConnectionError):
         return True
@@ -91,7 +103,7 @@ def describe_error(err: BaseException) -> str:
     if isinstance(err, TimeoutError | asyncio.TimeoutError) and not str(err):
         return "timed out"
     text = str(err) or type(err).__name__
-    if isinstance(err, StepError | TemplateProblem):
+    if isinstance(err, StepError | TemplateProblem) or type(err).__name__ in _PLAIN_MESSAGES:
         return text
     return f"{type(err).__name__}: {text}"
 
@@ -132,6 +144,7 @@ class RunContext:
     values: dict[str, Any] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
     max_result_bytes: int = MAX_RESULT_BYTES
+    stop_reason: str | None = None
 
     def now(self) -> float:
         return time.perf_counter() - self.started
@@ -389,6 +402,12 @@ class StepRunner:
                     raise StepError(f"check failed: `{step.check}` is false for {_preview(value)}")
             except asyncio.CancelledError:
                 raise
+            except BudgetExceeded as err:
+                ctx.stop_reason = "budget_exceeded"
+                error = str(err)
+                if item:
+                    return Outcome("fail", error=error)
+                return self._fail(node, step, record, error, started=True)
             except Exception as err:
                 error = describe_error(err)
                 if isinstance(err, TimeoutError | asyncio.TimeoutError) and step.timeout_s:

@@ -57,6 +57,7 @@ class RunResult:
     wall_s: float = 0.0
     critical_path_s: float = 0.0
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

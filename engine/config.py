@@ -1,0 +1,182 @@
+"""`planfile.toml`: tiers, per-model settings and prices, limits, budgets, tool settings.
+
+```toml
+[tiers]
+fast = "openai/gpt-4o-mini"
+
+[models."openai/gpt-4o-mini"]
+api_base = "http://127.0.0.1:8000/v1"     # optional
+api_key_env = "OPENAI_API_KEY"            # or api_key, for local servers
+input_cost_per_million = 0.15             # optional: overrides litellm's price table
+output_cost_per_million = 0.60
+max_concurrency = 8                       # optional
+rpm = 500                                 # optional: requests per minute
+tpm = 200000                              # optional: tokens per minute
+
+[budget]
+daily_usd = 5.0
+run_usd = 0.50
+
+[limits]
+max_parallel = 16
+"tool:search" = 4
+
+[tools.http_get]
+allow_hosts = ["api.example.com"]
+
+[search]
+corpus = "docs/"
+```
+
+Keys come from the environment (`api_key_env`); a literal `api_key` is for local
+servers only. Neither ever appears in logs or results.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from dsl.errors import did_you_mean
+
+CONFIG_FILE = "planfile.toml"
+
+
+class ConfigError(ValueError):
+    """The config file is missing, malformed, or has unknown or mistyped keys."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSettings(_Strict):
+    """Per-model litellm settings and prices."""
+
+    api_base: str | None = None
+    api_key_env: str | None = None
+    api_key: str | None = Field(default=None, repr=False)
+    input_cost_per_million: float | None = Field(default=None, ge=0)
+    output_cost_per_million: float | None = Field(default=None, ge=0)
+    max_concurrency: int | None = Field(default=None, ge=1)
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    timeout_s: float | None = Field(default=None, gt=0)
+    structured_output: str | None = Field(
+        default=None,
+        description="`json_schema` (OpenAI style), `json_object_schema` (llama.cpp style), or `none`",
+    )
+    extra: dict[str, Any] = Field(default_factory=dict, description="more litellm arguments")
+
+    @field_validator("structured_output")
+    @classmethod
+    def _mode(cls, value: str | None) -> str | None:
+        if value not in (None, "json_schema", "json_object_schema", "none"):
+            raise ValueError("structured_output is json_schema, json_object_schema or none")
+        return value
+
+    def resolve_api_key(self, model: str) -> str | None:
+        if self.api_key_env:
+            key = os.environ.get(self.api_key_env)
+            if not key:
+                raise ConfigError(
+                    f"model `{model}`: environment variable {self.api_key_env} is not set "
+                    f"(api_key_env in {CONFIG_FILE})"
+                )
+            return key
+        return self.api_key
+
+
+class Budget(_Strict):
+    daily_usd: float | None = Field(default=None, ge=0)
+    run_usd: float | None = Field(default=None, ge=0)
+
+
+class HttpSettings(_Strict):
+    allow_hosts: list[str] = Field(default_factory=list)
+    timeout_s: float | None = Field(default=None, gt=0)
+    max_bytes: int | None = Field(default=None, ge=1)
+
+
+class ToolsSettings(_Strict):
+    http_get: HttpSettings = Field(default_factory=HttpSettings)
+
+
+class SearchSettings(_Strict):
+    corpus: str | None = None
+
+
+class Config(_Strict):
+    """The whole config file."""
+
+    tiers: dict[str, str] = Field(default_factory=dict)
+    models: dict[str, ModelSettings] = Field(default_factory=dict)
+    budget: Budget = Field(default_factory=Budget)
+    limits: dict[str, int] = Field(default_factory=dict)
+    tools: ToolsSettings = Field(default_factory=ToolsSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    default_tier: str = "standard"
+    fallback_to_local: bool = True
+    source: str | None = Field(default=None, exclude=True)
+
+    def model_settings(self, model: str) -> ModelSettings:
+        return self.models.get(model) or ModelSettings()
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """`path`, else ./planfile.toml if present, else defaults; raise ConfigError."""
+    explicit = path is not None
+    file = Path(path) if path is not None else Path.cwd() / CONFIG_FILE
+    if not file.exists():
+        if explicit:
+            raise ConfigError(f"{file}: no such config file")
+        return Config()
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{file}: invalid TOML: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{file}: cannot read: {err}") from None
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as err:
+        problems = []
+        for error in err.errors():
+            where = ".".join(str(p) for p in error["loc"])
+            if error["type"] == "extra_forbidden":
+                key = str(error["loc"][-1])
+                section = _section_keys(error["loc"][:-1])
+                hint = did_you_mean(key, section)
+                problems.append(f"{file}: unknown key `{where}`" + (f" ({hint})" if hint else ""))
+            else:
+                problems.append(f"{file}: `{where}`: {error['msg']}")
+        raise ConfigError("\n".join(problems)) from None
+    for key, value in config.limits.items():
+        if key != "max_parallel" and ":" not in key:
+            raise ConfigError(f"{file}: limits.{key}: use `tool:NAME`, `tier:NAME` or `model:NAME`")
+        if value < 1:
+            raise ConfigError(f"{file}: limits.{key} must be at least 1")
+    config.source = str(file)
+    return config
+
+
+def _section_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            if model is Config and loc and loc[0] == "models":
+                model = ModelSettings
+                continue
+            return []
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        elif str(part) == "models":
+            model = ModelSettings
+    return list(model.model_fields)

@@ -1,0 +1,159 @@
+"""The cost ledger and budgets: every model call priced and recorded; budgets checked first.
+
+Calls land in a SQLite file (WAL) under `PLANFILE_HOME`, so the daily budget holds
+across runs and processes. Before each call the worst case (counted prompt tokens plus
+`max_tokens`, at the model's prices) is reserved against what remains of the run and
+daily budgets; a call that could overrun is not made.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from stdlib_tools.search import data_home
+
+
+class BudgetExceeded(Exception):
+    """A call could cost more than what remains of a budget; it was not made."""
+
+    def __init__(self, scope: str, needed: float, remaining: float, model: str):
+        self.scope = scope
+        self.needed = needed
+        self.remaining = remaining
+        self.model = model
+        super().__init__(
+            f"{scope} budget exhausted: a call to `{model}` could cost ${needed:.6f}, "
+            f"${max(remaining, 0):.6f} remains"
+        )
+
+
+def today() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+
+
+class Ledger:
+    """Model calls and their cost, per step, run and day (SQLite, WAL)."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or data_home() / "ledger.sqlite"
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS calls (day TEXT, at TEXT, run_id TEXT, step TEXT,"
+                    " model TEXT, input_tokens INTEGER, output_tokens INTEGER, cost_usd REAL)"
+                )
+                conn.execute("CREATE INDEX IF NOT EXISTS calls_day ON calls(day)")
+                conn.commit()
+            except sqlite3.DatabaseError as err:
+                raise RuntimeError(f"cost ledger {self.path} is unusable: {err}") from None
+            self._conn = conn
+        return self._conn
+
+    def record(
+        self, run_id: str, step: str, model: str, input_tokens: int, output_tokens: int, cost: float
+    ) -> None:
+        now = dt.datetime.now(dt.UTC)
+        with self._lock:
+            conn = self._db()
+            conn.execute(
+                "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    now.strftime("%Y-%m-%d"),
+                    now.isoformat(),
+                    run_id,
+                    step,
+                    model,
+                    input_tokens,
+                    output_tokens,
+                    cost,
+                ),
+            )
+            conn.commit()
+
+    def spent_on(self, day: str) -> float:
+        with self._lock:
+            row = (
+                self._db()
+                .execute("SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE day = ?", (day,))
+                .fetchone()
+            )
+        return float(row[0])
+
+    def spent_by_run(self, run_id: str) -> float:
+        with self._lock:
+            row = (
+                self._db()
+                .execute("SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE run_id = ?", (run_id,))
+                .fetchone()
+            )
+        return float(row[0])
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+@dataclass
+class Reservation:
+    amount: float
+
+
+class BudgetGuard:
+    """Reserve a call's worst case before it is made; settle with the actual cost after."""
+
+    def __init__(self, ledger: Ledger | None, run_usd: float | None, daily_usd: float | None):
+        self.ledger = ledger
+        self.run_usd = run_usd
+        self.daily_usd = daily_usd
+        self.spent = 0.0
+        self.reserved = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> bool:
+        return self.run_usd is not None or self.daily_usd is not None
+
+    def remaining(self) -> float | None:
+        """The most a new call may cost now (None: no budget)."""
+        limits = []
+        if self.run_usd is not None:
+            limits.append(self.run_usd - self.spent - self.reserved)
+        if self.daily_usd is not None:
+            spent_today = self.ledger.spent_on(today()) if self.ledger else self.spent
+            limits.append(self.daily_usd - spent_today - self.reserved)
+        return min(limits) if limits else None
+
+    def reserve(self, amount: float, model: str) -> Reservation:
+        with self._lock:
+            if (
+                self.run_usd is not None
+                and self.spent + self.reserved + amount > self.run_usd + 1e-12
+            ):
+                raise BudgetExceeded(
+                    "run", amount, self.run_usd - self.spent - self.reserved, model
+                )
+            if self.daily_usd is not None:
+                spent_today = self.ledger.spent_on(today()) if self.ledger else self.spent
+                if spent_today + self.reserved + amount > self.daily_usd + 1e-12:
+                    raise BudgetExceeded(
+                        "daily", amount, self.daily_usd - spent_today - self.reserved, model
+                    )
+            self.reserved += amount
+            return Reservation(amount)
+
+    def settle(self, reservation: Reservation, actual: float) -> None:
+        with self._lock:
+            self.reserved -= reservation.amount
+            self.spent += actual
