@@ -166,17 +166,15 @@ def load_config(path: str | Path | None = None) -> Config:
 
 
 def _section_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed in the section that holds an unknown key (for the hint)."""
+    parts = [str(p) for p in loc]
+    if parts[:1] == ["models"]:
+        return list(ModelSettings.model_fields)
     model: type[BaseModel] = Config
-    for part in loc:
-        field = model.model_fields.get(str(part))
-        if field is None:
-            if model is Config and loc and loc[0] == "models":
-                model = ModelSettings
-                continue
+    for part in parts:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-        elif str(part) == "models":
-            model = ModelSettings
-    return list(model.model_fields)
+        model = annotation
+    return [name for name in model.model_fields if name != "source"]

@@ -1,0 +1,155 @@
+"""The embedded local model and a real OpenAI-compatible server (llama.cpp's), offline.
+
+Slow: they run the real 135M model on the CPU. Marked `slow`; CI runs them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from engine import Engine, load_plan
+from engine.config import Config, ModelSettings
+from engine.local_model import LOCAL_MODEL, available, gguf_path
+
+from .conftest import EXAMPLES
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not available(), reason="embedded model not installed (see README)"),
+]
+
+
+def test_local_model_answers_and_reports_tokens() -> None:
+    """With nothing configured, an llm step runs on the embedded model, priced at 0."""
+    engine = Engine()
+    result = engine.run_sync(
+        load_plan('step a: str = llm(prompt: "Name one primary colour.", max_tokens: 16)')
+    )
+    record = result.steps["a"]
+    assert result.status == "succeeded", record.error
+    assert record.model == LOCAL_MODEL and record.output
+    assert record.input_tokens > 0 and record.output_tokens > 0 and record.cost_usd == 0
+
+
+def test_local_structured_output_always_parses() -> None:
+    """Grammar-constrained decoding: a record-typed step always gets a valid record."""
+    text = (
+        "type City { name: str, country: str, population: int }\n"
+        'step c: City = llm(prompt: "Describe Paris as data.", max_tokens: 80)\noutput c'
+    )
+    result = Engine().run_sync(load_plan(text))
+    assert result.status == "succeeded", result.steps["c"].error
+    assert set(result.outputs["c"]) == {"name", "country", "population"}
+    assert isinstance(result.outputs["c"]["population"], int)
+
+
+def test_main_example_runs_offline(tmp_path: Path) -> None:
+    """The README's first command: cost_of_living runs with no keys, on the local model."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "run",
+            str(EXAMPLES / "cost_of_living.plan"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=EXAMPLES / "workspace",
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "using the embedded local model" in proc.stderr
+    import json
+
+    doc = json.loads(proc.stdout)
+    assert doc["steps"]["verdict"]["model"] == LOCAL_MODEL
+    assert set(doc["outputs"]["verdict"]) == {"city", "disposable", "reasoning"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def llama_server() -> Iterator[str]:
+    """llama-cpp-python's own OpenAI-compatible server on loopback, same model."""
+    pytest.importorskip("llama_cpp.server")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf_path()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "4096",
+            "--model_alias",
+            "smollm2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("llama_cpp.server did not start")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_plan_runs_against_an_openai_compatible_server(llama_server: str) -> None:
+    """A tier pointing at a server (`openai/...` + api_base) runs, structured output included."""
+    config = Config(
+        tiers={"standard": "openai/smollm2"},
+        models={
+            "openai/smollm2": ModelSettings(
+                api_base=llama_server,
+                api_key="local",
+                input_cost_per_million=0.1,
+                output_cost_per_million=0.2,
+            )
+        },
+    )
+    text = (
+        "type Answer { city: str, reason: str }\n"
+        'step a: str = llm(prompt: "Say hello.", max_tokens: 12)\n'
+        'step b: Answer = llm(prompt: "Which city is the capital of France? Answer as data.", max_tokens: 60)\n'
+        "output a, b"
+    )
+    engine = Engine(config=config)
+    result = engine.run_sync(load_plan(text))
+    assert result.status == "succeeded", {k: v.error for k, v in result.steps.items()}
+    assert result.steps["a"].model == "openai/smollm2"
+    assert set(result.outputs["b"]) == {"city", "reason"}
+    tokens_in = sum(r.input_tokens for r in result.steps.values())
+    tokens_out = sum(r.output_tokens for r in result.steps.values())
+    assert result.cost_usd == pytest.approx(tokens_in * 0.1e-6 + tokens_out * 0.2e-6)
