@@ -49,6 +49,9 @@ class Ledger:
             try:
                 conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")
+                # WAL + NORMAL cannot corrupt the ledger; a power cut may lose the last
+                # few calls' rows, and saves an fsync per call (0.6 ms here).
+                conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute(
                     "CREATE TABLE IF NOT EXISTS calls (day TEXT, at TEXT, run_id TEXT, step TEXT,"
                     " model TEXT, input_tokens INTEGER, output_tokens INTEGER, cost_usd REAL)"

@@ -312,11 +312,18 @@ class Gateway:
         self.fallback_to_local = fallback_to_local
         self.provider_retry_base_s = provider_retry_base_s
         self._limiters: dict[str, RateLimiter] = {}
+        self._usable: dict[str, str] = {}
         self._rng = random.Random()
 
     # --- model choice ------------------------------------------------------------------
     def usable(self, model: str) -> str:
         """The model to call: the local one when the chosen one has no credentials."""
+        cached = self._usable.get(model)
+        if cached is None:
+            cached = self._usable[model] = self._usable_uncached(model)
+        return cached
+
+    def _usable_uncached(self, model: str) -> str:
         if model.startswith(PROVIDER + "/") or not self.fallback_to_local:
             return model
         settings = self.config.models.get(model)
@@ -380,9 +387,10 @@ class Gateway:
         model = choice.model
         settings = self.config.model_settings(model)
         limit = max_tokens or settings.max_tokens or DEFAULT_MAX_TOKENS
-        prompt_tokens = _count_tokens(litellm, model, messages)
-        # Re-select now that the prompt's size is known (budget-aware downgrade).
+        # Only a budget needs the prompt's size (the worst case); counting costs 0.2 ms.
+        prompt_tokens = _count_tokens(litellm, model, messages) if self.budget.active else 0
         if self.budget.active:
+            # Re-select now that the prompt's size is known (budget-aware downgrade).
             choice = self.select(step, ctx.attempt, prompt_tokens, limit)
             model = choice.model
             settings = self.config.model_settings(model)
@@ -412,7 +420,7 @@ class Gateway:
                     "only JSON matching the schema.",
                 },
             ]
-            prompt_tokens = _count_tokens(litellm, model, messages)
+            prompt_tokens = _count_tokens(litellm, model, messages) if self.budget.active else 0
             reply = await self._call(
                 ctx, model, settings, messages, limit, temperature, schema, price, prompt_tokens
             )
