@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
 from engine.driver import OK_NONE, Driver, Outcome
-from engine.graph import remaining_critical_path
-from engine.scheduler import Schedule
+from engine.scheduler import Schedule, critical_tails
 
 
 @dataclass
@@ -43,11 +42,7 @@ class Dag:
         return max(finish, default=0.0)
 
     def tails(self) -> list[float]:
-        deps = {f"s{i}": tuple(f"s{d}" for d in self.deps[i]) for i in range(self.n)}
-        tails = remaining_critical_path(
-            deps, list(deps), dict(zip(deps, self.durations, strict=True))
-        )
-        return [tails[f"s{i}"] for i in range(self.n)]
+        return critical_tails(self.deps, self.durations)
 
 
 def chain(n: int) -> Dag:

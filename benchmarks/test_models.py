@@ -16,12 +16,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import Engine, load_plan  # noqa: E402
-from engine.config import Config, ModelSettings  # noqa: E402
-from engine.ledger import Ledger  # noqa: E402
-from engine.local_model import available  # noqa: E402
-from engine.models import litellm_module, register_provider  # noqa: E402
-from tests.scripted_provider import Reply, ScriptedProvider  # noqa: E402
+from engine import Engine, load_plan
+from engine.config import Config, ModelSettings
+from engine.ledger import Ledger
+from engine.local_model import available
+from engine.models import litellm_module, register_provider
+from tests.scripted_provider import Reply, ScriptedProvider
 
 PROVIDER = ScriptedProvider()
 register_provider("pftest", PROVIDER)
@@ -84,7 +84,9 @@ def test_ten_step_plan_saves_by_tiering(benchmark: Any, tmp_path: Path) -> None:
 
     cheap, dear = benchmark.pedantic(measure, rounds=1, iterations=1)
     saved = 1 - cheap / dear
-    benchmark.extra_info.update({"tiered": round(cheap, 6), "all_frontier": round(dear, 6), "saved": round(saved, 4)})
+    benchmark.extra_info.update(
+        {"tiered": round(cheap, 6), "all_frontier": round(dear, 6), "saved": round(saved, 4)}
+    )
     assert saved >= 0.60
 
 
@@ -100,17 +102,23 @@ def test_gateway_overhead_against_bare_litellm(benchmark: Any, tmp_path: Path) -
     async def bare() -> None:
         for i in range(N_CALLS):
             await litellm.acompletion(
-                model=model, messages=[{"role": "user", "content": f"step {i}"}], mock_response="ok", max_tokens=16
+                model=model,
+                messages=[{"role": "user", "content": f"step {i}"}],
+                mock_response="ok",
+                max_tokens=16,
             )
 
     config = Config(models={model: ModelSettings(api_key="sk-mock")})
     plan = load_plan(
         "\n".join(
-            f'step s{i} = llm(model: "{model}", prompt: "step {i}", max_tokens: 16)' + (f" after s{i - 1}" if i else "")
+            f'step s{i} = llm(model: "{model}", prompt: "step {i}", max_tokens: 16)'
+            + (f" after s{i - 1}" if i else "")
             for i in range(N_CALLS)
         )
     )
-    engine = Engine(config=config, settings={"mock_response": "ok"}, ledger=Ledger(tmp_path / "l.sqlite"))
+    engine = Engine(
+        config=config, settings={"mock_response": "ok"}, ledger=Ledger(tmp_path / "l.sqlite")
+    )
     engine.run_sync(plan)
     asyncio.run(bare())
 
@@ -153,7 +161,9 @@ def test_local_model_speed(benchmark: Any) -> None:
         start = time.perf_counter()
         first = None
         tokens = 0
-        for chunk in llama.create_chat_completion(messages=messages, max_tokens=128, temperature=0, stream=True):
+        for chunk in llama.create_chat_completion(
+            messages=messages, max_tokens=128, temperature=0, stream=True
+        ):
             delta = chunk["choices"][0]["delta"].get("content")
             if delta:
                 tokens += 1
@@ -168,5 +178,9 @@ def test_local_model_speed(benchmark: Any) -> None:
     tokens_per_s = sorted(r[1] for r in results)[1]
     benchmark.pedantic(lambda: None, rounds=1)
     benchmark.extra_info.update(
-        {"first_token_s": round(first_token, 4), "tokens_per_s": round(tokens_per_s, 1), "tokens": results[0][2]}
+        {
+            "first_token_s": round(first_token, 4),
+            "tokens_per_s": round(tokens_per_s, 1),
+            "tokens": results[0][2],
+        }
     )

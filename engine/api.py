@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dsl.checker import CheckedPlan, topological_order
+from dsl.checker import CheckedPlan
 from dsl.errors import did_you_mean
 from dsl.loader import PlanSource, load_and_check
 from dsl.types import build_record_models, type_adapter
@@ -32,11 +32,11 @@ from .config import Config
 from .driver import Driver
 from .events import Event, EventBus, RunFinished, RunStarted
 from .executor import RetryPolicy, RunContext, StepRunner
-from .graph import LatencyModel, remaining_critical_path
+from .graph import LatencyModel
 from .ledger import BudgetGuard, Ledger
 from .models import Gateway, ModelSelector, TierSelector
 from .result import RunResult, StepRecord, observed_critical_path
-from .scheduler import Schedule
+from .scheduler import Schedule, critical_tails
 
 
 class InputError(ValueError):
@@ -215,8 +215,8 @@ class Engine:
     def _schedule(self, checked: CheckedPlan, order: list[str]) -> Schedule:
         index = {name: i for i, name in enumerate(order)}
         plan = checked.plan
-        durations = {s.id: self.latency.estimate(s, self.registry) for s in plan.steps}
-        tails = remaining_critical_path(checked.deps, topological_order(checked.deps), durations)
+        deps = [[index[d] for d in checked.deps[name]] for name in order]
+        tails = critical_tails(deps, [self.latency.estimate(s, self.registry) for s in plan.steps])
         groups: list[tuple[str, ...]] = []
         for step in plan.steps:
             spec = self.registry[step.tool]
@@ -229,13 +229,35 @@ class Engine:
             groups.append(tuple(keys))
         return Schedule(
             order,
-            [[index[d] for d in checked.deps[name]] for name in order],
-            priority=[tails[name] for name in order],
+            deps,
+            priority=tails,
             groups=groups,
             limits=self.limits,
             max_parallel=self.max_parallel,
             standby=[index[f] for f in checked.fallbacks],
         )
+
+    def _observer(
+        self, checked: CheckedPlan, order: list[str], schedule: Schedule
+    ) -> Callable[[Any, float], None]:
+        """Refine latency estimates from observed durations; re-prioritise now and then.
+
+        Recomputing the remaining critical paths is O(steps), so it runs once per
+        max(16, steps/8) completions: amortised O(1) per step.
+        """
+        every = max(16, len(order) // 8)
+        seen = [0]
+        index = {name: i for i, name in enumerate(order)}
+        deps = [[index[d] for d in checked.deps[name]] for name in order]
+
+        def observe(step: Any, seconds: float) -> None:
+            self.latency.observe(step, self.registry, seconds)
+            seen[0] += 1
+            if seen[0] % every == 0:
+                durations = [self.latency.estimate(s, self.registry) for s in checked.plan.steps]
+                schedule.reprioritize(critical_tails(deps, durations))
+
+        return observe
 
     def _gateway(self, checked: CheckedPlan, warnings: list[str]) -> Gateway:
         """The model gateway for one run: tiers, budget guard, ledger, warnings."""
@@ -297,6 +319,7 @@ class Engine:
             ctx.services = {**self.services, "models": gateway}
             ctx.select_model = lambda step, spec, attempt: gateway.select(step, attempt).model
         schedule = self._schedule(checked, order)
+        ctx.observe = self._observer(checked, order, schedule)
         runner = StepRunner(ctx, order)
         driver = Driver(schedule, runner, should_stop=lambda: ctx.stop_reason is not None)
         if events.active:

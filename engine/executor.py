@@ -145,6 +145,7 @@ class RunContext:
     rng: random.Random = field(default_factory=random.Random)
     max_result_bytes: int = MAX_RESULT_BYTES
     stop_reason: str | None = None
+    observe: Callable[[Step, float], None] | None = None
 
     def now(self) -> float:
         return time.perf_counter() - self.started
@@ -429,6 +430,8 @@ class StepRunner:
             record.status = "succeeded"
             record.output = value
             ctx.values[step.id] = value
+            if ctx.observe is not None:
+                ctx.observe(step, record.finished_at - record.started_at)
             if ctx.events.active:
                 ctx.events.emit(
                     StepSucceeded(

@@ -38,12 +38,27 @@ class LatencyModel:
             **kwargs,
         )
 
-    def estimate(self, step: Step, tools: Mapping[str, Any]) -> float:
+    smoothing: float = 0.3
+
+    def _key(self, step: Step, tools: Mapping[str, Any]) -> tuple[dict[str, float], str]:
         spec = tools.get(step.tool)
         if spec is not None and getattr(spec, "uses_model", False):
-            tier = step.tier or self.default_tier
-            return self.tier_s.get(tier, self.tier_s.get(self.default_tier, 3.0))
-        return self.tool_s.get(step.tool, DEFAULT_TOOL_LATENCY_S)
+            return self.tier_s, step.tier or self.default_tier
+        return self.tool_s, step.tool
+
+    def estimate(self, step: Step, tools: Mapping[str, Any]) -> float:
+        table, key = self._key(step, tools)
+        if table is self.tier_s:
+            return table.get(key, table.get(self.default_tier, 3.0))
+        return table.get(key, DEFAULT_TOOL_LATENCY_S)
+
+    def observe(self, step: Step, tools: Mapping[str, Any], seconds: float) -> None:
+        """Fold an observed duration into the estimate (exponential moving average)."""
+        table, key = self._key(step, tools)
+        previous = table.get(key)
+        table[key] = (
+            seconds if previous is None else previous + self.smoothing * (seconds - previous)
+        )
 
 
 def compile_graph(checked: CheckedPlan) -> nx.DiGraph:

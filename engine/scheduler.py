@@ -31,6 +31,35 @@ class State(IntEnum):
 FINAL = frozenset({State.SUCCEEDED, State.FAILED, State.SKIPPED, State.CANCELLED})
 
 
+def critical_tails(deps: Sequence[Sequence[int]], durations: Sequence[float]) -> list[float]:
+    """For each node: its duration plus the longest chain of work that waits on it.
+
+    Works on integer ids (Kahn's order, then one reverse pass): O(nodes + edges).
+    Nodes on a cycle (none in a checked plan) get their own duration.
+    """
+    count = len(deps)
+    successors: list[list[int]] = [[] for _ in range(count)]
+    indegree = [0] * count
+    for node, needs in enumerate(deps):
+        indegree[node] = len(needs)
+        for need in needs:
+            successors[need].append(node)
+    order = [node for node in range(count) if indegree[node] == 0]
+    for node in order:  # the list grows while it is walked: Kahn's algorithm
+        for succ in successors[node]:
+            indegree[succ] -= 1
+            if indegree[succ] == 0:
+                order.append(succ)
+    tails = list(durations)
+    for node in reversed(order):
+        best = 0.0
+        for succ in successors[node]:
+            if tails[succ] > best:
+                best = tails[succ]
+        tails[node] = durations[node] + best
+    return tails
+
+
 class Schedule:
     """Ready-queue bookkeeping over a DAG of `n` nodes (plus fan-out items added later)."""
 
@@ -38,6 +67,7 @@ class Schedule:
         "_heap",
         "_limits",
         "_seq",
+        "_unbounded",
         "children",
         "doomed",
         "group_running",
@@ -91,6 +121,9 @@ class Schedule:
         self.open_count = 0  # nodes not yet in a final state (standby excluded)
         self._heap: list[tuple[float, int, int]] = []
         self._seq = 0
+        # With no limit of any kind every ready node starts at once, so order is moot
+        # and a plain list replaces the priority heap (the common embedded case).
+        self._unbounded = not self._limits and self.max_parallel >= 1 << 30
         for node in standby:
             self.state[node] = State.STANDBY
         for node in range(count):
@@ -113,7 +146,10 @@ class Schedule:
     def _push(self, node: int) -> None:
         self.state[node] = State.READY
         self._seq += 1
-        heapq.heappush(self._heap, (-self.priority[node], self._seq, node))
+        if self._unbounded:
+            self._heap.append((0.0, self._seq, node))
+        else:
+            heapq.heappush(self._heap, (-self.priority[node], self._seq, node))
 
     def _fits(self, node: int) -> bool:
         limits = self._limits
@@ -128,7 +164,15 @@ class Schedule:
 
     def start_ready(self) -> list[int]:
         """Take ready nodes that fit the limits, most critical first; mark them running."""
-        started: list[int] = []
+        if self._unbounded:
+            started = [entry[2] for entry in self._heap]
+            self._heap = []
+            state = self.state
+            for node in started:
+                state[node] = State.RUNNING
+            self.running += len(started)
+            return started
+        started = []
         heap = self._heap
         blocked: list[tuple[float, int, int]] = []
         while heap and self.running < self.max_parallel:
@@ -219,6 +263,21 @@ class Schedule:
             elif state[succ] == State.STANDBY:
                 self.doomed.add(succ)
         return skipped
+
+    def reprioritize(self, priority: Sequence[float]) -> None:
+        """New priorities for the plan's nodes (observed latencies changed the estimates).
+
+        Ready nodes are re-keyed; nodes that become ready later use the new values.
+        """
+        for node, value in enumerate(priority):
+            self.priority[node] = value
+        for node in range(len(priority), len(self.priority)):
+            parent = self.parent[node]
+            if parent >= 0:
+                self.priority[node] = self.priority[parent]
+        if not self._unbounded:
+            self._heap = [(-self.priority[node], seq, node) for _, seq, node in self._heap]
+            heapq.heapify(self._heap)
 
     # --- fan-out ----------------------------------------------------------------------------
     def expand(self, node: int, count: int) -> list[int]:

@@ -340,3 +340,16 @@ def test_random_plans_run_correctly(case: tuple[str, set[str]], max_parallel: in
                 assert result.steps[dep].finished_at <= record.started_at
     assert result.status == ("failed" if failing else "succeeded")
     random.seed(0)
+
+
+def test_observed_latencies_refine_the_estimates() -> None:
+    """Each finished step folds its duration into the engine's latency model."""
+    eng = engine()
+    before = eng.latency.tool_s["sleep"]
+    eng.run_sync(
+        load_plan(
+            "\n".join(f"step s{i} = sleep(seconds: 0.05)" for i in range(20)), tools=TEST_TOOLS
+        )
+    )
+    eng.close()
+    assert before < 0.01 and 0.04 < eng.latency.tool_s["sleep"] < 0.2

@@ -181,3 +181,25 @@ def test_simulated_runs_keep_the_invariants(
             doomed.add(node)
     assert set(started) == set(range(n)) - doomed
     assert all(s.state[node] == State.SKIPPED for node in doomed)
+
+
+def test_reprioritize_rekeys_ready_nodes() -> None:
+    """New estimates change which ready node starts first."""
+    s = Schedule(["a", "b"], [[], []], priority=[5.0, 1.0], max_parallel=1)
+    s.reprioritize([1.0, 5.0])
+    assert s.start_ready() == [1]
+
+
+@given(random_runs())
+def test_critical_tails_match_the_graph_module(
+    run: tuple[int, list[list[int]], list[float], list[bool], int, int],
+) -> None:
+    """The scheduler's integer critical-path tails equal engine.graph's on any DAG."""
+    from engine.graph import remaining_critical_path
+    from engine.scheduler import critical_tails
+
+    n, deps, durations, *_ = run
+    names = [f"s{i}" for i in range(n)]
+    by_name = {names[i]: tuple(names[d] for d in deps[i]) for i in range(n)}
+    expected = remaining_critical_path(by_name, names, dict(zip(names, durations, strict=True)))
+    assert critical_tails(deps, durations) == [expected[name] for name in names]
