@@ -11,7 +11,8 @@ from typing import Any
 
 
 def load(path: str) -> dict[str, dict[str, Any]]:
-    data = json.load(open(path, encoding="utf-8"))
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
     return {
         b["fullname"].split("::")[-1]: {**b["extra_info"], "median": b["stats"]["median"]}
         for b in data["benchmarks"]
