@@ -21,9 +21,9 @@ def looks_like_json(text: str) -> bool:
 
 
 def read_plan_file(
-    path: str | Path, tools: Mapping[str, Any] | None = None
+    path: str | Path, tools: Mapping[str, Any] | None = None, source_format: str | None = None
 ) -> tuple[Plan, SourceMap, str]:
-    """Read a `.plan` or `.json` file into IR; raise PlanError (also for I/O problems)."""
+    """Read a `.plan` or `.json` file (or LLMCompiler/ReWOO text) into IR; raise PlanError."""
     file = str(path)
     try:
         data = Path(path).read_bytes()
@@ -38,6 +38,14 @@ def read_plan_file(
             [Diagnostic(f"cannot read: {err.strerror}", Location(file), code="io")]
         ) from None
     text = decode_source(data, file)
+    if source_format is not None:
+        from .importers import import_plan
+
+        return (
+            import_plan(source_format, text, tools or {}, file),
+            SourceMap(file, is_json=True),
+            text,
+        )
     plan, smap = parse_plan_text(text, file, tools)
     return plan, smap, text
 

@@ -35,6 +35,15 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_INVALID)
 
 
+def _add_from_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--from",
+        dest="source_format",
+        choices=["llmcompiler", "rewoo"],
+        help="read PLAN as LLMCompiler or ReWOO plan text",
+    )
+
+
 def _add_tools_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tools",
@@ -57,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("plans", nargs="+", metavar="PLAN")
     check.add_argument("--quiet", "-q", action="store_true", help="print errors only")
     _add_tools_option(check)
+    _add_from_option(check)
 
     run = sub.add_parser("run", help="run a plan (exit 0 ok, 1 failed, 2 invalid, 130 interrupted)")
     run.add_argument("plan", metavar="PLAN")
@@ -112,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", metavar="FILE", help="settings file (default: ./planfile.toml if present)"
     )
     _add_tools_option(run)
+    _add_from_option(run)
 
     graph = sub.add_parser("graph", help="print a plan's DAG (mermaid, dot or json)")
     graph.add_argument("plan", metavar="PLAN")
@@ -128,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 if the file is not canonically formatted",
     )
     _add_tools_option(fmt)
+    _add_from_option(fmt)
 
     sub.add_parser("schema", help="print the JSON Schema of a JSON plan")
 
@@ -158,7 +170,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     status = EXIT_OK
     for file in args.plans:
         try:
-            plan, smap, text = read_plan_file(file, registry)
+            plan, smap, text = read_plan_file(file, registry, args.source_format)
             checked = check(plan, registry, smap, source=text)
         except PlanError as err:
             _print_diagnostics(err)
@@ -180,13 +192,16 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _load_checked(
-    file: str, tool_files: Sequence[str], tiers: Sequence[str] = ()
+    file: str,
+    tool_files: Sequence[str],
+    tiers: Sequence[str] = (),
+    source_format: str | None = None,
 ) -> tuple[Any, Any]:
     from dsl import read_plan_file
     from dsl.checker import check
 
     registry = _registry(tool_files)
-    plan, smap, text = read_plan_file(file, registry)
+    plan, smap, text = read_plan_file(file, registry, source_format)
     return check(plan, registry, smap, source=text, tiers=tiers), registry
 
 
@@ -250,7 +265,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         raise UsageError(str(err)) from None
     tiers = _parse_tiers(args.tier)
-    checked, registry = _load_checked(args.plan, args.tools, tiers=[*tiers, *config.tiers])
+    checked, registry = _load_checked(
+        args.plan, args.tools, tiers=[*tiers, *config.tiers], source_format=args.source_format
+    )
     for warning in checked.warnings:
         print(warning.render(checked.source), file=sys.stderr)
     settings: dict[str, Any] = {
@@ -352,7 +369,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     from dsl.printer import format_plan
 
     registry = _registry(args.tools)
-    plan, _, text = read_plan_file(args.plan, registry)
+    plan, _, text = read_plan_file(args.plan, registry, args.source_format)
     formatted = format_plan(plan)
     if args.check_only:
         if formatted != text:
