@@ -259,10 +259,22 @@ class Engine:
 
         return observe
 
+    def model_gateway(
+        self, plan_tiers: Mapping[str, str] | None = None, warnings: list[str] | None = None
+    ) -> Gateway:
+        """A model gateway outside a run (the planner uses one)."""
+        return self._gateway_for(dict(plan_tiers or {}), warnings if warnings is not None else [])
+
+    def tier_map(self, plan_tiers: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Tiers by precedence, lowest first: the plan's, the config's, the engine's (--tier)."""
+        return {**(plan_tiers or {}), **self.config.tiers, **self.tiers}
+
     def _gateway(self, checked: CheckedPlan, warnings: list[str]) -> Gateway:
+        return self._gateway_for(checked.plan.tiers, warnings)
+
+    def _gateway_for(self, plan_tiers: Mapping[str, str], warnings: list[str]) -> Gateway:
         """The model gateway for one run: tiers, budget guard, ledger, warnings."""
-        # Precedence, lowest first: the plan's tiers, the config's, the engine's (--tier).
-        tiers = {**checked.plan.tiers, **self.config.tiers, **self.tiers}
+        tiers = self.tier_map(plan_tiers)
         ledger = self.ledger if self.ledger is not None else Ledger()
         run_budget = self.budget_usd if self.budget_usd is not None else self.config.budget.run_usd
         guard = BudgetGuard(ledger, run_budget, self.config.budget.daily_usd)

@@ -124,6 +124,41 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tools_option(run)
     _add_from_option(run)
 
+    plan = sub.add_parser(
+        "plan", help="an LLM writes a plan for a goal; it is checked and repaired"
+    )
+    plan.add_argument("goal", metavar="GOAL")
+    plan.add_argument(
+        "-o", "--output", metavar="FILE", help="write the plan here (default: stdout)"
+    )
+    plan.add_argument(
+        "--format", choices=["plan", "json"], default="plan", help="canonical .plan text or JSON"
+    )
+    plan.add_argument(
+        "--max-repairs", type=int, default=2, metavar="N", help="repair attempts (default 2)"
+    )
+    plan.add_argument(
+        "--allow-tool",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="let the plan use NAME too (by default: the stdlib tools that stay in the workspace)",
+    )
+    plan.add_argument(
+        "--tier",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL",
+        help="e.g. planner=openai/gpt-4o",
+    )
+    plan.add_argument(
+        "--config", metavar="FILE", help="settings file (default: ./planfile.toml if present)"
+    )
+    plan.add_argument(
+        "--budget", type=float, metavar="USD", help="stop before planning could cost more than USD"
+    )
+    _add_tools_option(plan)
+
     graph = sub.add_parser("graph", help="print a plan's DAG (mermaid, dot or json)")
     graph.add_argument("plan", metavar="PLAN")
     graph.add_argument("--format", choices=["mermaid", "dot", "json"], default="mermaid")
@@ -349,6 +384,61 @@ def _report(result: Any, as_json: bool, summary: Any) -> None:
         summary(result)
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from dsl.printer import format_plan
+    from engine.api import Engine
+    from engine.config import ConfigError, load_config
+    from engine.planner import Planner, allowed_tools
+
+    if args.max_repairs < 0:
+        raise UsageError("--max-repairs must be zero or more")
+    if not args.goal.strip():
+        raise UsageError("the goal is empty")
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    registry = _registry(args.tools)
+    unknown = [name for name in args.allow_tool if name not in registry]
+    if unknown:
+        raise UsageError(f"--allow-tool: unknown tool `{unknown[0]}` (see `planfile tools`)")
+    engine = Engine(
+        tools=registry,
+        config=config,
+        tiers=_parse_tiers(args.tier),
+        budget_usd=args.budget,
+        on_warning=lambda message: print(message, file=sys.stderr),
+    )
+    tools = allowed_tools(registry, args.allow_tool)
+    planner = Planner(
+        engine.model_gateway(), tools, tiers=engine.tier_map(), max_repairs=args.max_repairs
+    )
+    planned = asyncio.run(planner.plan(args.goal))
+    for attempt in planned.attempts:
+        state = "ok" if not attempt.errors else f"{len(attempt.errors)} problem(s)"
+        print(f"attempt {attempt.number}: {state}", file=sys.stderr)
+        for error in attempt.errors[:10]:
+            print(f"  {error}", file=sys.stderr)
+    usage = planned.usage
+    print(
+        f"planning: {usage.model}, {usage.input_tokens} in / {usage.output_tokens} out tokens, ${usage.cost_usd:.6f}",
+        file=sys.stderr,
+    )
+    if planned.checked is None:
+        print(f"planfile: no valid plan after {len(planned.attempts)} attempt(s)", file=sys.stderr)
+        return EXIT_FAILED
+    plan = planned.checked.plan
+    text = format_plan(plan) if args.format == "plan" else plan.model_dump_json(indent=2) + "\n"
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output} ({len(plan.steps)} steps)", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     from engine.graph import LatencyModel, to_dot, to_json, to_mermaid
 
@@ -441,6 +531,7 @@ def cmd_tools(args: argparse.Namespace) -> int:
 COMMANDS = {
     "check": cmd_check,
     "run": cmd_run,
+    "plan": cmd_plan,
     "graph": cmd_graph,
     "fmt": cmd_fmt,
     "schema": cmd_schema,

@@ -93,6 +93,8 @@ class _Engine:
             if params.get("temperature") is not None
             else 0.2,
             "seed": int(params.get("seed", 0)),
+            # Small models loop; a mild penalty keeps replies (and JSON strings) moving.
+            "repeat_penalty": float(params.get("repeat_penalty", 1.15)),
         }
         response_format = params.get("response_format")
         if isinstance(response_format, dict):

@@ -474,9 +474,44 @@ class Gateway:
         price: Any,
         prompt_tokens: int,
     ) -> str:
+        return await self.call(
+            model,
+            messages,
+            usage=ctx.services["record"],
+            run_id=ctx.services["run"].run_id,
+            step_id=ctx.step_id,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            schema=schema,
+            prompt_tokens=prompt_tokens,
+            mock=ctx.settings.get("mock_response"),
+        )
+
+    async def call(
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        *,
+        usage: Any,
+        run_id: str,
+        step_id: str,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        temperature: float | None = None,
+        schema: dict[str, Any] | None = None,
+        prompt_tokens: int | None = None,
+        mock: str | None = None,
+    ) -> str:
+        """One priced, budgeted, rate-limited, ledgered model call; returns the reply text.
+
+        `usage` is any object with input_tokens/output_tokens/cost_usd counters (a step's
+        record, or the planner's).
+        """
         litellm = litellm_module()
-        record = ctx.services["record"]
-        run = ctx.services["run"]
+        settings = self.config.model_settings(model)
+        price = self.pricing.price(model)
+        if prompt_tokens is None:
+            prompt_tokens = _count_tokens(litellm, model, messages) if self.budget.active else 0
+        record = usage
         kwargs: dict[str, Any] = {
             "model": model,
             "messages": messages,
@@ -499,7 +534,6 @@ class Gateway:
             response_format = self._response_format(model, settings, schema)
             if response_format is not None:
                 kwargs["response_format"] = response_format
-        mock = ctx.settings.get("mock_response")
         if mock is not None:
             kwargs["mock_response"] = mock
         worst = price.cost(prompt_tokens, max_tokens)
@@ -523,9 +557,7 @@ class Gateway:
             record.output_tokens += output_tokens
             record.cost_usd += cost
             if self.ledger is not None:
-                self.ledger.record(
-                    run.run_id, ctx.step_id, model, input_tokens, output_tokens, cost
-                )
+                self.ledger.record(run_id, step_id, model, input_tokens, output_tokens, cost)
         finally:
             self.budget.settle(reservation, cost)
         content = response.choices[0].message.content

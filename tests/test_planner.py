@@ -1,0 +1,176 @@
+"""The planner: scripted replies for valid, repaired and hopeless plans; the joiner."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.api import Engine
+from engine.config import Config, ModelSettings
+from engine.ir import Plan, Step
+from engine.ledger import Ledger
+from engine.models import register_provider
+from engine.planner import Planner, add_joiner, allowed_tools, planner_schema
+from stdlib_tools import ToolRegistry
+
+from .scripted_provider import Reply, ScriptedProvider
+
+PROVIDER = ScriptedProvider()
+register_provider("pftest", PROVIDER)
+
+GOOD = {
+    "goal": "15% of 2400, explained",
+    "steps": [
+        {
+            "id": "share",
+            "tool": "calculate",
+            "args": {"expression": "2400 * 0.15"},
+            "depends_on": [],
+            "description": "d",
+        },
+        {
+            "id": "answer",
+            "tool": "llm",
+            "tier": "fast",
+            "args": {"prompt": "Explain {{ share }}"},
+            "depends_on": ["share"],
+            "description": "d",
+        },
+    ],
+    "outputs": ["answer"],
+}
+BAD = {
+    "goal": "g",
+    "steps": [
+        {
+            "id": "share",
+            "tool": "calculate",
+            "args": {"expresion": "1"},
+            "depends_on": ["nope"],
+            "description": "d",
+        }
+    ],
+    "outputs": ["share"],
+}
+
+
+@pytest.fixture(autouse=True)
+def fresh() -> None:
+    PROVIDER.reset()
+
+
+def planner(tmp_path: Path, max_repairs: int = 2) -> Planner:
+    config = Config(
+        tiers={"planner": "pftest/planner", "fast": "pftest/fast"},
+        models={
+            "pftest/planner": ModelSettings(input_cost_per_million=15, output_cost_per_million=15)
+        },
+    )
+    engine = Engine(config=config, ledger=Ledger(tmp_path / "ledger.sqlite"))
+    tools = allowed_tools(engine.registry)
+    return Planner(engine.model_gateway(), tools, tiers=engine.tier_map(), max_repairs=max_repairs)
+
+
+def test_valid_plan_first_try(tmp_path: Path) -> None:
+    """A valid reply is loaded, checked and priced; the request carries the schema."""
+    PROVIDER.add("planner", Reply(GOOD, 2000, 300))
+    planned = asyncio.run(planner(tmp_path).plan("What is 15% of 2400?"))
+    assert planned.ok and len(planned.attempts) == 1
+    assert [s.id for s in planned.checked.plan.steps] == ["share", "answer"]
+    assert planned.usage.cost_usd == pytest.approx(2300 * 15e-6)
+    schema = PROVIDER.calls[0]["params"]["response_format"]["json_schema"]["schema"]
+    assert "http_get" not in schema["properties"]["steps"]["items"]["properties"]["tool"]["enum"]
+    prompt = PROVIDER.calls[0]["messages"][-1]["content"]
+    assert "calculate(expression: str) -> float" in prompt and "What is 15% of 2400?" in prompt
+
+
+def test_invalid_plan_is_repaired(tmp_path: Path) -> None:
+    """Errors with JSON paths go back to the model; the repaired plan is accepted."""
+    PROVIDER.add("planner", Reply(BAD), Reply(GOOD))
+    planned = asyncio.run(planner(tmp_path).plan("g"))
+    assert planned.ok and len(planned.attempts) == 2
+    errors = planned.attempts[0].errors
+    assert any("steps[0].args.expresion" in e and "did you mean `expression`" in e for e in errors)
+    repair = PROVIDER.calls[1]["messages"][-1]["content"]
+    assert "steps[0].depends_on[0]" in repair
+
+
+def test_hopeless_plan_fails_after_n_attempts(tmp_path: Path) -> None:
+    """A model that never produces a valid plan stops after 1 + max_repairs attempts."""
+    PROVIDER.default["planner"] = Reply("not json at all")
+    planned = asyncio.run(planner(tmp_path, max_repairs=2).plan("g"))
+    assert not planned.ok and len(planned.attempts) == 3
+    assert all(a.errors and "not JSON" in a.errors[0] for a in planned.attempts)
+
+
+def test_disallowed_tool_is_refused(tmp_path: Path) -> None:
+    """A plan using a tool outside the allowlist (http_get) does not check."""
+    sneaky = json.loads(json.dumps(GOOD))
+    sneaky["steps"][0] = {
+        "id": "share",
+        "tool": "http_get",
+        "args": {"url": "http://x"},
+        "depends_on": [],
+        "description": "d",
+    }
+    PROVIDER.add("planner", Reply(sneaky))
+    planned = asyncio.run(planner(tmp_path, max_repairs=0).plan("g"))
+    assert not planned.ok and "unknown tool `http_get`" in planned.attempts[0].errors[0]
+
+
+def test_joiner_added_when_no_model_step_answers(registry: ToolRegistry) -> None:
+    """A plan ending in non-model steps gets a standard-tier synthesis step."""
+    plan = Plan(
+        name="p",
+        goal="two numbers",
+        steps=(
+            Step(id="a", tool="calculate", args={"expression": "1"}),
+            Step(id="b", tool="calculate", args={"expression": "2"}),
+        ),
+    )
+    joined = add_joiner(plan, registry)
+    answer = joined.steps[-1]
+    assert joined.outputs == ("answer",) and answer.tier == "standard"
+    assert "{{ a }}" in answer.args["prompt"] and "{{ b }}" in answer.args["prompt"]
+    assert add_joiner(joined, registry) == joined
+
+
+def test_schema_names_only_allowed_tools(registry: ToolRegistry) -> None:
+    """The tool enum is the allowlist; user-allowed tools join it."""
+    tools = allowed_tools(registry, ["http_get"])
+    enum = planner_schema(tools)["properties"]["steps"]["items"]["properties"]["tool"]["enum"]
+    assert "http_get" in enum and "calculate" in enum
+
+
+def test_cli_plan_writes_a_checked_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    """`planfile plan` writes canonical .plan text that `planfile check` accepts."""
+    from engine.cli import main
+
+    PROVIDER.add("planner", Reply(GOOD))
+    out = tmp_path / "p.plan"
+    code = main(
+        [
+            "plan",
+            "What is 15% of 2400?",
+            "-o",
+            str(out),
+            "--tier",
+            "planner=pftest/planner",
+            "--tier",
+            "fast=pftest/fast",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert (
+        "step share: float = calculate" in out.read_text()
+        or "step share = calculate" in out.read_text()
+    )
+    assert main(["check", str(out)]) == 0
+    PROVIDER.default["planner"] = Reply("{}")
+    assert main(["plan", "g", "--tier", "planner=pftest/planner", "--max-repairs", "0"]) == 1
