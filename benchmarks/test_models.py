@@ -20,11 +20,10 @@ from engine import Engine, load_plan
 from engine.config import Config, ModelSettings
 from engine.ledger import Ledger
 from engine.local_model import available
-from engine.models import litellm_module, register_provider
-from tests.scripted_provider import Reply, ScriptedProvider
+from engine.models import litellm_module
+from tests.scripted_provider import Reply, registered
 
-PROVIDER = ScriptedProvider()
-register_provider("pftest", PROVIDER)
+PROVIDER = registered()
 PRICES = {"fast": 0.80, "standard": 3.0, "frontier": 15.0}
 CONFIG = Config(
     tiers={tier: f"pftest/{tier}" for tier in PRICES},

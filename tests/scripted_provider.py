@@ -92,3 +92,14 @@ class ScriptedProvider(CustomLLM):
         )
         response.model = f"{PROVIDER}/{model}"
         return response
+
+
+# One provider for the whole test session: litellm keeps one handler per provider name.
+PROVIDER = ScriptedProvider()
+
+
+def registered() -> ScriptedProvider:
+    from engine.models import register_provider
+
+    register_provider("pftest", PROVIDER)
+    return PROVIDER

@@ -17,13 +17,12 @@ from engine.config import Config, ConfigError, ModelSettings, load_config
 from engine.executor import RetryPolicy
 from engine.ir import Step
 from engine.ledger import Ledger
-from engine.models import TierSelector, parse_reply, register_provider
+from engine.models import TierSelector, parse_reply
 from engine.result import RunResult
 
-from .scripted_provider import Reply, ScriptedProvider, bad_key, rate_limited, server_error, timeout
+from .scripted_provider import Reply, bad_key, rate_limited, registered, server_error, timeout
 
-PROVIDER = ScriptedProvider()
-register_provider("pftest", PROVIDER)
+PROVIDER = registered()
 
 PRICED = {
     "pftest/fast": ModelSettings(input_cost_per_million=0.80, output_cost_per_million=0.80),

@@ -13,14 +13,12 @@ from engine.api import Engine
 from engine.config import Config, ModelSettings
 from engine.ir import Plan, Step
 from engine.ledger import Ledger
-from engine.models import register_provider
 from engine.planner import Planner, add_joiner, allowed_tools, planner_schema
 from stdlib_tools import ToolRegistry
 
-from .scripted_provider import Reply, ScriptedProvider
+from .scripted_provider import Reply, registered
 
-PROVIDER = ScriptedProvider()
-register_provider("pftest", PROVIDER)
+PROVIDER = registered()
 
 GOOD = {
     "goal": "15% of 2400, explained",
