@@ -101,7 +101,8 @@ class PlanError(Exception):
     def __init__(self, diagnostics: Sequence[Diagnostic], source: str | None = None):
         self.diagnostics = sort_diagnostics(diagnostics)
         self.source = source
-        first = self.diagnostics[0] if self.diagnostics else None
+        errors = [d for d in self.diagnostics if d.severity == "error"]
+        first = errors[0] if errors else (self.diagnostics[0] if self.diagnostics else None)
         super().__init__(f"{first.location}: {first.message}" if first else "invalid plan")
 
     @property

@@ -16,13 +16,14 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from dsl.checker import CheckedPlan
-from dsl.errors import did_you_mean
+from dsl.errors import PlanError, did_you_mean
 from dsl.loader import PlanSource, load_and_check
 from dsl.types import build_record_models, type_adapter
 from engine.ir import Plan
@@ -34,9 +35,20 @@ from .events import Event, EventBus, RunFinished, RunStarted
 from .executor import RetryPolicy, RunContext, StepRunner
 from .graph import LatencyModel
 from .ledger import BudgetGuard, Ledger
+from .local_model import LOCAL_MODEL
 from .models import Gateway, ModelSelector, TierSelector
+from .planner import Usage
+from .replan import (
+    POLICIES,
+    LLMPolicy,
+    Replanner,
+    ReplanPolicy,
+    ReplanRequest,
+    revised_plan,
+    truncate_results,
+)
 from .result import RunResult, StepRecord, observed_critical_path
-from .scheduler import Schedule, critical_tails
+from .scheduler import Schedule, State, critical_tails
 
 
 class InputError(ValueError):
@@ -98,6 +110,28 @@ def resolve_inputs(checked: CheckedPlan, provided: Mapping[str, Any] | None) -> 
     if problems:
         raise InputError("; ".join(problems))
     return {name: _plain(value) for name, value in values.items()}
+
+
+@dataclass
+class Round:
+    """One round of a replanned run: what earlier rounds finished, and what stopped this one."""
+
+    run_id: str
+    started: float
+    records: dict[str, StepRecord]
+    values: dict[str, Any]
+    wants: Callable[[str, int], bool] | None
+    first: bool
+    finished_steps: int = 0
+    trigger: tuple[str, str, str | None] | None = None
+
+
+def _preset_state(record: StepRecord, on_error: str) -> State:
+    if record.status == "succeeded":
+        return State.SUCCEEDED
+    if record.status == "failed" and on_error != "skip":
+        return State.FAILED
+    return State.SKIPPED  # skipped, or a tolerated failure: dependents run on null
 
 
 def _plain(value: Any) -> Any:
@@ -175,15 +209,163 @@ class Engine:
         *,
         on_event: Callable[[Event], None] | None = None,
         result_holder: list[RunResult] | None = None,
+        replan: str | ReplanPolicy | None = None,
+        max_replans: int = 5,
+        goal: str | None = None,
     ) -> RunResult:
         """Run a plan to the end and return its result (a failed step is not an exception).
 
-        `result_holder` receives the result even when the run is cancelled (Ctrl-C), so a
-        caller can report what finished before re-raising.
+        `replan` is a policy (or a built-in's name: never, on-failure, after-each-step,
+        every-n, on-surprise) asked at the points it wants; revisions are capped at
+        `max_replans` and recorded in the result's `replans`. `result_holder` receives
+        the result even when the run is cancelled (Ctrl-C), so a caller can report what
+        finished before re-raising.
         """
         checked = self.check(plan)
         values = resolve_inputs(checked, inputs)
-        return await self._execute(checked, values, on_event, result_holder)
+        policy = self.replan_policy(replan, checked)
+        if policy is None:
+            return await self._execute(checked, values, on_event, result_holder)
+        return await self._run_rounds(
+            checked,
+            values,
+            policy,
+            max_replans,
+            goal or checked.plan.goal or checked.plan.name,
+            on_event,
+            result_holder,
+        )
+
+    def replan_policy(
+        self, replan: str | ReplanPolicy | None, checked: CheckedPlan
+    ) -> ReplanPolicy | None:
+        """A built-in policy by name (with the planner tier as replanner), or the user's."""
+        if replan is None or replan == "never":
+            return None
+        if not isinstance(replan, str):
+            return replan
+        every = 3
+        name = replan
+        if replan.startswith("every-") and replan[6:].isdigit():
+            name, every = "every-n", int(replan[6:])
+        if name not in POLICIES:
+            raise ValueError(
+                f"unknown replan policy `{replan}` (policies: {', '.join(POLICIES)}, every-N)"
+            )
+        gateway = self.model_gateway(checked.plan.tiers)
+        tiers = self.tier_map(checked.plan.tiers)
+        model = gateway.usable(tiers.get("planner") or tiers.get("frontier") or LOCAL_MODEL)
+        replanner = Replanner(gateway, model, self.registry, Usage(model=model))
+        return LLMPolicy(name, replanner, every)
+
+    async def _run_rounds(
+        self,
+        checked: CheckedPlan,
+        inputs: dict[str, Any],
+        policy: ReplanPolicy,
+        max_replans: int,
+        goal: str,
+        on_event: Callable[[Event], None] | None,
+        result_holder: list[RunResult] | None,
+    ) -> RunResult:
+        """Run, stop where the policy wants to decide, go on / revise / finish; repeat."""
+        round_ = Round(uuid.uuid4().hex[:12], time.perf_counter(), {}, {}, policy.wants, True)
+        replans: list[dict[str, Any]] = []
+        while True:
+            revisions = sum(1 for r in replans if r.get("added") is not None)
+            round_.wants = policy.wants if revisions < max_replans else None
+            result = await self._execute(checked, inputs, on_event, result_holder, round_)
+            if round_.trigger is None:
+                break
+            kind, step_id, error = round_.trigger
+            finished = {
+                n: r
+                for n, r in result.steps.items()
+                if r.status in ("succeeded", "skipped", "failed")
+            }
+            succeeded = {
+                n: round_.values.get(n) for n, r in finished.items() if r.status == "succeeded"
+            }
+            request = ReplanRequest(
+                goal=goal,
+                plan=checked.plan,
+                trigger=kind,  # type: ignore[arg-type]
+                step=step_id,
+                error=error,
+                completed=truncate_results(succeeded),
+                failed={
+                    n: r.error or "failed" for n, r in finished.items() if r.status == "failed"
+                },
+                replans=revisions,
+            )
+            decision = await policy.decide(request)
+            round_ = Round(
+                round_.run_id,
+                round_.started,
+                finished,
+                round_.values,
+                policy.wants,
+                False,
+                round_.finished_steps,
+            )
+            if decision.action == "finish":
+                result = self._finished_early(checked, result, finished, decision)
+                break
+            if decision.action == "revise":
+                # Kept: what truly finished (successes, `when` skips). A failed step and
+                # the steps skipped because of it are replaced by the revision.
+                done = {
+                    n
+                    for n, r in finished.items()
+                    if r.status == "succeeded"
+                    or (r.status == "skipped" and (r.error or "").startswith("`when"))
+                }
+                revised = revised_plan(checked.plan, done, decision)
+                try:
+                    new_checked = load_and_check(
+                        revised, self.registry, tiers=tuple(self.tier_map(revised.tiers))
+                    )
+                except PlanError as err:
+                    replans.append(
+                        {
+                            "after": step_id,
+                            "reason": f"revision rejected: {err.diagnostics[0].message}",
+                            "added": None,
+                            "removed": [],
+                        }
+                    )
+                    continue
+                old_remaining = [s.id for s in checked.plan.steps if s.id not in done]
+                round_.records = {n: r for n, r in finished.items() if n in done}
+                replans.append(
+                    {
+                        "after": step_id,
+                        "reason": decision.reason,
+                        "added": [s.id for s in decision.steps],
+                        "removed": old_remaining,
+                    }
+                )
+                checked = new_checked
+        result.replans = [r for r in replans]
+        usage = getattr(getattr(policy, "replanner", None), "usage", None)
+        if usage is not None:
+            result.cost_usd += usage.cost_usd
+        return result
+
+    def _finished_early(
+        self,
+        checked: CheckedPlan,
+        result: RunResult,
+        finished: Mapping[str, StepRecord],
+        decision: Any,
+    ) -> RunResult:
+        for name, record in result.steps.items():
+            if name not in finished:
+                record.status = "skipped"
+                record.error = "not needed: the replan policy finished the run"
+        result.status = "succeeded"
+        result.outputs = {"answer": decision.answer}
+        return result
 
     def run_sync(
         self, plan: PlanSource | CheckedPlan, inputs: Mapping[str, Any] | None = None
@@ -212,10 +394,16 @@ class Engine:
                     await task
 
     # --- execution ------------------------------------------------------------------------
-    def _schedule(self, checked: CheckedPlan, order: list[str]) -> Schedule:
+    def _schedule(
+        self,
+        checked: CheckedPlan,
+        order: list[str],
+        carried: Mapping[str, StepRecord] | None = None,
+    ) -> Schedule:
         index = {name: i for i, name in enumerate(order)}
         plan = checked.plan
         deps = [[index[d] for d in checked.deps[name]] for name in order]
+        on_error = {step.id: step.on_error for step in plan.steps}
         tails = critical_tails(deps, [self.latency.estimate(s, self.registry) for s in plan.steps])
         groups: list[tuple[str, ...]] = []
         for step in plan.steps:
@@ -234,7 +422,12 @@ class Engine:
             groups=groups,
             limits=self.limits,
             max_parallel=self.max_parallel,
-            standby=[index[f] for f in checked.fallbacks],
+            standby=[index[f] for f in checked.fallbacks if f not in (carried or {})],
+            finished={
+                index[name]: _preset_state(record, on_error[name])
+                for name, record in (carried or {}).items()
+                if name in index
+            },
         )
 
     def _observer(
@@ -301,11 +494,15 @@ class Engine:
         inputs: dict[str, Any],
         on_event: Callable[[Event], None] | None,
         result_holder: list[RunResult] | None,
+        round_: Round | None = None,
     ) -> RunResult:
         plan: Plan = checked.plan
-        run_id = uuid.uuid4().hex[:12]
+        run_id = round_.run_id if round_ else uuid.uuid4().hex[:12]
         order = [step.id for step in plan.steps]
-        records = {step.id: StepRecord(tool=step.tool) for step in plan.steps}
+        carried = round_.records if round_ else {}
+        records = {
+            step.id: carried.get(step.id) or StepRecord(tool=step.tool) for step in plan.steps
+        }
         events = EventBus([on_event] if on_event else None)
         settings = dict(self.settings)
         if settings.get("workspace"):
@@ -322,6 +519,11 @@ class Engine:
             services=self.services,
             retry=self.retry,
         )
+        if round_ is not None:
+            ctx.started = round_.started
+            ctx.values.update(round_.values)
+            ctx.wants = round_.wants
+            ctx.finished_steps = round_.finished_steps
         warnings: list[str] = []
         if (
             any(self.registry[step.tool].uses_model for step in plan.steps)
@@ -330,13 +532,15 @@ class Engine:
             gateway = self._gateway(checked, warnings)
             ctx.services = {**self.services, "models": gateway}
             ctx.select_model = lambda step, spec, attempt: gateway.select(step, attempt).model
-        schedule = self._schedule(checked, order)
+        schedule = self._schedule(checked, order, carried)
         ctx.observe = self._observer(checked, order, schedule)
         runner = StepRunner(ctx, order)
+        for node in schedule.initially_skipped:
+            runner.skipped(node, "a step it needs failed before the replan")
         driver = Driver(schedule, runner, should_stop=lambda: ctx.stop_reason is not None)
-        if events.active:
+        if events.active and (round_ is None or round_.first):
             events.emit(RunStarted(run_id, 0.0, plan.name, tuple(order)))
-        wall_start = time.perf_counter()
+        wall_start = round_.started if round_ else time.perf_counter()
         status = "succeeded"
         cancelled = False
         try:
@@ -362,6 +566,8 @@ class Engine:
             ]
             if ctx.stop_reason == "budget_exceeded":
                 status = "budget_exceeded"
+            elif ctx.stop_reason == "replan":
+                status = "replanning"
             elif failed or unfinished:
                 status = "failed"
         outputs = {
@@ -380,6 +586,12 @@ class Engine:
             critical_path_s=observed_critical_path(checked.deps, records),
             warnings=warnings,
         )
+        if round_ is not None:
+            round_.trigger = ctx.trigger
+            round_.values = ctx.values
+            round_.finished_steps = ctx.finished_steps
+        if status == "replanning":
+            return result
         if events.active:
             events.emit(RunFinished(run_id, ctx.now(), status, outputs, result.cost_usd))
         if result_holder is not None:

@@ -121,8 +121,46 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--config", metavar="FILE", help="settings file (default: ./planfile.toml if present)"
     )
+    run.add_argument(
+        "--replan",
+        default="never",
+        metavar="POLICY",
+        help="never (default), on-failure, after-each-step, every-N (e.g. every-3), on-surprise",
+    )
+    run.add_argument(
+        "--max-replans", type=int, default=5, metavar="N", help="cap on plan revisions (default 5)"
+    )
     _add_tools_option(run)
     _add_from_option(run)
+
+    ask = sub.add_parser("ask", help="plan a goal with an LLM, run it, replan as needed, answer")
+    ask.add_argument("goal", metavar="GOAL")
+    ask.add_argument(
+        "--replan",
+        default="on-failure",
+        metavar="POLICY",
+        help="replan policy (default on-failure)",
+    )
+    ask.add_argument("--max-replans", type=int, default=5, metavar="N")
+    ask.add_argument(
+        "--max-repairs", type=int, default=2, metavar="N", help="planner repair attempts"
+    )
+    ask.add_argument(
+        "--json", action="store_true", help="print the run result as one JSON document"
+    )
+    ask.add_argument(
+        "--allow-tool",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="let the plan use NAME too",
+    )
+    ask.add_argument("--tier", action="append", default=[], metavar="NAME=MODEL")
+    ask.add_argument("--budget", type=float, metavar="USD")
+    ask.add_argument("--config", metavar="FILE")
+    ask.add_argument("--workspace", metavar="DIR")
+    ask.add_argument("--max-parallel", type=int, default=DEFAULT_MAX_PARALLEL, metavar="N")
+    _add_tools_option(ask)
 
     plan = sub.add_parser(
         "plan", help="an LLM writes a plan for a goal; it is checked and repaired"
@@ -284,15 +322,14 @@ def _parse_limits(pairs: Sequence[str]) -> dict[str, int]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import asyncio
 
-    from engine.api import Engine, InputError
+    from engine.api import Engine
     from engine.config import ConfigError, load_config
-    from engine.display import PlainLog, StepTable, print_summary
-    from engine.result import RunResult
 
     if args.max_parallel < 1:
         raise UsageError("--max-parallel must be at least 1")
+    if args.max_replans < 0:
+        raise UsageError("--max-replans must be zero or more")
     if args.budget is not None and args.budget < 0:
         raise UsageError("--budget must be zero or more")
     try:
@@ -338,38 +375,78 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     try:
         inputs = _parse_inputs(args.input, checked)
-        holder: list[RunResult] = []
-        live = sys.stdout.isatty() and not args.json
-        table = StepTable() if live else None
-        listener = table if table is not None else (None if args.json else PlainLog())
-
-        async def go() -> RunResult:
-            if table is None:
-                return await engine.run(checked, inputs, on_event=listener, result_holder=holder)
-            from rich.live import Live
-
-            with Live(table.render(), refresh_per_second=10, transient=False) as display:
-
-                def on_event(event: Any) -> None:
-                    table(event)
-                    display.update(table.render())
-
-                return await engine.run(checked, inputs, on_event=on_event, result_holder=holder)
-
-        try:
-            result = asyncio.run(go())
-        except InputError as err:
-            raise UsageError(str(err)) from None
-        except KeyboardInterrupt:
-            if holder:
-                _report(holder[0], args.json, print_summary)
-            print("planfile: interrupted; the steps above had finished", file=sys.stderr)
-            return EXIT_INTERRUPTED
+        return _execute(
+            engine, checked, inputs, args.json, replan=args.replan, max_replans=args.max_replans
+        )
     finally:
         engine.close()
-    _report(
-        result, args.json, lambda r: print_summary(r, expected_cost=checked.plan.expected_cost_usd)
-    )
+
+
+def _execute(
+    engine: Any,
+    checked: Any,
+    inputs: dict[str, Any],
+    as_json: bool,
+    *,
+    replan: str | None = None,
+    max_replans: int = 5,
+    goal: str | None = None,
+    extra_cost: float = 0.0,
+    extra_note: str | None = None,
+) -> int:
+    """Run with the live display (or plain log), report, and map the status to an exit code."""
+    import asyncio
+
+    from engine.api import InputError
+    from engine.display import PlainLog, StepTable, print_summary
+    from engine.result import RunResult
+
+    holder: list[RunResult] = []
+    live = sys.stdout.isatty() and not as_json
+    table = StepTable() if live else None
+    listener = table if table is not None else (None if as_json else PlainLog())
+    options = {"replan": replan, "max_replans": max_replans, "goal": goal, "result_holder": holder}
+
+    async def go() -> RunResult:
+        if table is None:
+            return await engine.run(checked, inputs, on_event=listener, **options)
+        from rich.live import Live
+
+        with Live(table.render(), refresh_per_second=10, transient=False) as display:
+
+            def on_event(event: Any) -> None:
+                table(event)
+                display.update(table.render())
+
+            return await engine.run(checked, inputs, on_event=on_event, **options)
+
+    def summary(result: Any) -> None:
+        if extra_note:
+            print(extra_note, file=sys.stderr)
+        print_summary(result, expected_cost=checked.plan.expected_cost_usd)
+        for change in result.replans:
+            added = ", ".join(change["added"] or []) or "nothing (rejected)"
+            print(
+                f"  replanned after `{change['after']}`: {change['reason']} (+ {added})",
+                file=sys.stderr,
+            )
+
+    try:
+        result = asyncio.run(go())
+    except InputError as err:
+        raise UsageError(str(err)) from None
+    except ValueError as err:
+        if "replan policy" in str(err):
+            raise UsageError(str(err)) from None
+        raise
+    except KeyboardInterrupt:
+        if holder:
+            holder[0].cost_usd += extra_cost
+            _report(holder[0], as_json, summary)
+        print("planfile: interrupted; the steps above had finished", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    result.cost_usd += extra_cost  # e.g. the planning call of `ask`
+    _report(result, as_json, summary)
     return {
         "succeeded": EXIT_OK,
         "budget_exceeded": EXIT_BUDGET,
@@ -437,6 +514,87 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return EXIT_OK
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    """Plan, show the plan, run it with replanning, print the answer and the cost."""
+    import asyncio
+
+    from dsl.printer import format_plan
+    from engine.api import Engine
+    from engine.config import ConfigError, load_config
+    from engine.planner import Planner, allowed_tools
+
+    if not args.goal.strip():
+        raise UsageError("the goal is empty")
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    registry = _registry(args.tools)
+    unknown = [name for name in args.allow_tool if name not in registry]
+    if unknown:
+        raise UsageError(f"--allow-tool: unknown tool `{unknown[0]}` (see `planfile tools`)")
+    # A model-written plan may call only the allowed tools, replanned steps included.
+    tools = allowed_tools(registry, args.allow_tool)
+    from stdlib_tools import ToolRegistry
+
+    settings: dict[str, Any] = {"http_allowlist": list(config.tools.http_get.allow_hosts)}
+    if args.workspace:
+        if not Path(args.workspace).is_dir():
+            raise UsageError(f"--workspace {args.workspace}: not a folder")
+        settings["workspace"] = str(Path(args.workspace).resolve())
+    if config.search.corpus:
+        settings["corpus"] = config.search.corpus
+    engine = Engine(
+        tools=ToolRegistry(tools.values()),
+        config=config,
+        tiers=_parse_tiers(args.tier),
+        budget_usd=args.budget,
+        max_parallel=args.max_parallel,
+        settings=settings,
+        on_warning=lambda message: print(message, file=sys.stderr),
+    )
+    try:
+        planner = Planner(
+            engine.model_gateway(), tools, tiers=engine.tier_map(), max_repairs=args.max_repairs
+        )
+        planned = asyncio.run(planner.plan(args.goal))
+        usage = planned.usage
+        if planned.checked is None:
+            for attempt in planned.attempts:
+                print(
+                    f"attempt {attempt.number}: {len(attempt.errors)} problem(s)", file=sys.stderr
+                )
+                for error in attempt.errors[:10]:
+                    print(f"  {error}", file=sys.stderr)
+            print(
+                f"planfile: no valid plan after {len(planned.attempts)} attempt(s)", file=sys.stderr
+            )
+            return EXIT_FAILED
+        print(
+            f"# plan ({len(planned.attempts)} attempt(s), {usage.model}, ${usage.cost_usd:.6f})",
+            file=sys.stderr,
+        )
+        print(format_plan(planned.checked.plan), file=sys.stderr)
+
+        note = (
+            f"  planning: {usage.model}, {usage.input_tokens} in / {usage.output_tokens} out tokens, "
+            f"${usage.cost_usd:.6f}"
+        )
+        return _execute(
+            engine,
+            planned.checked,
+            {},
+            args.json,
+            replan=args.replan,
+            max_replans=args.max_replans,
+            goal=args.goal,
+            extra_cost=usage.cost_usd,
+            extra_note=note,
+        )
+    finally:
+        engine.close()
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
@@ -532,6 +690,7 @@ COMMANDS = {
     "check": cmd_check,
     "run": cmd_run,
     "plan": cmd_plan,
+    "ask": cmd_ask,
     "graph": cmd_graph,
     "fmt": cmd_fmt,
     "schema": cmd_schema,

@@ -46,6 +46,10 @@ class StepError(Exception):
     """A step failed in a way a retry cannot fix (bad arguments, wrong result type)."""
 
 
+class CheckFailed(StepError):
+    """A step's result failed its `check` condition (a surprise, for replanning)."""
+
+
 class RetryableError(Exception):
     """Raise from a tool to ask for a retry (a transient fault)."""
 
@@ -146,6 +150,20 @@ class RunContext:
     max_result_bytes: int = MAX_RESULT_BYTES
     stop_reason: str | None = None
     observe: Callable[[Step, float], None] | None = None
+    wants: Callable[[str, int], bool] | None = None  # the replan policy's trigger filter
+    trigger: tuple[str, str, str | None] | None = None  # (kind, step, error) that stopped the round
+    finished_steps: int = 0
+
+    def raise_trigger(self, kind: str, step: str, error: str | None) -> None:
+        """Stop this round so the replan policy can decide (first trigger wins)."""
+        if (
+            self.trigger is None
+            and self.stop_reason is None
+            and self.wants is not None
+            and self.wants(kind, self.finished_steps)
+        ):
+            self.trigger = (kind, step, error)
+            self.stop_reason = "replan"
 
     def now(self) -> float:
         return time.perf_counter() - self.started
@@ -343,6 +361,7 @@ class StepRunner:
         *,
         started: bool,
         count_attempt: bool = True,
+        surprise: bool = False,
     ) -> Outcome:
         now = self.ctx.now()
         if not started:
@@ -354,6 +373,8 @@ class StepRunner:
         fallback = (
             self.index.get(step.on_error, -1) if step.on_error not in ("fail", "skip") else -1
         )
+        if self.ctx.wants is not None and not tolerate and fallback < 0:
+            self.ctx.raise_trigger("surprise" if surprise else "failure", step.id, error)
         if self.ctx.events.active:
             self.ctx.events.emit(
                 StepFailed(self.ctx.run_id, now, step.id, error, record.attempts, tolerate)
@@ -400,7 +421,9 @@ class StepRunner:
                     and not item
                     and not evaluate(step.check, {**scope, "result": value})
                 ):
-                    raise StepError(f"check failed: `{step.check}` is false for {_preview(value)}")
+                    raise CheckFailed(
+                        f"check failed: `{step.check}` is false for {_preview(value)}"
+                    )
             except asyncio.CancelledError:
                 raise
             except BudgetExceeded as err:
@@ -423,7 +446,9 @@ class StepRunner:
                     continue
                 if item:
                     return Outcome("fail", error=error)
-                return self._fail(node, step, record, error, started=True)
+                return self._fail(
+                    node, step, record, error, started=True, surprise=isinstance(err, CheckFailed)
+                )
             if item:
                 return Outcome("ok", value=value)
             record.finished_at = ctx.now()
@@ -432,6 +457,9 @@ class StepRunner:
             ctx.values[step.id] = value
             if ctx.observe is not None:
                 ctx.observe(step, record.finished_at - record.started_at)
+            ctx.finished_steps += 1
+            if ctx.wants is not None:
+                ctx.raise_trigger("step", step.id, None)
             if ctx.events.active:
                 ctx.events.emit(
                     StepSucceeded(

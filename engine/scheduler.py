@@ -73,6 +73,7 @@ class Schedule:
         "group_running",
         "groups",
         "indegree",
+        "initially_skipped",
         "max_parallel",
         "names",
         "open_count",
@@ -96,6 +97,7 @@ class Schedule:
         limits: Mapping[str, int] | None = None,
         max_parallel: int = 0,
         standby: Iterable[int] = (),
+        finished: Mapping[int, State] | None = None,
     ):
         count = len(names)
         self.names: list[str] = list(names)
@@ -126,12 +128,24 @@ class Schedule:
         self._unbounded = not self._limits and self.max_parallel >= 1 << 30
         for node in standby:
             self.state[node] = State.STANDBY
+        # Steps finished in an earlier round (before a replan) are final from the start:
+        # a success or a skip releases its dependents, a failure skips them.
+        presets = dict(finished or {})
+        for node, state in presets.items():
+            self.state[node] = state
+            if state != State.FAILED:
+                for succ in self.successors[node]:
+                    self.indegree[succ] -= 1
         for node in range(count):
-            if self.state[node] == State.STANDBY:
+            if self.state[node] != State.PENDING:
                 continue
             self.open_count += 1
             if self.indegree[node] == 0:
                 self._push(node)
+        self.initially_skipped: list[int] = []
+        for node, state in presets.items():
+            if state == State.FAILED:
+                self.initially_skipped.extend(self._skip_dependents(node))
 
     # --- queries ---------------------------------------------------------------------
     @property

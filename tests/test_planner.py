@@ -172,3 +172,26 @@ def test_cli_plan_writes_a_checked_plan(
     assert main(["check", str(out)]) == 0
     PROVIDER.default["planner"] = Reply("{}")
     assert main(["plan", "g", "--tier", "planner=pftest/planner", "--max-repairs", "0"]) == 1
+
+
+def test_cli_ask_plans_runs_and_answers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`planfile ask`: plan, show it, run it, answer; planning cost is in the total."""
+    from engine.cli import main
+
+    (tmp_path / "planfile.toml").write_text(
+        '[tiers]\nplanner = "pftest/planner"\nfast = "pftest/fast"\n'
+        '[models."pftest/planner"]\ninput_cost_per_million = 15.0\noutput_cost_per_million = 15.0\n'
+        '[models."pftest/fast"]\ninput_cost_per_million = 1.0\noutput_cost_per_million = 1.0\n'
+    )
+    PROVIDER.add("planner", Reply(GOOD, 1000, 0))
+    PROVIDER.add("fast", Reply("15% of 2400 is 360.", 100, 0))
+    code = main(
+        ["ask", "What is 15% of 2400?", "--json", "--config", str(tmp_path / "planfile.toml")]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    doc = json.loads(captured.out)
+    assert doc["outputs"] == {"answer": "15% of 2400 is 360."}
+    assert doc["steps"]["share"]["output"] == 360.0
+    assert doc["cost_usd"] == pytest.approx(1000 * 15e-6 + 100 * 1e-6)
+    assert "step share" in captured.err  # the plan is shown

@@ -203,3 +203,14 @@ def test_critical_tails_match_the_graph_module(
     by_name = {names[i]: tuple(names[d] for d in deps[i]) for i in range(n)}
     expected = remaining_critical_path(by_name, names, dict(zip(names, durations, strict=True)))
     assert critical_tails(deps, durations) == [expected[name] for name in names]
+
+
+def test_finished_steps_from_an_earlier_round() -> None:
+    """Preset successes release their dependents; preset failures skip theirs."""
+    s = Schedule(
+        ["a", "b", "c", "d"], [[], [0], [], [2]], finished={0: State.SUCCEEDED, 2: State.FAILED}
+    )
+    assert s.start_ready() == [1]
+    assert s.initially_skipped == [3] and s.state[3] == State.SKIPPED
+    s.succeeded(1)
+    assert s.done
