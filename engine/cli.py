@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--config", metavar="FILE")
     ask.add_argument("--workspace", metavar="DIR")
     ask.add_argument("--max-parallel", type=int, default=DEFAULT_MAX_PARALLEL, metavar="N")
+    ask.add_argument(
+        "--no-cache", action="store_true", help="always call the planner (no plan cache)"
+    )
     _add_tools_option(ask)
 
     plan = sub.add_parser(
@@ -523,6 +526,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from dsl.printer import format_plan
     from engine.api import Engine
     from engine.config import ConfigError, load_config
+    from engine.plan_cache import PlanCache
     from engine.planner import Planner, allowed_tools
 
     if not args.goal.strip():
@@ -559,6 +563,26 @@ def cmd_ask(args: argparse.Namespace) -> int:
         planner = Planner(
             engine.model_gateway(), tools, tiers=engine.tier_map(), max_repairs=args.max_repairs
         )
+        cache = None if args.no_cache else PlanCache()
+        model = planner.planner_model()
+        hit = cache.lookup(args.goal, tools, model) if cache else None
+        if hit is not None:
+            checked = engine.check(hit.plan)
+            print(
+                f"# plan from the cache (hit {hit.hits}; saved a planning call that cost ${hit.saved_usd:.6f})",
+                file=sys.stderr,
+            )
+            print(format_plan(hit.plan), file=sys.stderr)
+            return _execute(
+                engine,
+                checked,
+                hit.inputs,
+                args.json,
+                replan=args.replan,
+                max_replans=args.max_replans,
+                goal=args.goal,
+                extra_note=f"  planning: cache hit, saved ${hit.saved_usd:.6f}",
+            )
         planned = asyncio.run(planner.plan(args.goal))
         usage = planned.usage
         if planned.checked is None:
@@ -576,6 +600,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
             f"# plan ({len(planned.attempts)} attempt(s), {usage.model}, ${usage.cost_usd:.6f})",
             file=sys.stderr,
         )
+        if cache is not None:
+            try:
+                cache.store(args.goal, planned.checked.plan, tools, model, usage.cost_usd)
+            except (
+                ValueError,
+                OSError,
+            ) as err:  # a plan that cannot be parameterised is not cached
+                print(f"planfile: plan not cached: {err}", file=sys.stderr)
         print(format_plan(planned.checked.plan), file=sys.stderr)
 
         note = (
