@@ -6,6 +6,7 @@ Registered as `pftest/<anything>`. Each call pops the next scripted item for the
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import defaultdict
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ class Reply:
     content: Any
     input_tokens: int = 100
     output_tokens: int = 50
+    delay_s: float = 0.0  # simulated model latency
 
 
 def rate_limited(retry_after: float = 0.0) -> Exception:
@@ -82,6 +84,8 @@ class ScriptedProvider(CustomLLM):
         if isinstance(item, BaseException):
             raise item
         reply = item if isinstance(item, Reply) else Reply(item)
+        if reply.delay_s:
+            await asyncio.sleep(reply.delay_s)
         response = kwargs["model_response"]
         content = reply.content if isinstance(reply.content, str) else json.dumps(reply.content)
         response.choices[0].message.content = content
