@@ -125,9 +125,36 @@ def models(rows: dict[str, dict[str, Any]]) -> list[str]:
     ]
 
 
+def planning(rows: dict[str, dict[str, Any]]) -> list[str]:
+    out = [
+        "Plan-and-execute against a ReAct-style loop (k parallelisable lookups; simulated model latency and tokens):",
+        "",
+        "| lookups | ReAct wall | planfile wall | latency ratio | model calls | tokens | cost (ReAct / planfile) | cost ratio |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for k in (3, 5, 8):
+        row = rows.get(f"test_plan_and_execute_against_react[{k}]")
+        if not row:
+            continue
+        out.append(
+            f"| {k} | {row['react_wall_s']:.2f} s | {row['planfile_wall_s']:.2f} s | {row['latency_ratio']:.2f}x | "
+            f"{row['react_calls']} / {row['planfile_calls']} | {row['react_tokens']:,} / {row['planfile_tokens']:,} | "
+            f"${row['react_cost']:.4f} / ${row['planfile_cost']:.4f} | {row['cost_ratio']:.2f}x |"
+        )
+    offline = rows.get("test_offline_planning_success_rate")
+    if offline:
+        out += [
+            "",
+            f"Offline planning with the embedded 135M model, {offline['goals']} varied goals: "
+            f"{offline['first_try']} ({offline['first_try_share']:.0%}) check on the first try, "
+            f"{offline['after_repair']} ({offline['after_repair_share']:.0%}) after up to two repairs.",
+        ]
+    return out
+
+
 def main(path: str) -> None:
     rows = load(path)
-    sections = [compiler(rows), scheduler(rows), models(rows)]
+    sections = [compiler(rows), scheduler(rows), models(rows), planning(rows)]
     print("\n\n".join("\n".join(section) for section in sections))
 
 

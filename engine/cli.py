@@ -499,6 +499,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for attempt in planned.attempts:
         state = "ok" if not attempt.errors else f"{len(attempt.errors)} problem(s)"
         print(f"attempt {attempt.number}: {state}", file=sys.stderr)
+        for repair in attempt.repairs:
+            print(f"  repaired: {repair}", file=sys.stderr)
         for error in attempt.errors[:10]:
             print(f"  {error}", file=sys.stderr)
     usage = planned.usage

@@ -43,7 +43,7 @@ SAFE_TOOLS = (
     "extract",
 )
 PLANNER_TIER = "planner"
-PLANNER_MAX_TOKENS = 1200
+PLANNER_MAX_TOKENS = 2000
 
 
 @dataclass
@@ -61,6 +61,37 @@ class Attempt:
     number: int
     reply: str
     errors: list[str] = field(default_factory=list)
+    repairs: list[str] = field(default_factory=list)  # mechanical fixes applied before checking
+
+
+def mechanical_repairs(doc: Any) -> list[str]:
+    """Fix what carries no information, in place; say what was fixed.
+
+    A `depends_on` entry naming no step of the plan (or the step itself) orders nothing
+    (data dependencies come from the templates), and an output naming no step selects
+    nothing (the joiner then answers from the plan's results). Weak models copy such names
+    from the worked examples; dropping them is not worth a model call.
+    """
+    notes: list[str] = []
+    if not isinstance(doc, dict) or not isinstance(doc.get("steps"), list):
+        return notes
+    ids = {s.get("id") for s in doc["steps"] if isinstance(s, dict)}
+    for index, step in enumerate(doc["steps"]):
+        if not isinstance(step, dict) or not isinstance(step.get("depends_on"), list):
+            continue
+        kept = [d for d in step["depends_on"] if d in ids and d != step.get("id")]
+        dropped = [d for d in step["depends_on"] if d not in kept]
+        if dropped:
+            notes.append(
+                f"steps[{index}].depends_on: dropped {', '.join(map(str, dropped))} (no such earlier step)"
+            )
+            step["depends_on"] = kept
+    if isinstance(doc.get("outputs"), list):
+        kept_outputs = [o for o in doc["outputs"] if o in ids]
+        if len(kept_outputs) != len(doc["outputs"]):
+            notes.append("outputs: dropped names of no step (the joiner answers from the results)")
+            doc["outputs"] = kept_outputs
+    return notes
 
 
 @dataclass
@@ -83,12 +114,54 @@ def allowed_tools(registry: Mapping[str, Any], allow: Iterable[str] = ()) -> dic
     return {name: spec for name, spec in registry.items() if name in wanted}
 
 
-def planner_schema(tools: Iterable[str]) -> dict[str, Any]:
-    """The JSON schema the planner's reply must follow (the tool is an enum)."""
-    # Length caps keep a weak model from looping inside one string until max_tokens.
-    scalar = {
-        "anyOf": [{"type": "string", "maxLength": 400}, {"type": "number"}, {"type": "boolean"}]
+def _param_schema(plan_type: Any) -> dict[str, Any]:
+    """A JSON schema for a tool parameter's plan type (strings may be templates)."""
+    kind = getattr(plan_type, "kind", "json")
+    if kind == "str":
+        return {"type": "string", "maxLength": 400}
+    if kind == "int":
+        return {"type": "integer"}
+    if kind == "float":
+        return {"type": "number"}
+    if kind == "bool":
+        return {"type": "boolean"}
+    if kind == "list":
+        return {"type": "array", "maxItems": 10, "items": {"type": ["string", "number"]}}
+    return {"type": ["string", "number", "boolean"]}
+
+
+def _step_schema(name: str, spec: Any) -> dict[str, Any]:
+    """One step shape per tool, so the grammar enforces its parameter names and types."""
+    params = [p for p in spec.params if p.name not in ("temperature", "max_tokens")]
+    step: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,30}$"},
+            "tool": {"const": name},
+            "args": {
+                "type": "object",
+                "properties": {p.name: _param_schema(p.type) for p in params},
+                "required": [p.name for p in params if p.required],
+                "additionalProperties": False,
+            },
+            "depends_on": {
+                "type": "array",
+                "items": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,30}$"},
+                "maxItems": 6,
+            },
+            "description": {"type": "string", "maxLength": 120},
+        },
+        "required": ["id", "tool", "args", "depends_on", "description"],
+        "additionalProperties": False,
     }
+    if getattr(spec, "uses_model", False):
+        step["properties"]["tier"] = {"enum": ["fast", "standard", "frontier"]}
+    return step
+
+
+def planner_schema(tools: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON schema the planner's reply must follow: each step is one of the allowed
+    tools with that tool's own arguments (length caps keep a weak model from looping)."""
     return {
         "type": "object",
         "properties": {
@@ -98,20 +171,7 @@ def planner_schema(tools: Iterable[str]) -> dict[str, Any]:
                 "minItems": 1,
                 "maxItems": 12,
                 "items": {
-                    "type": "object",
-                    "properties": {
-                        "id": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,30}$"},
-                        "tool": {"enum": sorted(tools)},
-                        "args": {"type": "object", "additionalProperties": scalar},
-                        "depends_on": {
-                            "type": "array",
-                            "items": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,30}$"},
-                            "maxItems": 6,
-                        },
-                        "tier": {"enum": ["fast", "standard", "frontier"]},
-                        "description": {"type": "string", "maxLength": 120},
-                    },
-                    "required": ["id", "tool", "args", "depends_on", "description"],
+                    "anyOf": [_step_schema(name, spec) for name, spec in sorted(tools.items())]
                 },
             },
             "outputs": {
@@ -122,6 +182,7 @@ def planner_schema(tools: Iterable[str]) -> dict[str, Any]:
             },
         },
         "required": ["goal", "steps", "outputs"],
+        "additionalProperties": False,
     }
 
 
@@ -225,7 +286,7 @@ class Planner:
             )
             attempt = Attempt(number, reply)
             attempts.append(attempt)
-            checked, errors = self._check(reply, goal)
+            checked, errors = self._check(reply, goal, attempt)
             if checked is not None:
                 return Planned(goal, checked, attempts, usage)
             attempt.errors = errors
@@ -241,11 +302,14 @@ class Planner:
             ]
         return Planned(goal, None, attempts, usage)
 
-    def _check(self, reply: str, goal: str) -> tuple[CheckedPlan | None, list[str]]:
+    def _check(
+        self, reply: str, goal: str, attempt: Attempt
+    ) -> tuple[CheckedPlan | None, list[str]]:
         try:
             doc = parse_reply(reply)
         except ValueError as err:
             return None, [f"the reply is not JSON: {err}"]
+        attempt.repairs = mechanical_repairs(doc)
         if isinstance(doc, dict):
             doc.setdefault("goal", goal)
         try:

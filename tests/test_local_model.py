@@ -153,3 +153,26 @@ def test_plan_runs_against_an_openai_compatible_server(llama_server: str) -> Non
     tokens_in = sum(r.input_tokens for r in result.steps.values())
     tokens_out = sum(r.output_tokens for r in result.steps.values())
     assert result.cost_usd == pytest.approx(tokens_in * 0.1e-6 + tokens_out * 0.2e-6)
+
+
+def test_planner_runs_offline_on_the_local_model() -> None:
+    """With nothing configured the planner runs on the embedded model, grammar-constrained
+    to the plan schema: every reply parses; the checker and repair loop judge the rest."""
+    import asyncio
+
+    from engine.planner import Planner, allowed_tools
+
+    engine = Engine()
+    planner = Planner(
+        engine.model_gateway(),
+        allowed_tools(engine.registry),
+        tiers=engine.tier_map(),
+        max_repairs=1,
+    )
+    planned = asyncio.run(planner.plan("What is 15% of 2400?"))
+    assert planned.usage.model == LOCAL_MODEL and planned.usage.cost_usd == 0
+    assert 1 <= len(planned.attempts) <= 2
+    for attempt in planned.attempts:
+        assert not any("not JSON" in error for error in attempt.errors), attempt.reply[:300]
+    if planned.ok:
+        assert planned.checked is not None and planned.checked.plan.steps

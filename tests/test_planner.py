@@ -81,7 +81,11 @@ def test_valid_plan_first_try(tmp_path: Path) -> None:
     assert [s.id for s in planned.checked.plan.steps] == ["share", "answer"]
     assert planned.usage.cost_usd == pytest.approx(2300 * 15e-6)
     schema = PROVIDER.calls[0]["params"]["response_format"]["json_schema"]["schema"]
-    assert "http_get" not in schema["properties"]["steps"]["items"]["properties"]["tool"]["enum"]
+    tools = [
+        shape["properties"]["tool"]["const"]
+        for shape in schema["properties"]["steps"]["items"]["anyOf"]
+    ]
+    assert "calculate" in tools and "http_get" not in tools
     prompt = PROVIDER.calls[0]["messages"][-1]["content"]
     assert "calculate(expression: str) -> float" in prompt and "What is 15% of 2400?" in prompt
 
@@ -94,7 +98,8 @@ def test_invalid_plan_is_repaired(tmp_path: Path) -> None:
     errors = planned.attempts[0].errors
     assert any("steps[0].args.expresion" in e and "did you mean `expression`" in e for e in errors)
     repair = PROVIDER.calls[1]["messages"][-1]["content"]
-    assert "steps[0].depends_on[0]" in repair
+    assert "steps[0].args.expresion" in repair
+    assert planned.attempts[0].repairs == ["steps[0].depends_on: dropped nope (no such earlier step)"]
 
 
 def test_hopeless_plan_fails_after_n_attempts(tmp_path: Path) -> None:
@@ -138,10 +143,17 @@ def test_joiner_added_when_no_model_step_answers(registry: ToolRegistry) -> None
 
 
 def test_schema_names_only_allowed_tools(registry: ToolRegistry) -> None:
-    """The tool enum is the allowlist; user-allowed tools join it."""
-    tools = allowed_tools(registry, ["http_get"])
-    enum = planner_schema(tools)["properties"]["steps"]["items"]["properties"]["tool"]["enum"]
-    assert "http_get" in enum and "calculate" in enum
+    """One step shape per allowed tool, with that tool's own parameters."""
+    shapes = planner_schema(allowed_tools(registry, ["http_get"]))["properties"]["steps"]["items"][
+        "anyOf"
+    ]
+    by_tool = {shape["properties"]["tool"]["const"]: shape for shape in shapes}
+    assert "http_get" in by_tool and "calculate" in by_tool
+    args = by_tool["calculate"]["properties"]["args"]
+    assert args["required"] == ["expression"] and args["additionalProperties"] is False
+    assert (
+        "tier" in by_tool["llm"]["properties"] and "tier" not in by_tool["calculate"]["properties"]
+    )
 
 
 def test_cli_plan_writes_a_checked_plan(
@@ -195,3 +207,17 @@ def test_cli_ask_plans_runs_and_answers(tmp_path: Path, capsys: pytest.CaptureFi
     assert doc["steps"]["share"]["output"] == 360.0
     assert doc["cost_usd"] == pytest.approx(1000 * 15e-6 + 100 * 1e-6)
     assert "step share" in captured.err  # the plan is shown
+
+
+def test_mechanical_repairs_are_recorded(tmp_path: Path) -> None:
+    """Dependencies and outputs naming no step are dropped, and the attempt says so."""
+    sloppy = json.loads(json.dumps(GOOD))
+    sloppy["steps"][0]["depends_on"] = ["rewoo", "share"]
+    sloppy["outputs"] = ["answer", "summary_of_everything"]
+    PROVIDER.add("planner", Reply(sloppy))
+    planned = asyncio.run(planner(tmp_path, max_repairs=0).plan("g"))
+    assert planned.ok
+    assert planned.attempts[0].repairs == [
+        "steps[0].depends_on: dropped rewoo, share (no such earlier step)",
+        "outputs: dropped names of no step (the joiner answers from the results)",
+    ]
