@@ -327,7 +327,6 @@ def _parse_limits(pairs: Sequence[str]) -> dict[str, int]:
 def cmd_run(args: argparse.Namespace) -> int:
 
     from engine.api import Engine
-    from engine.config import ConfigError, load_config
 
     if args.max_parallel < 1:
         raise UsageError("--max-parallel must be at least 1")
@@ -335,10 +334,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("--max-replans must be zero or more")
     if args.budget is not None and args.budget < 0:
         raise UsageError("--budget must be zero or more")
-    try:
-        config = load_config(args.config)
-    except ConfigError as err:
-        raise UsageError(str(err)) from None
+    config = _load_config(args.config)
     tiers = _parse_tiers(args.tier)
     checked, registry = _load_checked(
         args.plan, args.tools, tiers=[*tiers, *config.tiers], source_format=args.source_format
@@ -464,26 +460,37 @@ def _report(result: Any, as_json: bool, summary: Any) -> None:
         summary(result)
 
 
+def _load_config(path: str | None) -> Any:
+    from engine.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+
+
+def _planning_setup(args: argparse.Namespace) -> tuple[Any, Any]:
+    """What `plan` and `ask` share: a goal, the config, the registry, known --allow-tool names."""
+    if args.max_repairs < 0:
+        raise UsageError("--max-repairs must be zero or more")
+    if not args.goal.strip():
+        raise UsageError("the goal is empty")
+    config = _load_config(args.config)
+    registry = _registry(args.tools)
+    unknown = [name for name in args.allow_tool if name not in registry]
+    if unknown:
+        raise UsageError(f"--allow-tool: unknown tool `{unknown[0]}` (see `planfile tools`)")
+    return config, registry
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     import asyncio
 
     from dsl.printer import format_plan
     from engine.api import Engine
-    from engine.config import ConfigError, load_config
     from engine.planner import Planner, allowed_tools
 
-    if args.max_repairs < 0:
-        raise UsageError("--max-repairs must be zero or more")
-    if not args.goal.strip():
-        raise UsageError("the goal is empty")
-    try:
-        config = load_config(args.config)
-    except ConfigError as err:
-        raise UsageError(str(err)) from None
-    registry = _registry(args.tools)
-    unknown = [name for name in args.allow_tool if name not in registry]
-    if unknown:
-        raise UsageError(f"--allow-tool: unknown tool `{unknown[0]}` (see `planfile tools`)")
+    config, registry = _planning_setup(args)
     engine = Engine(
         tools=registry,
         config=config,
@@ -527,20 +534,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     from dsl.printer import format_plan
     from engine.api import Engine
-    from engine.config import ConfigError, load_config
     from engine.plan_cache import PlanCache
     from engine.planner import Planner, allowed_tools
 
-    if not args.goal.strip():
-        raise UsageError("the goal is empty")
-    try:
-        config = load_config(args.config)
-    except ConfigError as err:
-        raise UsageError(str(err)) from None
-    registry = _registry(args.tools)
-    unknown = [name for name in args.allow_tool if name not in registry]
-    if unknown:
-        raise UsageError(f"--allow-tool: unknown tool `{unknown[0]}` (see `planfile tools`)")
+    config, registry = _planning_setup(args)
     # A model-written plan may call only the allowed tools, replanned steps included.
     tools = allowed_tools(registry, args.allow_tool)
     from stdlib_tools import ToolRegistry
