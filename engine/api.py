@@ -31,9 +31,10 @@ from stdlib_tools.registry import ToolRegistry, ToolSpec, make_tool
 
 from .config import Config
 from .driver import Driver
-from .events import Event, EventBus, RunFinished, RunStarted
+from .events import Event, EventBus, RunFinished, RunStarted, StepFailed, StepSkipped, StepSucceeded
 from .executor import RetryPolicy, RunContext, StepRunner
 from .graph import LatencyModel
+from .journal import Journal
 from .ledger import BudgetGuard, Ledger
 from .local_model import LOCAL_MODEL
 from .models import Gateway, ModelSelector, TierSelector
@@ -158,6 +159,7 @@ class Engine:
         selector: ModelSelector | None = None,
         ledger: Ledger | None = None,
         on_warning: Callable[[str], None] | None = None,
+        journal: Journal | None = None,
     ):
         if max_parallel < 1:
             raise ValueError("max_parallel must be at least 1")
@@ -174,6 +176,7 @@ class Engine:
         self.selector = selector
         self.ledger = ledger
         self.on_warning = on_warning
+        self.journal = journal
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     # --- lifecycle ------------------------------------------------------------------
@@ -235,6 +238,34 @@ class Engine:
             on_event,
             result_holder,
         )
+
+    async def resume(
+        self,
+        run_id: str,
+        *,
+        on_event: Callable[[Event], None] | None = None,
+        result_holder: list[RunResult] | None = None,
+    ) -> RunResult:
+        """Continue a journaled run: finished steps are not run again, nor paid for again.
+
+        Steps that were running when the run stopped (killed, cancelled, out of budget)
+        run again: at-least-once for those, exactly-once for finished ones.
+        """
+        if self.journal is None:
+            raise ValueError("resume needs a journal: Engine(journal=Journal())")
+        row = self.journal.run(run_id)
+        plan = Plan.model_validate_json(row.plan_json)
+        checked = self.check(plan)
+        inputs = resolve_inputs(checked, row.inputs)
+        finished = {
+            name: record
+            for name, record in self.journal.steps(row.run_id).items()
+            if record.status == "succeeded"
+            or (record.status == "skipped" and (record.error or "").startswith("`when"))
+        }
+        values = {name: record.output for name, record in finished.items()}
+        round_ = Round(row.run_id, time.perf_counter(), finished, values, None, True)
+        return await self._execute(checked, inputs, on_event, result_holder, round_)
 
     def replan_policy(
         self, replan: str | ReplanPolicy | None, checked: CheckedPlan
@@ -504,6 +535,18 @@ class Engine:
             step.id: carried.get(step.id) or StepRecord(tool=step.tool) for step in plan.steps
         }
         events = EventBus([on_event] if on_event else None)
+        journal = self.journal
+        if journal is not None:
+            source = checked.source_map.file if checked.source_map else None
+            journal.run_started(run_id, plan.model_dump_json(), plan.name, inputs, source)
+
+            def journal_step(event: Event) -> None:
+                # Written the moment a step is final, so a killed run keeps it.
+                name = getattr(event, "step", "")
+                if isinstance(event, StepSucceeded | StepFailed | StepSkipped) and name in records:
+                    journal.step_finished(run_id, name, records[name])
+
+            events.subscribe(journal_step)
         settings = dict(self.settings)
         if settings.get("workspace"):
             settings["workspace_path"] = Path(settings["workspace"])
@@ -592,6 +635,11 @@ class Engine:
             round_.finished_steps = ctx.finished_steps
         if status == "replanning":
             return result
+        if journal is not None:
+            for name, record in records.items():
+                if record.status in ("succeeded", "failed", "skipped"):
+                    journal.step_finished(run_id, name, record)
+            journal.run_finished(run_id, status, result.cost_usd, result.dumps(indent=None))
         if events.active:
             events.emit(RunFinished(run_id, ctx.now(), status, outputs, result.cost_usd))
         if result_holder is not None:

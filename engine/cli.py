@@ -219,6 +219,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schema", help="print the JSON Schema of a JSON plan")
 
+    runs = sub.add_parser("runs", help="list journaled runs (id, plan, status, started, cost)")
+    runs.add_argument("--limit", type=int, default=30, metavar="N")
+    show = sub.add_parser("show", help="print one journaled run: steps, results, costs, replans")
+    show.add_argument("run", metavar="RUN", help="a run id (a unique prefix is enough)")
+    show.add_argument("--json", action="store_true", help="the run's result document")
+    resume = sub.add_parser("resume", help="continue a killed, cancelled or budget-stopped run")
+    resume.add_argument("run", metavar="RUN")
+    resume.add_argument("--json", action="store_true")
+    resume.add_argument(
+        "--budget", type=float, metavar="USD", help="budget for the rest of the run"
+    )
+    resume.add_argument("--config", metavar="FILE")
+    resume.add_argument("--workspace", metavar="DIR")
+    _add_tools_option(resume)
+
     tools = sub.add_parser("tools", help="print the tool catalogue with typed signatures")
     tools.add_argument("--json", action="store_true", help="machine-readable catalogue")
     _add_tools_option(tools)
@@ -371,6 +386,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         tiers=tiers,
         budget_usd=args.budget,
         on_warning=lambda message: print(message, file=sys.stderr),
+        journal=_journal(),
     )
     try:
         inputs = _parse_inputs(args.input, checked)
@@ -497,6 +513,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         tiers=_parse_tiers(args.tier),
         budget_usd=args.budget,
         on_warning=lambda message: print(message, file=sys.stderr),
+        journal=_journal(),
     )
     tools = allowed_tools(registry, args.allow_tool)
     planner = Planner(
@@ -628,6 +645,84 @@ def cmd_ask(args: argparse.Namespace) -> int:
         engine.close()
 
 
+def _journal() -> Any:
+    from engine.journal import Journal
+
+    return Journal()
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    rows = _journal().runs(args.limit)
+    if not rows:
+        print("no runs yet (`planfile run PLAN` records them)", file=sys.stderr)
+        return EXIT_OK
+    print(f"{'run':14} {'plan':24} {'status':16} {'started (UTC)':26} cost")
+    for row in rows:
+        print(
+            f"{row.run_id:14} {row.plan[:24]:24} {row.status:16} {row.started_at:26} ${row.cost_usd:.6f}"
+        )
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    journal = _journal()
+    row = journal.run(args.run)
+    result = journal.result_json(row.run_id)
+    if args.json:
+        print(json.dumps(result or {"run_id": row.run_id, "status": row.status}, indent=2))
+        return EXIT_OK
+    print(
+        f"run {row.run_id}: plan {row.plan}, {row.status}, started {row.started_at}, ${row.cost_usd:.6f}"
+    )
+    if row.inputs:
+        print(f"inputs: {json.dumps(row.inputs)}")
+    from engine.display import preview
+
+    for name, record in journal.steps(row.run_id).items():
+        detail = record.error if record.status != "succeeded" else preview(record.output, 70)
+        model = f" {record.model}" if record.model else ""
+        cost = f" ${record.cost_usd:.6f}" if record.cost_usd else ""
+        print(f"  {name:20} {record.status:10} {record.attempts}x{model}{cost}  {detail}")
+    for change in (result or {}).get("replans", []):
+        print(f"  replanned after `{change['after']}`: {change['reason']}")
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from engine.api import Engine
+    from engine.display import PlainLog, print_summary
+    from engine.result import RunResult
+
+    config = _load_config(args.config)
+    settings: dict[str, Any] = {"http_allowlist": list(config.tools.http_get.allow_hosts)}
+    if args.workspace:
+        settings["workspace"] = str(Path(args.workspace).resolve())
+    engine = Engine(
+        tools=_registry(args.tools),
+        config=config,
+        budget_usd=args.budget,
+        settings=settings,
+        journal=_journal(),
+        on_warning=lambda message: print(message, file=sys.stderr),
+    )
+    holder: list[RunResult] = []
+    try:
+        result = asyncio.run(
+            engine.resume(
+                args.run, on_event=None if args.json else PlainLog(), result_holder=holder
+            )
+        )
+    except KeyboardInterrupt:
+        print("planfile: interrupted; resume it again later", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        engine.close()
+    _report(result, args.json, print_summary)
+    return {"succeeded": EXIT_OK, "budget_exceeded": EXIT_BUDGET}.get(result.status, EXIT_FAILED)
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     from engine.graph import LatencyModel, to_dot, to_json, to_mermaid
 
@@ -722,6 +817,9 @@ COMMANDS = {
     "run": cmd_run,
     "plan": cmd_plan,
     "ask": cmd_ask,
+    "runs": cmd_runs,
+    "show": cmd_show,
+    "resume": cmd_resume,
     "graph": cmd_graph,
     "fmt": cmd_fmt,
     "schema": cmd_schema,
@@ -736,12 +834,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_INVALID
     from dsl.errors import PlanError
+    from engine.journal import JournalError
     from stdlib_tools.registry import ToolLoadError
 
     try:
         return COMMANDS[args.command](args)
     except PlanError as err:
         _print_diagnostics(err)
+        return EXIT_INVALID
+    except JournalError as err:
+        print(f"planfile: error: {err}", file=sys.stderr)
         return EXIT_INVALID
     except (UsageError, ToolLoadError) as err:
         print(f"planfile: error: {err}", file=sys.stderr)

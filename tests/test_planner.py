@@ -99,7 +99,9 @@ def test_invalid_plan_is_repaired(tmp_path: Path) -> None:
     assert any("steps[0].args.expresion" in e and "did you mean `expression`" in e for e in errors)
     repair = PROVIDER.calls[1]["messages"][-1]["content"]
     assert "steps[0].args.expresion" in repair
-    assert planned.attempts[0].repairs == ["steps[0].depends_on: dropped nope (no such earlier step)"]
+    assert planned.attempts[0].repairs == [
+        "steps[0].depends_on: dropped nope (no such earlier step)"
+    ]
 
 
 def test_hopeless_plan_fails_after_n_attempts(tmp_path: Path) -> None:
