@@ -31,7 +31,7 @@ from stdlib_tools.registry import ToolRegistry, ToolSpec, make_tool
 
 from .config import Config
 from .driver import Driver
-from .events import Event, EventBus, RunFinished, RunStarted, StepFailed, StepSkipped, StepSucceeded
+from .events import Event, EventBus, RunFinished, RunStarted
 from .executor import RetryPolicy, RunContext, StepRunner
 from .graph import LatencyModel
 from .journal import Journal
@@ -539,14 +539,6 @@ class Engine:
         if journal is not None:
             source = checked.source_map.file if checked.source_map else None
             journal.run_started(run_id, plan.model_dump_json(), plan.name, inputs, source)
-
-            def journal_step(event: Event) -> None:
-                # Written the moment a step is final, so a killed run keeps it.
-                name = getattr(event, "step", "")
-                if isinstance(event, StepSucceeded | StepFailed | StepSkipped) and name in records:
-                    journal.step_finished(run_id, name, records[name])
-
-            events.subscribe(journal_step)
         settings = dict(self.settings)
         if settings.get("workspace"):
             settings["workspace_path"] = Path(settings["workspace"])
@@ -562,6 +554,9 @@ class Engine:
             services=self.services,
             retry=self.retry,
         )
+        if journal is not None:
+            # Each step is journaled the moment it is final, so a killed run keeps it.
+            ctx.on_final = lambda name: journal.step_finished(run_id, name, records[name])
         if round_ is not None:
             ctx.started = round_.started
             ctx.values.update(round_.values)
@@ -636,9 +631,6 @@ class Engine:
         if status == "replanning":
             return result
         if journal is not None:
-            for name, record in records.items():
-                if record.status in ("succeeded", "failed", "skipped"):
-                    journal.step_finished(run_id, name, record)
             journal.run_finished(run_id, status, result.cost_usd, result.dumps(indent=None))
         if events.active:
             events.emit(RunFinished(run_id, ctx.now(), status, outputs, result.cost_usd))

@@ -151,6 +151,7 @@ class RunContext:
     stop_reason: str | None = None
     observe: Callable[[Step, float], None] | None = None
     wants: Callable[[str, int], bool] | None = None  # the replan policy's trigger filter
+    on_final: Callable[[str], None] | None = None  # a step reached a final state (journal)
     trigger: tuple[str, str, str | None] | None = None  # (kind, step, error) that stopped the round
     finished_steps: int = 0
 
@@ -303,6 +304,8 @@ class StepRunner:
         if failures:
             record.error = f"{len(failures)} of {len(outcomes)} items failed and were left out"
         self.ctx.values[step.id] = values
+        if self.ctx.on_final is not None:
+            self.ctx.on_final(step.id)
         if self.ctx.events.active:
             self.ctx.events.emit(
                 StepSucceeded(
@@ -344,11 +347,15 @@ class StepRunner:
             record.error = f"{record.error} (result from fallback `{fallback_id}`)"
         else:
             record.error = f"{record.error}; fallback `{fallback_id}` failed too"
+        if self.ctx.on_final is not None:
+            self.ctx.on_final(step.id)
 
     # --- the call ---------------------------------------------------------------------
     def _skip(self, step_id: str, reason: str, record: StepRecord) -> None:
         record.status = "skipped"
         record.error = reason if record.error is None else record.error
+        if self.ctx.on_final is not None:
+            self.ctx.on_final(step_id)
         if self.ctx.events.active:
             self.ctx.events.emit(StepSkipped(self.ctx.run_id, self.ctx.now(), step_id, reason))
 
@@ -369,6 +376,8 @@ class StepRunner:
         record.finished_at = now
         record.status = "failed"
         record.error = error
+        if self.ctx.on_final is not None:
+            self.ctx.on_final(step.id)
         tolerate = step.on_error == "skip"
         fallback = (
             self.index.get(step.on_error, -1) if step.on_error not in ("fail", "skip") else -1
@@ -455,6 +464,8 @@ class StepRunner:
             record.status = "succeeded"
             record.output = value
             ctx.values[step.id] = value
+            if ctx.on_final is not None:
+                ctx.on_final(step.id)
             if ctx.observe is not None:
                 ctx.observe(step, record.finished_at - record.started_at)
             ctx.finished_steps += 1

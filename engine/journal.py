@@ -49,10 +49,19 @@ def _now() -> str:
 class Journal:
     """Runs and step results in SQLite (WAL); safe to share between runs and processes."""
 
+    FLUSH_EVERY_S = 0.02
+
     def __init__(self, path: Path | None = None):
         self.path = path or data_home() / "journal.sqlite"
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        # Step rows go through a writer thread in batches: one commit per ~20 ms instead
+        # of per step. A kill loses at most the last batch; those steps run again on resume.
+        self._pending: list[tuple[str, str, StepRecord]] = []
+        self._pending_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._error: JournalError | None = None
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -101,15 +110,53 @@ class Journal:
             )
 
     def step_finished(self, run_id: str, step: str, record: StepRecord) -> None:
-        with self._db() as db:
-            db.execute(
-                "INSERT INTO steps (run_id, step, status, record_json, updated_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT(run_id, step) DO UPDATE SET status=excluded.status, "
-                "record_json=excluded.record_json, updated_at=excluded.updated_at",
-                (run_id, step, record.status, json.dumps(record.to_json()), _now()),
-            )
+        if self._error is not None:
+            raise self._error
+        # Serialised by the writer (at flush time, so a record updated since is current).
+        with self._pending_lock:
+            self._pending.append((run_id, step, record))
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="planfile-journal", daemon=True
+                )
+                self._writer.start()
+
+    def _write_loop(self) -> None:
+        while True:
+            self._wake.wait(self.FLUSH_EVERY_S)
+            self._wake.clear()
+            if not self.flush():
+                with self._pending_lock:
+                    if not self._pending:
+                        self._writer = None
+                        return
+
+    def flush(self) -> bool:
+        """Write the pending step rows now; returns whether there were any."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
+        if not pending:
+            return False
+        now = _now()
+        rows = [
+            (run_id, step, r.status, json.dumps(r.to_json()), now) for run_id, step, r in pending
+        ]
+        try:
+            with self._db() as db:
+                db.executemany(
+                    "INSERT INTO steps (run_id, step, status, record_json, updated_at) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT(run_id, step) DO UPDATE SET status=excluded.status, "
+                    "record_json=excluded.record_json, updated_at=excluded.updated_at",
+                    rows,
+                )
+        except JournalError as err:
+            self._error = err
+        return True
 
     def run_finished(self, run_id: str, status: str, cost_usd: float, result_json: str) -> None:
+        self.flush()
+        if self._error is not None:
+            raise self._error
         with self._db() as db:
             db.execute(
                 "UPDATE runs SET status=?, finished_at=?, cost_usd=?, result_json=? WHERE run_id=?",
@@ -140,6 +187,7 @@ class Journal:
         return self._row(rows[0])
 
     def steps(self, run_id: str) -> dict[str, StepRecord]:
+        self.flush()
         with self._db() as db:
             rows = db.execute(
                 "SELECT step, record_json FROM steps WHERE run_id = ?", (run_id,)
@@ -183,6 +231,7 @@ class Journal:
         )
 
     def close(self) -> None:
+        self.flush()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
