@@ -25,10 +25,12 @@ from pydantic import ValidationError
 from dsl.checker import CheckedPlan
 from dsl.errors import PlanError, did_you_mean
 from dsl.loader import PlanSource, load_and_check
+from dsl.printer import format_plan
 from dsl.types import build_record_models, type_adapter
 from engine.ir import Plan
 from stdlib_tools.registry import ToolRegistry, ToolSpec, make_tool
 
+from .audit import AuditLog, secrets_from
 from .config import Config
 from .driver import Driver
 from .events import Event, EventBus, RunFinished, RunStarted
@@ -125,6 +127,7 @@ class Round:
     first: bool
     finished_steps: int = 0
     trigger: tuple[str, str, str | None] | None = None
+    audit: AuditLog | None = None
 
 
 def _preset_state(record: StepRecord, on_error: str) -> State:
@@ -160,6 +163,7 @@ class Engine:
         ledger: Ledger | None = None,
         on_warning: Callable[[str], None] | None = None,
         journal: Journal | None = None,
+        audit: bool | Path = False,
     ):
         if max_parallel < 1:
             raise ValueError("max_parallel must be at least 1")
@@ -177,7 +181,9 @@ class Engine:
         self.ledger = ledger
         self.on_warning = on_warning
         self.journal = journal
+        self.audit = audit
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._preamble: list[tuple[str, str, dict[str, Any]]] = []
 
     # --- lifecycle ------------------------------------------------------------------
     @property
@@ -215,6 +221,7 @@ class Engine:
         replan: str | ReplanPolicy | None = None,
         max_replans: int = 5,
         goal: str | None = None,
+        audit_preamble: list[tuple[str, str, dict[str, Any]]] | None = None,
     ) -> RunResult:
         """Run a plan to the end and return its result (a failed step is not an exception).
 
@@ -227,6 +234,7 @@ class Engine:
         checked = self.check(plan)
         values = resolve_inputs(checked, inputs)
         policy = self.replan_policy(replan, checked)
+        self._preamble = audit_preamble or []
         if policy is None:
             return await self._execute(checked, values, on_event, result_holder)
         return await self._run_rounds(
@@ -330,6 +338,19 @@ class Engine:
                 replans=revisions,
             )
             decision = await policy.decide(request)
+            if round_.audit is not None:
+                round_.audit.write(
+                    "replanning",
+                    "decision",
+                    run_id=round_.run_id,
+                    trigger=kind,
+                    step=step_id,
+                    error=error,
+                    action=decision.action,
+                    reason=decision.reason,
+                    added=[s.id for s in decision.steps],
+                )
+            audit_log = round_.audit
             round_ = Round(
                 round_.run_id,
                 round_.started,
@@ -338,6 +359,7 @@ class Engine:
                 policy.wants,
                 False,
                 round_.finished_steps,
+                audit=audit_log,
             )
             if decision.action == "finish":
                 result = self._finished_early(checked, result, finished, decision)
@@ -535,6 +557,17 @@ class Engine:
             step.id: carried.get(step.id) or StepRecord(tool=step.tool) for step in plan.steps
         }
         events = EventBus([on_event] if on_event else None)
+        audit = round_.audit if round_ is not None and round_.audit is not None else None
+        if audit is None and self.audit:
+            extra = self.audit if isinstance(self.audit, Path) else None
+            audit = AuditLog.for_run(run_id, extra, secrets_from(self.config))
+            for phase, kind, data in self._preamble:
+                audit.write(phase, kind, run_id=run_id, **data)
+            audit.write("execution", "plan", run_id=run_id, plan=format_plan(plan), inputs=inputs)
+            if round_ is not None:
+                round_.audit = audit
+        if audit is not None:
+            events.subscribe(audit)
         journal = self.journal
         if journal is not None:
             source = checked.source_map.file if checked.source_map else None

@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-replans", type=int, default=5, metavar="N", help="cap on plan revisions (default 5)"
     )
     _add_tools_option(run)
+    run.add_argument(
+        "--audit", metavar="FILE", help="also write the audit log (JSON lines) to FILE"
+    )
     _add_from_option(run)
 
     ask = sub.add_parser("ask", help="plan a goal with an LLM, run it, replan as needed, answer")
@@ -164,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-cache", action="store_true", help="always call the planner (no plan cache)"
     )
     _add_tools_option(ask)
+    ask.add_argument(
+        "--audit", metavar="FILE", help="also write the audit log (JSON lines) to FILE"
+    )
 
     plan = sub.add_parser(
         "plan", help="an LLM writes a plan for a goal; it is checked and repaired"
@@ -233,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--config", metavar="FILE")
     resume.add_argument("--workspace", metavar="DIR")
     _add_tools_option(resume)
+    resume.add_argument(
+        "--audit", metavar="FILE", help="also write the audit log (JSON lines) to FILE"
+    )
 
     tools = sub.add_parser("tools", help="print the tool catalogue with typed signatures")
     tools.add_argument("--json", action="store_true", help="machine-readable catalogue")
@@ -387,6 +396,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         budget_usd=args.budget,
         on_warning=lambda message: print(message, file=sys.stderr),
         journal=_journal(),
+        audit=Path(args.audit) if getattr(args, "audit", None) else True,
     )
     try:
         inputs = _parse_inputs(args.input, checked)
@@ -408,6 +418,7 @@ def _execute(
     goal: str | None = None,
     extra_cost: float = 0.0,
     extra_note: str | None = None,
+    audit_preamble: list[tuple[str, str, dict[str, Any]]] | None = None,
 ) -> int:
     """Run with the live display (or plain log), report, and map the status to an exit code."""
     import asyncio
@@ -420,7 +431,13 @@ def _execute(
     live = sys.stdout.isatty() and not as_json
     table = StepTable() if live else None
     listener = table if table is not None else (None if as_json else PlainLog())
-    options = {"replan": replan, "max_replans": max_replans, "goal": goal, "result_holder": holder}
+    options = {
+        "replan": replan,
+        "max_replans": max_replans,
+        "goal": goal,
+        "result_holder": holder,
+        "audit_preamble": audit_preamble,
+    }
 
     async def go() -> RunResult:
         if table is None:
@@ -514,6 +531,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         budget_usd=args.budget,
         on_warning=lambda message: print(message, file=sys.stderr),
         journal=_journal(),
+        audit=Path(args.audit) if getattr(args, "audit", None) else True,
     )
     tools = allowed_tools(registry, args.allow_tool)
     planner = Planner(
@@ -574,6 +592,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
         max_parallel=args.max_parallel,
         settings=settings,
         on_warning=lambda message: print(message, file=sys.stderr),
+        journal=_journal(),
+        audit=Path(args.audit) if args.audit else True,
     )
     try:
         planner = Planner(
@@ -640,6 +660,31 @@ def cmd_ask(args: argparse.Namespace) -> int:
             goal=args.goal,
             extra_cost=usage.cost_usd,
             extra_note=note,
+            audit_preamble=[
+                (
+                    "planning",
+                    "attempt",
+                    {
+                        "attempt": a.number,
+                        "model": usage.model,
+                        "errors": a.errors,
+                        "repairs": a.repairs,
+                    },
+                )
+                for a in planned.attempts
+            ]
+            + [
+                (
+                    "planning",
+                    "cost",
+                    {
+                        "model": usage.model,
+                        "input_tokens": usage.input_tokens,
+                        "output_tokens": usage.output_tokens,
+                        "cost_usd": usage.cost_usd,
+                    },
+                )
+            ],
         )
     finally:
         engine.close()
@@ -705,6 +750,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         budget_usd=args.budget,
         settings=settings,
         journal=_journal(),
+        audit=Path(args.audit) if getattr(args, "audit", None) else True,
         on_warning=lambda message: print(message, file=sys.stderr),
     )
     holder: list[RunResult] = []
