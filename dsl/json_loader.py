@@ -68,6 +68,7 @@ _CANONICAL_STEP_KEYS = {
     "on_error",
     "check",
     "description",
+    "cache",
 }
 _IGNORED_STEP_KEYS = {
     "reasoning",

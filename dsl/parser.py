@@ -293,6 +293,9 @@ class _Builder(Transformer[Token, Any]):
     def describe(self, children: list[Val]) -> tuple[str, Any]:
         return ("describe", children[0].value)
 
+    def cache(self, children: list[Token]) -> tuple[str, Any]:
+        return ("cache", children[0])
+
     def step_decl(self, children: list[Any]) -> _Item:
         return _Item("step", children, _pos(children[0]))
 
@@ -731,6 +734,9 @@ def _build_step(
             positions[(*path, "task")] = _pos(value)
         elif kind == "describe":
             fields["description"] = value
+        elif kind == "cache":
+            fields["cache"] = True
+            positions[(*path, "cache")] = _pos(value)
     if not ok:
         return None
     task = fields.get("task")

@@ -101,6 +101,8 @@ def format_step(step: Step) -> str:
         lines.append(f"{INDENT}check {format_string(step.check, INDENT)}")
     if step.description is not None:
         lines.append(f"{INDENT}describe {format_string(step.description, INDENT)}")
+    if step.cache:
+        lines.append(f"{INDENT}cache")
     return "\n".join(lines)
 
 

@@ -52,6 +52,7 @@ from .replan import (
 )
 from .result import RunResult, StepRecord, observed_critical_path
 from .scheduler import Schedule, State, critical_tails
+from .step_cache import StepCache
 
 
 class InputError(ValueError):
@@ -164,6 +165,8 @@ class Engine:
         on_warning: Callable[[str], None] | None = None,
         journal: Journal | None = None,
         audit: bool | Path = False,
+        step_cache: StepCache | None = None,
+        cache_all: bool = False,
     ):
         if max_parallel < 1:
             raise ValueError("max_parallel must be at least 1")
@@ -182,6 +185,8 @@ class Engine:
         self.on_warning = on_warning
         self.journal = journal
         self.audit = audit
+        self.step_cache = step_cache
+        self.cache_all = cache_all
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._preamble: list[tuple[str, str, dict[str, Any]]] = []
 
@@ -587,6 +592,9 @@ class Engine:
             services=self.services,
             retry=self.retry,
         )
+        if self.step_cache is not None:
+            ctx.step_cache = self.step_cache
+            ctx.cache_all = self.cache_all
         if journal is not None:
             # Each step is journaled the moment it is final, so a killed run keeps it.
             ctx.on_final = lambda name: journal.step_finished(run_id, name, records[name])

@@ -130,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--max-replans", type=int, default=5, metavar="N", help="cap on plan revisions (default 5)"
     )
+    run.add_argument(
+        "--cache",
+        action="store_true",
+        help="reuse stored results for every step (not only `cache` steps)",
+    )
     _add_tools_option(run)
     run.add_argument(
         "--audit", metavar="FILE", help="also write the audit log (JSON lines) to FILE"
@@ -397,6 +402,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         on_warning=lambda message: print(message, file=sys.stderr),
         journal=_journal(),
         audit=Path(args.audit) if getattr(args, "audit", None) else True,
+        step_cache=_step_cache(),
+        cache_all=args.cache,
     )
     try:
         inputs = _parse_inputs(args.input, checked)
@@ -594,6 +601,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         on_warning=lambda message: print(message, file=sys.stderr),
         journal=_journal(),
         audit=Path(args.audit) if args.audit else True,
+        step_cache=_step_cache(),
     )
     try:
         planner = Planner(
@@ -690,6 +698,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
         engine.close()
 
 
+def _step_cache() -> Any:
+    from engine.step_cache import StepCache
+
+    return StepCache()
+
+
 def _journal() -> Any:
     from engine.journal import Journal
 
@@ -751,6 +765,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         settings=settings,
         journal=_journal(),
         audit=Path(args.audit) if getattr(args, "audit", None) else True,
+        step_cache=_step_cache(),
         on_warning=lambda message: print(message, file=sys.stderr),
     )
     holder: list[RunResult] = []

@@ -77,7 +77,11 @@ class StepTable:
             row["state"] = "retrying"
             row["note"] = f"attempt {event.attempt} failed: {event.error}"
         elif isinstance(event, StepSucceeded):
-            row.update(state="succeeded", end=now, note=preview(event.output))
+            row.update(
+                state="succeeded",
+                end=now,
+                note=("(cached) " if event.cached else "") + preview(event.output),
+            )
             row["tokens"] = event.input_tokens + event.output_tokens
             row["cost"] = event.cost_usd
         elif isinstance(event, StepFailed):
@@ -125,7 +129,8 @@ class PlainLog:
     def __call__(self, event: Event) -> None:
         line = None
         if isinstance(event, StepSucceeded):
-            line = f"[{event.t:8.3f}s] ok      {event.step} ({event.duration_s:.3f}s): {preview(event.output)}"
+            cached = " cached" if event.cached else ""
+            line = f"[{event.t:8.3f}s] ok      {event.step} ({event.duration_s:.3f}s{cached}): {preview(event.output)}"
         elif isinstance(event, StepFailed):
             line = f"[{event.t:8.3f}s] failed  {event.step}: {event.error}"
         elif isinstance(event, StepSkipped):
@@ -152,6 +157,9 @@ def print_summary(
     counts: dict[str, int] = {}
     for record in result.steps.values():
         counts[record.status] = counts.get(record.status, 0) + 1
+    hits = sum(record.cache_hits for record in result.steps.values())
+    if hits:
+        counts["served from the step cache ($0)"] = hits
     parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     print(
         f"run {result.run_id} {result.status}: {parts}; {result.wall_s:.2f}s wall, "

@@ -54,6 +54,7 @@ class StepSucceeded(Event):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    cached: bool = False  # served from the step cache, priced at 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from .events import (
 )
 from .ledger import BudgetExceeded
 from .result import StepRecord
+from .step_cache import MISS, step_key
 
 MAX_RESULT_BYTES = 10 * 1024 * 1024
 MAX_FAN_OUT = 100_000
@@ -152,6 +153,8 @@ class RunContext:
     observe: Callable[[Step, float], None] | None = None
     wants: Callable[[str, int], bool] | None = None  # the replan policy's trigger filter
     on_final: Callable[[str], None] | None = None  # a step reached a final state (journal)
+    step_cache: Any = None  # engine.step_cache.StepCache, when caching is on
+    cache_all: bool = False  # --cache: every step, not only those marked `cache`
     trigger: tuple[str, str, str | None] | None = None  # (kind, step, error) that stopped the round
     finished_steps: int = 0
 
@@ -423,8 +426,20 @@ class StepRunner:
                 ctx.events.emit(StepStarted(ctx.run_id, now, name, attempt, step.tool, model))
             try:
                 kwargs = self._arguments(step, spec, scope)
+                key = None
+                if ctx.step_cache is not None and (step.cache or ctx.cache_all):
+                    key = step_key(step.tool, kwargs, model, step.type)
+                    cached = ctx.step_cache.get(key)
+                    if cached is not MISS:
+                        value = self.validate_result(step, cached, item)
+                        record.cache_hits += 1
+                        if item:
+                            return Outcome("ok", value=value)
+                        return self._succeed(step, record, value, cached=True)
                 value = await self._invoke(step, spec, kwargs, attempt, model)
                 value = self.validate_result(step, value, item)
+                if key is not None:
+                    ctx.step_cache.put(key, value)
                 if (
                     step.check is not None
                     and not item
@@ -460,33 +475,39 @@ class StepRunner:
                 )
             if item:
                 return Outcome("ok", value=value)
-            record.finished_at = ctx.now()
-            record.status = "succeeded"
-            record.output = value
-            ctx.values[step.id] = value
-            if ctx.on_final is not None:
-                ctx.on_final(step.id)
-            if ctx.observe is not None:
-                ctx.observe(step, record.finished_at - record.started_at)
-            ctx.finished_steps += 1
-            if ctx.wants is not None:
-                ctx.raise_trigger("step", step.id, None)
-            if ctx.events.active:
-                ctx.events.emit(
-                    StepSucceeded(
-                        ctx.run_id,
-                        record.finished_at,
-                        step.id,
-                        value,
-                        record.finished_at - record.started_at,
-                        record.attempts,
-                        record.input_tokens,
-                        record.output_tokens,
-                        record.cost_usd,
-                    )
-                )
-            return Outcome("ok", value=value)
+            return self._succeed(step, record, value)
         return self._fail(node, step, record, error, started=True)
+
+    def _succeed(self, step: Step, record: StepRecord, value: Any, cached: bool = False) -> Outcome:
+        ctx = self.ctx
+        record.finished_at = ctx.now()
+        record.status = "succeeded"
+        record.output = value
+        ctx.values[step.id] = value
+        if ctx.on_final is not None:
+            ctx.on_final(step.id)
+        duration = record.finished_at - (record.started_at or record.finished_at)
+        if ctx.observe is not None and not cached:
+            ctx.observe(step, duration)
+        ctx.finished_steps += 1
+        if ctx.wants is not None:
+            ctx.raise_trigger("step", step.id, None)
+        if ctx.events.active:
+            ctx.events.emit(
+                StepSucceeded(
+                    ctx.run_id,
+                    record.finished_at,
+                    step.id,
+                    value,
+                    duration,
+                    record.attempts,
+                    record.input_tokens,
+                    record.output_tokens,
+                    record.cost_usd,
+                    cached,
+                )
+            )
+        return Outcome("ok", value=value)
 
     def _arguments(self, step: Step, spec: ToolSpec, scope: dict[str, Any]) -> dict[str, Any]:
         raw = {name: self.resolve(value, scope) for name, value in step.args.items()}

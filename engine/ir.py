@@ -124,6 +124,10 @@ class Step(_Frozen):
         default=None, description="jinja2 expression over `result` that the output must satisfy."
     )
     description: str | None = None
+    cache: bool = Field(
+        default=False,
+        description="Reuse a stored result of an identical call (same tool, arguments, model).",
+    )
 
     @field_validator("after")
     @classmethod

@@ -26,6 +26,7 @@ class StepRecord:
     cost_usd: float = 0.0
     output: Any = None
     error: str | None = None
+    cache_hits: int = 0  # calls served from the step cache (not in the JSON contract)
 
     def to_json(self) -> dict[str, Any]:
         return {

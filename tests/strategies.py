@@ -70,6 +70,7 @@ steps = st.builds(
     on_error=st.one_of(st.just("fail"), st.just("skip"), names),
     check=st.one_of(st.none(), text),
     description=st.one_of(st.none(), text, multiline),
+    cache=st.booleans(),
 )
 
 plans = st.builds(

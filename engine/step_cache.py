@@ -1,0 +1,75 @@
+"""The step cache: an identical call reuses a stored result across runs (opt-in).
+
+The key is content-addressed: the tool, its resolved arguments (rendered prompts
+included), the model and its parameters, and the step's declared type. Only successful,
+validated results are stored. Opt in per step (`cache`) or per run (`--cache`); meant for
+steps without side effects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from stdlib_tools.search import data_home
+
+from .result import jsonable
+
+_MISS = object()
+
+
+def step_key(tool: str, args: dict[str, Any], model: str | None, declared: str | None) -> str:
+    payload = json.dumps(
+        {"tool": tool, "args": jsonable(args), "model": model, "type": declared},
+        sort_keys=True,
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class StepCache:
+    """Stored step results by content key (SQLite, WAL)."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or data_home() / "step_cache.sqlite"
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT, hits INTEGER DEFAULT 0)"
+            )
+            self._conn = conn
+        return self._conn
+
+    def get(self, key: str) -> Any:
+        """The stored value, or `MISS`."""
+        with self._lock:
+            db = self._db()
+            row = db.execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return _MISS
+            db.execute("UPDATE results SET hits = hits + 1 WHERE key = ?", (key,))
+            db.commit()
+        return json.loads(row[0])
+
+    def put(self, key: str, value: Any) -> None:
+        with self._lock:
+            db = self._db()
+            db.execute(
+                "INSERT OR REPLACE INTO results (key, value) VALUES (?, ?)",
+                (key, json.dumps(jsonable(value), ensure_ascii=False)),
+            )
+            db.commit()
+
+
+MISS = _MISS
