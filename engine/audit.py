@@ -14,6 +14,7 @@ import os
 import re
 import threading
 from collections.abc import Iterable, Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -88,70 +89,21 @@ class AuditLog:
                     handle.write(text)
 
     def __call__(self, event: Event) -> None:
-        """Run events -> execution-phase lines."""
-        if isinstance(event, RunStarted):
-            self.write(
-                "execution",
-                "run_started",
-                run_id=event.run_id,
-                plan=event.plan,
-                steps=list(event.steps),
-            )
-        elif isinstance(event, StepStarted):
-            self.write(
-                "execution",
-                "step_started",
-                run_id=event.run_id,
-                step=event.step,
-                attempt=event.attempt,
-                tool=event.tool,
-                model=event.model,
-            )
-        elif isinstance(event, StepRetrying):
-            self.write(
-                "execution",
-                "step_retrying",
-                run_id=event.run_id,
-                step=event.step,
-                attempt=event.attempt,
-                error=event.error,
-                delay_s=event.delay_s,
-            )
-        elif isinstance(event, StepSucceeded):
-            self.write(
-                "execution",
-                "step_succeeded",
-                run_id=event.run_id,
-                step=event.step,
-                attempts=event.attempts,
-                duration_s=round(event.duration_s, 6),
-                input_tokens=event.input_tokens,
-                output_tokens=event.output_tokens,
-                cost_usd=event.cost_usd,
-            )
-        elif isinstance(event, StepFailed):
-            self.write(
-                "execution",
-                "step_failed",
-                run_id=event.run_id,
-                step=event.step,
-                error=event.error,
-                attempts=event.attempts,
-                tolerated=event.tolerated,
-            )
-        elif isinstance(event, StepSkipped):
-            self.write(
-                "execution",
-                "step_skipped",
-                run_id=event.run_id,
-                step=event.step,
-                reason=event.reason,
-            )
-        elif isinstance(event, RunFinished):
-            self.write(
-                "execution",
-                "run_finished",
-                run_id=event.run_id,
-                status=event.status,
-                cost_usd=event.cost_usd,
-            )
+        """Run events -> execution-phase lines (results stay in the journal, not here)."""
+        if isinstance(event, _AUDITED):
+            data = {
+                f.name: getattr(event, f.name) for f in fields(event) if f.name not in _LEFT_OUT
+            }
+            self.write("execution", event.kind, **data)
+
+
+_AUDITED = (
+    RunStarted,
+    StepStarted,
+    StepRetrying,
+    StepSucceeded,
+    StepFailed,
+    StepSkipped,
+    RunFinished,
+)
+_LEFT_OUT = frozenset({"t", "output", "outputs"})
