@@ -69,6 +69,7 @@ _CANONICAL_STEP_KEYS = {
     "check",
     "description",
     "cache",
+    "approve",
 }
 _IGNORED_STEP_KEYS = {
     "reasoning",

@@ -296,6 +296,9 @@ class _Builder(Transformer[Token, Any]):
     def cache(self, children: list[Token]) -> tuple[str, Any]:
         return ("cache", children[0])
 
+    def approve(self, children: list[Token]) -> tuple[str, Any]:
+        return ("approve", children[0])
+
     def step_decl(self, children: list[Any]) -> _Item:
         return _Item("step", children, _pos(children[0]))
 
@@ -734,9 +737,9 @@ def _build_step(
             positions[(*path, "task")] = _pos(value)
         elif kind == "describe":
             fields["description"] = value
-        elif kind == "cache":
-            fields["cache"] = True
-            positions[(*path, "cache")] = _pos(value)
+        elif kind in ("cache", "approve"):
+            fields[kind] = True
+            positions[(*path, kind)] = _pos(value)
     if not ok:
         return None
     task = fields.get("task")

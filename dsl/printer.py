@@ -103,6 +103,8 @@ def format_step(step: Step) -> str:
         lines.append(f"{INDENT}describe {format_string(step.description, INDENT)}")
     if step.cache:
         lines.append(f"{INDENT}cache")
+    if step.approve:
+        lines.append(f"{INDENT}approve")
     return "\n".join(lines)
 
 

@@ -167,6 +167,8 @@ class Engine:
         audit: bool | Path = False,
         step_cache: StepCache | None = None,
         cache_all: bool = False,
+        approver: Callable[[str, str, dict[str, Any]], Any] | None = None,
+        approve_all: bool = False,
     ):
         if max_parallel < 1:
             raise ValueError("max_parallel must be at least 1")
@@ -187,6 +189,8 @@ class Engine:
         self.audit = audit
         self.step_cache = step_cache
         self.cache_all = cache_all
+        self.approver = approver
+        self.approve_all = approve_all
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._preamble: list[tuple[str, str, dict[str, Any]]] = []
 
@@ -488,6 +492,25 @@ class Engine:
             },
         )
 
+    def _approval(self, run_id: str) -> Callable[[str, dict[str, Any]], Any]:
+        """Decisions recorded in the journal first (planfile approve/reject), then the approver."""
+
+        async def decide(step_id: str, arguments: dict[str, Any]) -> bool | None:
+            if self.journal is not None:
+                recorded = self.journal.decision(run_id, step_id)
+                if recorded is not None:
+                    return recorded == "approved"
+            if self.approver is None:
+                return None
+            decision = self.approver(run_id, step_id, arguments)
+            if asyncio.iscoroutine(decision):
+                decision = await decision
+            if decision is not None and self.journal is not None:
+                self.journal.decide(run_id, step_id, "approved" if decision else "rejected")
+            return None if decision is None else bool(decision)
+
+        return decide
+
     def _observer(
         self, checked: CheckedPlan, order: list[str], schedule: Schedule
     ) -> Callable[[Any, float], None]:
@@ -595,6 +618,8 @@ class Engine:
         if self.step_cache is not None:
             ctx.step_cache = self.step_cache
             ctx.cache_all = self.cache_all
+        ctx.approve_all = self.approve_all
+        ctx.approval = self._approval(run_id)
         if journal is not None:
             # Each step is journaled the moment it is final, so a killed run keeps it.
             ctx.on_final = lambda name: journal.step_finished(run_id, name, records[name])
@@ -647,6 +672,8 @@ class Engine:
                 status = "budget_exceeded"
             elif ctx.stop_reason == "replan":
                 status = "replanning"
+            elif ctx.stop_reason == "awaiting_approval":
+                status = "awaiting_approval"
             elif failed or unfinished:
                 status = "failed"
         outputs = {

@@ -139,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--audit", metavar="FILE", help="also write the audit log (JSON lines) to FILE"
     )
+    run.add_argument(
+        "--approve-all",
+        action="store_true",
+        help="approve every `approve` step (trusted automation)",
+    )
     _add_from_option(run)
 
     ask = sub.add_parser("ask", help="plan a goal with an LLM, run it, replan as needed, answer")
@@ -174,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tools_option(ask)
     ask.add_argument(
         "--audit", metavar="FILE", help="also write the audit log (JSON lines) to FILE"
+    )
+    ask.add_argument(
+        "--approve-all",
+        action="store_true",
+        help="approve every `approve` step (trusted automation)",
     )
 
     plan = sub.add_parser(
@@ -244,8 +254,19 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--config", metavar="FILE")
     resume.add_argument("--workspace", metavar="DIR")
     _add_tools_option(resume)
+    for verb in ("approve", "reject"):
+        decide = sub.add_parser(
+            verb, help=f"{verb} a step that waits for approval (then `planfile resume RUN`)"
+        )
+        decide.add_argument("run", metavar="RUN")
+        decide.add_argument("step", metavar="STEP")
     resume.add_argument(
         "--audit", metavar="FILE", help="also write the audit log (JSON lines) to FILE"
+    )
+    resume.add_argument(
+        "--approve-all",
+        action="store_true",
+        help="approve every `approve` step (trusted automation)",
     )
 
     tools = sub.add_parser("tools", help="print the tool catalogue with typed signatures")
@@ -403,6 +424,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         journal=_journal(),
         audit=Path(args.audit) if getattr(args, "audit", None) else True,
         step_cache=_step_cache(),
+        approver=_terminal_approver(),
+        approve_all=getattr(args, "approve_all", False),
         cache_all=args.cache,
     )
     try:
@@ -602,6 +625,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
         journal=_journal(),
         audit=Path(args.audit) if args.audit else True,
         step_cache=_step_cache(),
+        approver=_terminal_approver(),
+        approve_all=getattr(args, "approve_all", False),
     )
     try:
         planner = Planner(
@@ -698,6 +723,40 @@ def cmd_ask(args: argparse.Namespace) -> int:
         engine.close()
 
 
+def _terminal_approver() -> Any:
+    """Ask at the terminal when there is one; otherwise the run waits (approve/reject later)."""
+    if not sys.stdin.isatty():
+        return None
+
+    async def ask(run_id: str, step: str, arguments: dict[str, Any]) -> bool:
+        import asyncio
+
+        shown = json.dumps(arguments, default=str, ensure_ascii=False)
+        prompt = f"\nstep `{step}` of run {run_id} wants to run with {shown[:400]}\napprove? [y/N] "
+        answer = await asyncio.to_thread(_ask_line, prompt)
+        return answer.strip().lower() in ("y", "yes")
+
+    return ask
+
+
+def _ask_line(prompt: str) -> str:
+    print(prompt, end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline()
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    journal = _journal()
+    row = journal.run(args.run)
+    plan_steps = {step["id"] for step in json.loads(row.plan_json)["steps"]}
+    if args.step not in plan_steps:
+        raise UsageError(f"run {row.run_id} has no step `{args.step}`")
+    journal.decide(row.run_id, args.step, "approved" if args.command == "approve" else "rejected")
+    print(
+        f"{args.command}d `{args.step}` of run {row.run_id}; continue with `planfile resume {row.run_id}`"
+    )
+    return EXIT_OK
+
+
 def _step_cache() -> Any:
     from engine.step_cache import StepCache
 
@@ -766,6 +825,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
         journal=_journal(),
         audit=Path(args.audit) if getattr(args, "audit", None) else True,
         step_cache=_step_cache(),
+        approver=_terminal_approver(),
+        approve_all=getattr(args, "approve_all", False),
         on_warning=lambda message: print(message, file=sys.stderr),
     )
     holder: list[RunResult] = []
@@ -881,6 +942,8 @@ COMMANDS = {
     "runs": cmd_runs,
     "show": cmd_show,
     "resume": cmd_resume,
+    "approve": cmd_decide,
+    "reject": cmd_decide,
     "graph": cmd_graph,
     "fmt": cmd_fmt,
     "schema": cmd_schema,

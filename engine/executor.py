@@ -154,6 +154,10 @@ class RunContext:
     wants: Callable[[str, int], bool] | None = None  # the replan policy's trigger filter
     on_final: Callable[[str], None] | None = None  # a step reached a final state (journal)
     step_cache: Any = None  # engine.step_cache.StepCache, when caching is on
+    # approval(step_id, arguments) -> True (approved), False (rejected), None (ask later)
+    approval: Callable[[str, dict[str, Any]], Any] | None = None
+    approve_all: bool = False
+    approvals: dict[str, bool] = field(default_factory=dict)
     cache_all: bool = False  # --cache: every step, not only those marked `cache`
     trigger: tuple[str, str, str | None] | None = None  # (kind, step, error) that stopped the round
     finished_steps: int = 0
@@ -426,6 +430,16 @@ class StepRunner:
                 ctx.events.emit(StepStarted(ctx.run_id, now, name, attempt, step.tool, model))
             try:
                 kwargs = self._arguments(step, spec, scope)
+                if (step.approve or spec.needs_approval) and not ctx.approve_all:
+                    approved = await self._approved(step, kwargs)
+                    if approved is None:
+                        ctx.stop_reason = "awaiting_approval"
+                        error = f"awaiting approval: planfile approve {ctx.run_id} {step.id}"
+                        if item:
+                            return Outcome("fail", error=error)
+                        return self._fail(node, step, record, error, started=True)
+                    if not approved:
+                        raise StepError("rejected by a person (planfile reject)")
                 key = None
                 if ctx.step_cache is not None and (step.cache or ctx.cache_all):
                     key = step_key(step.tool, kwargs, model, step.type)
@@ -508,6 +522,20 @@ class StepRunner:
                 )
             )
         return Outcome("ok", value=value)
+
+    async def _approved(self, step: Step, kwargs: dict[str, Any]) -> bool | None:
+        """A person's decision for this step (asked once per run), or None to wait."""
+        ctx = self.ctx
+        if step.id not in ctx.approvals:
+            if ctx.approval is None:
+                return None
+            decision = ctx.approval(step.id, kwargs)
+            if asyncio.iscoroutine(decision):
+                decision = await decision
+            if decision is None:
+                return None
+            ctx.approvals[step.id] = bool(decision)
+        return ctx.approvals[step.id]
 
     def _arguments(self, step: Step, spec: ToolSpec, scope: dict[str, Any]) -> dict[str, Any]:
         raw = {name: self.resolve(value, scope) for name, value in step.args.items()}

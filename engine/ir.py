@@ -128,6 +128,7 @@ class Step(_Frozen):
         default=False,
         description="Reuse a stored result of an identical call (same tool, arguments, model).",
     )
+    approve: bool = Field(default=False, description="A person approves the call before it runs.")
 
     @field_validator("after")
     @classmethod

@@ -78,6 +78,9 @@ class Journal:
                             run_id TEXT PRIMARY KEY, plan TEXT, status TEXT, started_at TEXT,
                             finished_at TEXT, cost_usd REAL DEFAULT 0, plan_json TEXT,
                             inputs_json TEXT, source TEXT, result_json TEXT);
+                        CREATE TABLE IF NOT EXISTS approvals (
+                            run_id TEXT, step TEXT, decision TEXT, decided_at TEXT,
+                            PRIMARY KEY (run_id, step));
                         CREATE TABLE IF NOT EXISTS steps (
                             run_id TEXT, step TEXT, status TEXT, record_json TEXT, updated_at TEXT,
                             PRIMARY KEY (run_id, step));
@@ -162,6 +165,25 @@ class Journal:
                 "UPDATE runs SET status=?, finished_at=?, cost_usd=?, result_json=? WHERE run_id=?",
                 (status, _now(), cost_usd, result_json, run_id),
             )
+
+    def decide(self, run_id: str, step: str, decision: str) -> None:
+        """Record a person's `approved` or `rejected` for a step that waits for approval."""
+        if decision not in ("approved", "rejected"):
+            raise ValueError(decision)
+        row = self.run(run_id)
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO approvals (run_id, step, decision, decided_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(run_id, step) DO UPDATE SET decision=excluded.decision, decided_at=excluded.decided_at",
+                (row.run_id, step, decision, _now()),
+            )
+
+    def decision(self, run_id: str, step: str) -> str | None:
+        with self._db() as db:
+            row = db.execute(
+                "SELECT decision FROM approvals WHERE run_id = ? AND step = ?", (run_id, step)
+            ).fetchone()
+        return row[0] if row else None
 
     # --- reading -------------------------------------------------------------------------
     def runs(self, limit: int = 50) -> list[RunRow]:

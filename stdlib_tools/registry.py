@@ -69,6 +69,7 @@ class ToolSpec:
     latency_s: float = 0.005
     args_model: type[BaseModel] | None = None
     source: str = "stdlib"
+    needs_approval: bool = False  # every call waits for a person's approval
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -137,6 +138,7 @@ def make_tool(
     network: bool = False,
     latency_s: float = 0.005,
     source: str = "stdlib",
+    needs_approval: bool = False,
 ) -> ToolSpec:
     """Build a ToolSpec from a typed function; raise ToolDefinitionError."""
     tool_name = name or fn.__name__
@@ -187,6 +189,7 @@ def make_tool(
         latency_s=latency_s,
         args_model=args_model,
         source=source,
+        needs_approval=needs_approval,
     )
 
 
@@ -198,6 +201,7 @@ def tool(
     uses_model: bool = False,
     network: bool = False,
     latency_s: float = 0.005,
+    needs_approval: bool = False,
 ) -> Any:
     """Decorator: `@tool` or `@tool(name=..., network=True)` makes a function a tool.
 
@@ -214,6 +218,7 @@ def tool(
             network=network,
             latency_s=latency_s,
             source="stdlib" if module.startswith("stdlib_tools") else module,
+            needs_approval=needs_approval,
         )
 
     return wrap(fn) if fn is not None else wrap

@@ -71,6 +71,7 @@ steps = st.builds(
     check=st.one_of(st.none(), text),
     description=st.one_of(st.none(), text, multiline),
     cache=st.booleans(),
+    approve=st.booleans(),
 )
 
 plans = st.builds(
