@@ -222,8 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tools_option(plan)
 
     graph = sub.add_parser("graph", help="print a plan's DAG (mermaid, dot or json)")
-    graph.add_argument("plan", metavar="PLAN")
+    graph.add_argument("plan", metavar="PLAN", nargs="?", help="a plan file (or give --run)")
     graph.add_argument("--format", choices=["mermaid", "dot", "json"], default="mermaid")
+    graph.add_argument(
+        "--run", metavar="RUN", help="colour the steps by their state in this journaled run"
+    )
     _add_tools_option(graph)
 
     fmt = sub.add_parser("fmt", help="print a plan as canonical .plan text (JSON plans too)")
@@ -848,15 +851,34 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_graph(args: argparse.Namespace) -> int:
     from engine.graph import LatencyModel, to_dot, to_json, to_mermaid
 
-    checked, registry = _load_checked(args.plan, args.tools)
+    states: dict[str, str] | None = None
+    if args.run:
+        from dsl.checker import check
+        from engine.ir import Plan
+
+        journal = _journal()
+        row = journal.run(args.run)
+        records = journal.steps(row.run_id)
+        if args.plan:
+            checked, registry = _load_checked(args.plan, args.tools)
+        else:
+            registry = _registry(args.tools)
+            checked = check(Plan.model_validate_json(row.plan_json), registry)
+        states = {
+            s.id: records[s.id].status if s.id in records else "pending" for s in checked.plan.steps
+        }
+    elif args.plan:
+        checked, registry = _load_checked(args.plan, args.tools)
+    else:
+        raise UsageError("give a PLAN file, or --run RUN")
     if args.format == "mermaid":
-        sys.stdout.write(to_mermaid(checked))
+        sys.stdout.write(to_mermaid(checked, states))
     elif args.format == "dot":
-        sys.stdout.write(to_dot(checked))
+        sys.stdout.write(to_dot(checked, states))
     else:
         latency = LatencyModel.from_tools(registry)
         durations = {s.id: latency.estimate(s, registry) for s in checked.plan.steps}
-        print(json.dumps(to_json(checked, durations), indent=2))
+        print(json.dumps(to_json(checked, durations, states), indent=2))
     return EXIT_OK
 
 

@@ -177,3 +177,28 @@ def test_killed_runs_resume_without_rerunning_finished_steps(tmp_path: Path) -> 
             assert not again, f"finished steps ran again after a kill: {sorted(again)}"
         assert set(ran) == {f"s{i}" for i in range(40)}  # nothing lost
     assert kills >= 20 and completed >= 1
+
+
+def test_graph_colours_a_runs_states(
+    planfile_home: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`graph --run RUN` colours each step by its state in that run."""
+    plan = tmp_path / "p.plan"
+    plan.write_text(
+        'step a: float = calculate(expression: "1")\n'
+        'step b: float = calculate(expression: "1 / 0")\n'
+        'step c: float = calculate(expression: "{{ b }} + 1")'
+    )
+    main(["run", str(plan), "--json"])
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    assert main(["graph", "--run", run_id]) == 0
+    mermaid = capsys.readouterr().out
+    assert (
+        "style a fill:#2e7d32" in mermaid
+        and "style b fill:#c62828" in mermaid
+        and "style c fill:#9e9e9e" in mermaid
+    )
+    assert main(["graph", "--run", run_id, "--format", "json"]) == 0
+    nodes = {n["id"]: n["state"] for n in json.loads(capsys.readouterr().out)["nodes"]}
+    assert nodes == {"a": "succeeded", "b": "failed", "c": "skipped"}
+    assert main(["graph"]) == 2
