@@ -248,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print one journaled run: steps, results, costs, replans")
     show.add_argument("run", metavar="RUN", help="a run id (a unique prefix is enough)")
     show.add_argument("--json", action="store_true", help="the run's result document")
+    show.add_argument(
+        "--html", metavar="FILE", help="write a self-contained HTML report: DAG, timeline, costs"
+    )
+    _add_tools_option(show)
     resume = sub.add_parser("resume", help="continue a killed, cancelled or budget-stopped run")
     resume.add_argument("run", metavar="RUN")
     resume.add_argument("--json", action="store_true")
@@ -789,6 +793,23 @@ def cmd_show(args: argparse.Namespace) -> int:
     journal = _journal()
     row = journal.run(args.run)
     result = journal.result_json(row.run_id)
+    if args.html:
+        from dsl.checker import check
+        from engine.ir import Plan
+        from engine.report import render_report
+
+        checked = check(Plan.model_validate_json(row.plan_json), _registry(args.tools))
+        page = render_report(
+            checked,
+            journal.steps(row.run_id),
+            run_id=row.run_id,
+            status=row.status,
+            cost_usd=row.cost_usd,
+            started_at=row.started_at,
+        )
+        Path(args.html).write_text(page, encoding="utf-8")
+        print(f"wrote {args.html}", file=sys.stderr)
+        return EXIT_OK
     if args.json:
         print(json.dumps(result or {"run_id": row.run_id, "status": row.status}, indent=2))
         return EXIT_OK
