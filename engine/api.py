@@ -53,6 +53,7 @@ from .replan import (
 from .result import RunResult, StepRecord, observed_critical_path
 from .scheduler import Schedule, State, critical_tails
 from .step_cache import StepCache
+from .tracing import TraceListener, tracer_from_environment
 
 
 class InputError(ValueError):
@@ -169,6 +170,7 @@ class Engine:
         cache_all: bool = False,
         approver: Callable[[str, str, dict[str, Any]], Any] | None = None,
         approve_all: bool = False,
+        tracer: Any = None,
     ):
         if max_parallel < 1:
             raise ValueError("max_parallel must be at least 1")
@@ -191,6 +193,8 @@ class Engine:
         self.cache_all = cache_all
         self.approver = approver
         self.approve_all = approve_all
+        # An OpenTelemetry tracer (the `tracing` extra); None = no tracing, no cost.
+        self.tracer = tracer if tracer is not None else tracer_from_environment()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._preamble: list[tuple[str, str, dict[str, Any]]] = []
 
@@ -596,6 +600,8 @@ class Engine:
                 round_.audit = audit
         if audit is not None:
             events.subscribe(audit)
+        if self.tracer is not None and (round_ is None or round_.first):
+            events.subscribe(TraceListener(self.tracer, records))
         journal = self.journal
         if journal is not None:
             source = checked.source_map.file if checked.source_map else None
