@@ -702,6 +702,9 @@ class Engine:
             round_.trigger = ctx.trigger
             round_.values = ctx.values
             round_.finished_steps = ctx.finished_steps
+        gateway_ledger = getattr(ctx.services.get("models"), "ledger", None)
+        if gateway_ledger is not None:
+            gateway_ledger.flush()  # the run's calls are durable when it returns
         if status == "replanning":
             return result
         if journal is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,10 +39,17 @@ def today() -> str:
 class Ledger:
     """Model calls and their cost, per step, run and day (SQLite, WAL)."""
 
+    COMMIT_EVERY_S = 0.25
+    COMMIT_EVERY_ROWS = 32
+
     def __init__(self, path: Path | None = None):
         self.path = path or data_home() / "ledger.sqlite"
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        # Rows are committed in small groups (a commit per call was a third of the
+        # gateway's overhead); every read commits first, so budgets see every call.
+        self._uncommitted = 0
+        self._last_commit = time.monotonic()
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -82,10 +90,26 @@ class Ledger:
                     cost,
                 ),
             )
-            conn.commit()
+            self._uncommitted += 1
+            if (
+                self._uncommitted >= self.COMMIT_EVERY_ROWS
+                or time.monotonic() - self._last_commit >= self.COMMIT_EVERY_S
+            ):
+                self._commit()
+
+    def _commit(self) -> None:
+        if self._conn is not None and self._uncommitted:
+            self._conn.commit()
+        self._uncommitted = 0
+        self._last_commit = time.monotonic()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._commit()
 
     def spent_on(self, day: str) -> float:
         with self._lock:
+            self._commit()
             row = (
                 self._db()
                 .execute("SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE day = ?", (day,))
@@ -95,6 +119,7 @@ class Ledger:
 
     def spent_by_run(self, run_id: str) -> float:
         with self._lock:
+            self._commit()
             row = (
                 self._db()
                 .execute("SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE run_id = ?", (run_id,))
@@ -103,6 +128,7 @@ class Ledger:
         return float(row[0])
 
     def close(self) -> None:
+        self.flush()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
