@@ -208,6 +208,8 @@ class Engine:
         return self._pool
 
     def close(self) -> None:
+        if self.ledger is not None:
+            self.ledger.flush()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
@@ -553,7 +555,9 @@ class Engine:
     def _gateway_for(self, plan_tiers: Mapping[str, str], warnings: list[str]) -> Gateway:
         """The model gateway for one run: tiers, budget guard, ledger, warnings."""
         tiers = self.tier_map(plan_tiers)
-        ledger = self.ledger if self.ledger is not None else Ledger()
+        if self.ledger is None:
+            self.ledger = Ledger()  # one per engine: planning and runs share it
+        ledger = self.ledger
         run_budget = self.budget_usd if self.budget_usd is not None else self.config.budget.run_usd
         guard = BudgetGuard(ledger, run_budget, self.config.budget.daily_usd)
 

@@ -8,6 +8,7 @@ daily budgets; a call that could overrun is not made.
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import sqlite3
 import threading
@@ -46,10 +47,12 @@ class Ledger:
         self.path = path or data_home() / "ledger.sqlite"
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
-        # Rows are committed in small groups (a commit per call was a third of the
-        # gateway's overhead); every read commits first, so budgets see every call.
-        self._uncommitted = 0
+        # Rows are written in small groups (a commit per call was a third of the gateway's
+        # overhead). They wait in memory, not in an open transaction, so no lock is held;
+        # every read writes them first (budgets see every call), and so do run ends and exit.
+        self._pending: list[tuple[object, ...]] = []
         self._last_commit = time.monotonic()
+        atexit.register(self.flush)
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -75,41 +78,40 @@ class Ledger:
         self, run_id: str, step: str, model: str, input_tokens: int, output_tokens: int, cost: float
     ) -> None:
         now = dt.datetime.now(dt.UTC)
+        row = (
+            now.strftime("%Y-%m-%d"),
+            now.isoformat(),
+            run_id,
+            step,
+            model,
+            input_tokens,
+            output_tokens,
+            cost,
+        )
         with self._lock:
-            conn = self._db()
-            conn.execute(
-                "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    now.strftime("%Y-%m-%d"),
-                    now.isoformat(),
-                    run_id,
-                    step,
-                    model,
-                    input_tokens,
-                    output_tokens,
-                    cost,
-                ),
-            )
-            self._uncommitted += 1
+            self._pending.append(row)
             if (
-                self._uncommitted >= self.COMMIT_EVERY_ROWS
+                len(self._pending) >= self.COMMIT_EVERY_ROWS
                 or time.monotonic() - self._last_commit >= self.COMMIT_EVERY_S
             ):
-                self._commit()
+                self._write()
 
-    def _commit(self) -> None:
-        if self._conn is not None and self._uncommitted:
-            self._conn.commit()
-        self._uncommitted = 0
+    def _write(self) -> None:
+        """Write the pending rows in one transaction (held only for that moment)."""
+        if self._pending:
+            conn = self._db()
+            conn.executemany("INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._pending)
+            conn.commit()
+            self._pending = []
         self._last_commit = time.monotonic()
 
     def flush(self) -> None:
         with self._lock:
-            self._commit()
+            self._write()
 
     def spent_on(self, day: str) -> float:
         with self._lock:
-            self._commit()
+            self._write()
             row = (
                 self._db()
                 .execute("SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE day = ?", (day,))
@@ -119,7 +121,7 @@ class Ledger:
 
     def spent_by_run(self, run_id: str) -> float:
         with self._lock:
-            self._commit()
+            self._write()
             row = (
                 self._db()
                 .execute("SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE run_id = ?", (run_id,))
