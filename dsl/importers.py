@@ -205,11 +205,16 @@ def _convert(value: Any, ids: Mapping[str, str]) -> Any:
     return value
 
 
-def import_llmcompiler(text: str, tools: Mapping[str, Any], file: str | None = None) -> Plan:
+def _items(kind: str, text: str, file: str | None) -> list[Any]:
     try:
-        items = _Collect().transform(_parser("llmcompiler").parse(text))
+        items: list[Any] = _Collect().transform(_parser(kind).parse(text))
     except UnexpectedInput as err:
-        raise _syntax_error(err, text, file, "llmcompiler") from None
+        raise _syntax_error(err, text, file, kind) from None
+    return items
+
+
+def import_llmcompiler(text: str, tools: Mapping[str, Any], file: str | None = None) -> Plan:
+    items = _items("llmcompiler", text, file)
     ids: dict[str, str] = {}
     steps: list[Step] = []
     problems: list[Diagnostic] = []
@@ -299,10 +304,7 @@ def import_llmcompiler(text: str, tools: Mapping[str, Any], file: str | None = N
 
 
 def import_rewoo(text: str, tools: Mapping[str, Any], file: str | None = None) -> Plan:
-    try:
-        items = _Collect().transform(_parser("rewoo").parse(text))
-    except UnexpectedInput as err:
-        raise _syntax_error(err, text, file, "rewoo") from None
+    items = _items("rewoo", text, file)
     ids: dict[str, str] = {}
     steps: list[Step] = []
     problems: list[Diagnostic] = []

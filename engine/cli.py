@@ -398,22 +398,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     for warning in checked.warnings:
         print(warning.render(checked.source), file=sys.stderr)
-    settings: dict[str, Any] = {
-        "http_allowlist": [*config.tools.http_get.allow_hosts, *args.allow_host],
-        "http_timeout_s": config.tools.http_get.timeout_s,
-        "http_max_bytes": config.tools.http_get.max_bytes,
-    }
-    if config.search.corpus:
-        settings["corpus"] = config.search.corpus
-    if args.workspace:
-        workspace = Path(args.workspace)
-        if not workspace.is_dir():
-            raise UsageError(f"--workspace {workspace}: not a folder")
-        settings["workspace"] = str(workspace.resolve())
-    if args.corpus:
-        if not Path(args.corpus).is_dir():
-            raise UsageError(f"--corpus {args.corpus}: not a folder")
-        settings["corpus"] = str(Path(args.corpus).resolve())
+    settings = _tool_settings(config, args)
     limits = {k: v for k, v in config.limits.items() if k != "max_parallel"}
     limits.update(_parse_limits(args.limit))
     max_parallel = args.max_parallel
@@ -530,6 +515,25 @@ def _report(result: Any, as_json: bool, summary: Any) -> None:
         summary(result)
 
 
+def _tool_settings(config: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """What the tools may do, from planfile.toml and the flags a command has (run, ask, resume)."""
+    http = config.tools.http_get
+    settings: dict[str, Any] = {
+        "http_allowlist": [*http.allow_hosts, *getattr(args, "allow_host", [])],
+        "http_timeout_s": http.timeout_s,
+        "http_max_bytes": http.max_bytes,
+    }
+    if config.search.corpus:
+        settings["corpus"] = config.search.corpus
+    for flag, key in (("workspace", "workspace"), ("corpus", "corpus")):
+        value = getattr(args, flag, None)
+        if value:
+            if not Path(value).is_dir():
+                raise UsageError(f"--{flag} {value}: not a folder")
+            settings[key] = str(Path(value).resolve())
+    return settings
+
+
 def _load_config(path: str | None) -> Any:
     from engine.config import ConfigError, load_config
 
@@ -614,13 +618,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     tools = allowed_tools(registry, args.allow_tool)
     from stdlib_tools import ToolRegistry
 
-    settings: dict[str, Any] = {"http_allowlist": list(config.tools.http_get.allow_hosts)}
-    if args.workspace:
-        if not Path(args.workspace).is_dir():
-            raise UsageError(f"--workspace {args.workspace}: not a folder")
-        settings["workspace"] = str(Path(args.workspace).resolve())
-    if config.search.corpus:
-        settings["corpus"] = config.search.corpus
+    settings = _tool_settings(config, args)
     engine = Engine(
         tools=ToolRegistry(tools.values()),
         config=config,
@@ -838,9 +836,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from engine.result import RunResult
 
     config = _load_config(args.config)
-    settings: dict[str, Any] = {"http_allowlist": list(config.tools.http_get.allow_hosts)}
-    if args.workspace:
-        settings["workspace"] = str(Path(args.workspace).resolve())
+    settings = _tool_settings(config, args)
     engine = Engine(
         tools=_registry(args.tools),
         config=config,

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from .scheduler import Schedule, State
+from .scheduler import Schedule
 
 OutcomeKind = Literal["ok", "fail", "skip", "expand"]
 
@@ -198,7 +198,3 @@ class Driver:
         name = self.schedule.names[cause]
         for node in skipped:
             self.runner.skipped(node, f"`{name}` failed")
-
-
-def is_final(state: State) -> bool:
-    return state in (State.SUCCEEDED, State.FAILED, State.SKIPPED, State.CANCELLED)

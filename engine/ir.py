@@ -157,12 +157,6 @@ class Plan(_Frozen):
         default=None, ge=0, description="The author's (or planner's) cost estimate."
     )
 
-    def step(self, step_id: str) -> Step:
-        for candidate in self.steps:
-            if candidate.id == step_id:
-                return candidate
-        raise KeyError(step_id)
-
 
 def plan_json_schema() -> dict[str, Any]:
     """The canonical JSON Schema of a JSON plan, as `planfile schema` prints it."""

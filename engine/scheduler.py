@@ -28,9 +28,6 @@ class State(IntEnum):
     FALLING_BACK = 9  # failed, waiting for its fallback to finish
 
 
-FINAL = frozenset({State.SUCCEEDED, State.FAILED, State.SKIPPED, State.CANCELLED})
-
-
 def critical_tails(deps: Sequence[Sequence[int]], durations: Sequence[float]) -> list[float]:
     """For each node: its duration plus the longest chain of work that waits on it.
 
@@ -152,9 +149,6 @@ class Schedule:
     def done(self) -> bool:
         """Every node reached a final state (standby fallbacks that never ran excluded)."""
         return self.open_count == 0
-
-    def ready_count(self) -> int:
-        return len(self._heap)
 
     # --- transitions ---------------------------------------------------------------------
     def _push(self, node: int) -> None:

@@ -253,13 +253,6 @@ class ToolRegistry(Mapping[str, ToolSpec]):
             )
         self._tools[spec.name] = spec
 
-    def copy(self) -> ToolRegistry:
-        return ToolRegistry(self._tools.values())
-
-    def only(self, names: Iterable[str]) -> ToolRegistry:
-        wanted = set(names)
-        return ToolRegistry(spec for name, spec in self._tools.items() if name in wanted)
-
     @classmethod
     def standard(cls) -> ToolRegistry:
         from . import stdlib
