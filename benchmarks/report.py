@@ -152,9 +152,32 @@ def planning(rows: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
+def journal(rows: dict[str, dict[str, Any]]) -> list[str]:
+    out = [
+        "Run journal: the same runs with and without it (µs per step; median of per-round ratios):",
+        "",
+        "| run | without | with | overhead |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    cases = [
+        (f"test_journal_overhead[{shape}-{kind}]", f"2,000 no-op steps, {shape}, {label}")
+        for shape in ("chain", "fanout")
+        for kind, label in (("first-run", "first run of the plan"), ("repeat", "plan run again"))
+    ]
+    cases.append(("test_journal_overhead_on_model_steps", "100 model steps (mock responses), chain"))
+    for name, label in cases:
+        row = rows.get(name)
+        if row:
+            out.append(
+                f"| {label} | {row['plain_us_per_step']:,.1f} | {row['journal_us_per_step']:,.1f} | "
+                f"{row['overhead'] * 100:+.1f}% |"
+            )
+    return out
+
+
 def main(path: str) -> None:
     rows = load(path)
-    sections = [compiler(rows), scheduler(rows), models(rows), planning(rows)]
+    sections = [compiler(rows), scheduler(rows), models(rows), planning(rows), journal(rows)]
     print("\n\n".join("\n".join(section) for section in sections))
 
 

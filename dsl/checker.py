@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -74,6 +75,11 @@ class CheckedPlan:
     @property
     def name(self) -> str:
         return self.plan.name
+
+    @cached_property
+    def plan_json(self) -> str:
+        """The plan as JSON (what the run journal stores), serialised once per checked plan."""
+        return self.plan.model_dump_json()
 
 
 class _Checker:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -36,7 +37,7 @@ from .driver import Driver
 from .events import Event, EventBus, RunFinished, RunStarted
 from .executor import RetryPolicy, RunContext, StepRunner
 from .graph import LatencyModel
-from .journal import Journal
+from .journal import Journal, JournalError
 from .ledger import BudgetGuard, Ledger
 from .local_model import LOCAL_MODEL
 from .models import Gateway, ModelSelector, TierSelector
@@ -130,6 +131,10 @@ class Round:
     finished_steps: int = 0
     trigger: tuple[str, str, str | None] | None = None
     audit: AuditLog | None = None
+    # Replanned runs end in `_run_rounds` (after the replans are known), not in a round.
+    deferred: bool = False
+    events: EventBus | None = None
+    trace: TraceListener | None = None
 
 
 def _preset_state(record: StepRecord, on_error: str) -> State:
@@ -323,12 +328,15 @@ class Engine:
         result_holder: list[RunResult] | None,
     ) -> RunResult:
         """Run, stop where the policy wants to decide, go on / revise / finish; repeat."""
-        round_ = Round(uuid.uuid4().hex[:12], time.perf_counter(), {}, {}, policy.wants, True)
+        round_ = Round(
+            uuid.uuid4().hex[:12], time.perf_counter(), {}, {}, policy.wants, True, deferred=True
+        )
         replans: list[dict[str, Any]] = []
         while True:
             revisions = sum(1 for r in replans if r.get("added") is not None)
             round_.wants = policy.wants if revisions < max_replans else None
             result = await self._execute(checked, inputs, on_event, result_holder, round_)
+            events = round_.events
             if round_.trigger is None:
                 break
             kind, step_id, error = round_.trigger
@@ -375,6 +383,8 @@ class Engine:
                 False,
                 round_.finished_steps,
                 audit=audit_log,
+                deferred=True,
+                trace=round_.trace,
             )
             if decision.action == "finish":
                 result = self._finished_early(checked, result, finished, decision)
@@ -418,7 +428,36 @@ class Engine:
         usage = getattr(getattr(policy, "replanner", None), "usage", None)
         if usage is not None:
             result.cost_usd += usage.cost_usd
+        self._finish(result, events, time.perf_counter() - round_.started, result_holder)
         return result
+
+    def _finish(
+        self,
+        result: RunResult,
+        events: EventBus | None,
+        now: float,
+        result_holder: list[RunResult] | None,
+    ) -> None:
+        """A run has ended: journal it, tell the listeners, hand the result to the holder."""
+        if result.error is not None and self.on_warning is not None:
+            self.on_warning(f"error: {result.error}")
+        if self.journal is not None:
+            try:
+                self.journal.run_finished(result)
+            except JournalError as err:
+                # The result is still returned (and printed): the run's work is not lost,
+                # only its record. Records that could not be written stay queued.
+                message = f"the run's end could not be journaled: {err}"
+                result.error = result.error or message
+                result.warnings.append(message)
+                if self.on_warning is not None:
+                    self.on_warning(f"warning: {message}")
+        if events is not None and events.active:
+            events.emit(
+                RunFinished(result.run_id, now, result.status, result.outputs, result.cost_usd)
+            )
+        if result_holder is not None:
+            result_holder.append(result)
 
     def _finished_early(
         self,
@@ -604,12 +643,20 @@ class Engine:
                 round_.audit = audit
         if audit is not None:
             events.subscribe(audit)
-        if self.tracer is not None and (round_ is None or round_.first):
-            events.subscribe(TraceListener(self.tracer, records))
+        if self.tracer is not None:
+            # One listener for all rounds of a replanned run: one run span, each round's steps.
+            trace = round_.trace if round_ is not None else None
+            if trace is None:
+                trace = TraceListener(self.tracer, records)
+                if round_ is not None:
+                    round_.trace = trace
+            trace.records = records
+            events.subscribe(trace)
         journal = self.journal
+        journal_errors: list[str] = []
         if journal is not None:
             source = checked.source_map.file if checked.source_map else None
-            journal.run_started(run_id, plan.model_dump_json(), plan.name, inputs, source)
+            journal.run_started(run_id, checked.plan_json, plan.name, inputs, source)
         settings = dict(self.settings)
         if settings.get("workspace"):
             settings["workspace_path"] = Path(settings["workspace"])
@@ -632,7 +679,18 @@ class Engine:
         ctx.approval = self._approval(run_id)
         if journal is not None:
             # Each step is journaled the moment it is final, so a killed run keeps it.
-            ctx.on_final = lambda name: journal.step_finished(run_id, name, records[name])
+            step_finished = functools.partial(journal.step_finished, run_id, records)
+
+            def on_final(name: str) -> None:
+                try:
+                    step_finished(name)
+                except JournalError as err:
+                    # Stop: work that cannot be recorded would be lost to `resume`.
+                    if ctx.stop_reason is None:
+                        ctx.stop_reason = "journal"
+                        journal_errors.append(f"{err}; the run stopped")
+
+            ctx.on_final = on_final
         if round_ is not None:
             ctx.started = round_.started
             ctx.values.update(round_.values)
@@ -684,7 +742,7 @@ class Engine:
                 status = "replanning"
             elif ctx.stop_reason == "awaiting_approval":
                 status = "awaiting_approval"
-            elif failed or unfinished:
+            elif failed or unfinished or ctx.stop_reason == "journal":
                 status = "failed"
         outputs = {
             name: ctx.values.get(name, inputs.get(name))
@@ -701,6 +759,7 @@ class Engine:
             wall_s=wall,
             critical_path_s=observed_critical_path(checked.deps, records),
             warnings=warnings,
+            error=journal_errors[0] if journal_errors else None,
         )
         if round_ is not None:
             round_.trigger = ctx.trigger
@@ -709,14 +768,11 @@ class Engine:
         gateway_ledger = getattr(ctx.services.get("models"), "ledger", None)
         if gateway_ledger is not None:
             gateway_ledger.flush()  # the run's calls are durable when it returns
-        if status == "replanning":
+        if round_ is not None:
+            round_.events = events
+        if status == "replanning" or (round_ is not None and round_.deferred and not cancelled):
             return result
-        if journal is not None:
-            journal.run_finished(run_id, status, result.cost_usd, result.dumps(indent=None))
-        if events.active:
-            events.emit(RunFinished(run_id, ctx.now(), status, outputs, result.cost_usd))
-        if result_holder is not None:
-            result_holder.append(result)
+        self._finish(result, events, ctx.now(), result_holder)
         if cancelled:
             raise asyncio.CancelledError
         return result

@@ -1,32 +1,57 @@
 """The run journal: every run, its plan, inputs and step results, in SQLite as they happen.
 
-One file (WAL) under `PLANFILE_HOME`: a run row when it starts, a step row the moment a
-step reaches a final state, the run's status and cost when it ends. A killed run (even
-SIGKILL) keeps every step that finished; `planfile resume RUN` continues it without
-running those again. Several processes may journal at once.
+One file (WAL) under `PLANFILE_HOME`: a run row when it starts, its steps' records as
+they reach a final state, the run's status, cost and result when it ends. A killed run
+(even SIGKILL) keeps every step that was written; `planfile resume RUN` continues it
+without running those again. Several processes may journal at once.
+
+Written for low overhead on short steps: plans are stored once per distinct content (a
+plan run a thousand times is one row), step records go to an append-only log in groups
+(one row per run per ~20 ms, written by a background thread, encoded by orjson: the
+stdlib encoder alone cost more than the 20% budget), and the run's result is a small
+summary that `result_json` joins with the step records.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from stdlib_tools.search import data_home
 
-from .result import StepRecord, jsonable
+from .result import RunResult, StepRecord, jsonable
 
 FINAL_STEP_STATES = ("succeeded", "failed", "skipped")
+
+# Version 2: plans by content, step records in `step_log`, run summaries. Version-1 files
+# (a JSON document per step and per run) are upgraded in place; their rows still read.
+SCHEMA_VERSION = 2
+LOCK_TIMEOUT_S = 30.0  # how long a write waits for another process's write lock
+
+_RUN_COLUMNS = (
+    "runs.run_id, runs.plan, runs.status, runs.started_at, runs.finished_at, runs.cost_usd, "
+    "COALESCE(plans.plan_json, runs.plan_json), runs.inputs_json, runs.source"
+)
+_RUN_SELECT = f"SELECT {_RUN_COLUMNS} FROM runs LEFT JOIN plans ON plans.plan_hash = runs.plan_hash"
 
 
 class JournalError(RuntimeError):
     """The journal cannot be read or written; the message says which file and why."""
+
+
+class JournalLocked(JournalError):
+    """Another process held the journal's write lock longer than the lock timeout."""
 
 
 @dataclass
@@ -46,22 +71,71 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+def _dumps(value: Any) -> bytes:
+    """Compact JSON; integers beyond 64 bits (which orjson refuses) go through `json`."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False).encode()
+
+
+def _log_row(step: str, r: StepRecord) -> list[Any]:
+    """One step's record as a compact JSON array (see `_from_log_row`)."""
+    output = r.output
+    return [
+        step,
+        r.status,
+        r.tool,
+        r.model,
+        r.attempts,
+        r.started_at,
+        r.finished_at,
+        r.input_tokens,
+        r.output_tokens,
+        r.cost_usd,
+        output if output is None else jsonable(output),
+        r.error,
+    ]
+
+
+def _from_log_row(row: list[Any]) -> tuple[str, StepRecord]:
+    step, status, tool, model, attempts, started, finished, tokens_in, tokens_out, cost = row[:10]
+    record = StepRecord(
+        tool=tool,
+        status=status,
+        model=model,
+        attempts=attempts,
+        started_at=started,
+        finished_at=finished,
+        input_tokens=tokens_in,
+        output_tokens=tokens_out,
+        cost_usd=cost,
+        output=row[10],
+        error=row[11],
+    )
+    return step, record
+
+
 class Journal:
     """Runs and step results in SQLite (WAL); safe to share between runs and processes."""
 
     FLUSH_EVERY_S = 0.02
 
-    def __init__(self, path: Path | None = None):
+    def __init__(self, path: Path | None = None, *, lock_timeout_s: float = LOCK_TIMEOUT_S):
         self.path = path or data_home() / "journal.sqlite"
+        self.lock_timeout_s = lock_timeout_s
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
-        # Step rows go through a writer thread in batches: one commit per ~20 ms instead
-        # of per step. A kill loses at most the last batch; those steps run again on resume.
-        self._pending: list[tuple[str, str, StepRecord]] = []
-        self._pending_lock = threading.Lock()
+        # Step records wait here (deque: appends need no lock) for the writer thread,
+        # which writes them in groups: one commit per ~20 ms instead of one per step.
+        # A kill loses at most the last group; those steps run again on resume.
+        self._pending: deque[tuple[str, Mapping[str, StepRecord], str]] = deque()
+        self._writer_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._writer_running = False
         self._wake = threading.Event()
-        self._writer: threading.Thread | None = None
         self._error: JournalError | None = None
+        self._last_plan: tuple[str, str] = ("", "")
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -69,101 +143,207 @@ class Journal:
             try:
                 if self._conn is None:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
-                    conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    conn.execute("PRAGMA synchronous=NORMAL")
-                    conn.executescript(
-                        """
-                        CREATE TABLE IF NOT EXISTS runs (
-                            run_id TEXT PRIMARY KEY, plan TEXT, status TEXT, started_at TEXT,
-                            finished_at TEXT, cost_usd REAL DEFAULT 0, plan_json TEXT,
-                            inputs_json TEXT, source TEXT, result_json TEXT);
-                        CREATE TABLE IF NOT EXISTS approvals (
-                            run_id TEXT, step TEXT, decision TEXT, decided_at TEXT,
-                            PRIMARY KEY (run_id, step));
-                        CREATE TABLE IF NOT EXISTS steps (
-                            run_id TEXT, step TEXT, status TEXT, record_json TEXT, updated_at TEXT,
-                            PRIMARY KEY (run_id, step));
-                        """
+                    conn = sqlite3.connect(
+                        self.path, timeout=self.lock_timeout_s, check_same_thread=False
                     )
+                    try:
+                        conn.execute("PRAGMA journal_mode=WAL")
+                        conn.execute("PRAGMA synchronous=NORMAL")
+                        self._migrate(conn)
+                    except BaseException:
+                        conn.close()
+                        raise
                     self._conn = conn
                 yield self._conn
                 self._conn.commit()
-            except sqlite3.DatabaseError as err:
+            except sqlite3.OperationalError as err:
                 if self._conn is not None:
-                    self._conn.close()
-                    self._conn = None
-                raise JournalError(
-                    f"run journal {self.path} is unusable: {err}. Move it aside to start a new one "
-                    "(set PLANFILE_HOME to use another folder)"
-                ) from None
+                    self._conn.rollback()
+                if "locked" in str(err) or "busy" in str(err):
+                    raise JournalLocked(
+                        f"run journal {self.path} stayed locked by another process for "
+                        f"{self.lock_timeout_s:g} s ({err}); try again when it finishes, or "
+                        "set PLANFILE_HOME to use another folder"
+                    ) from None
+                raise self._unusable(err) from None
+            except sqlite3.DatabaseError as err:
+                raise self._unusable(err) from None
             except OSError as err:
                 raise JournalError(f"run journal {self.path}: {err.strerror or err}") from None
+
+    def _unusable(self, err: Exception) -> JournalError:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        return JournalError(
+            f"run journal {self.path} is unusable: {err}. Move it aside to start a new one "
+            "(set PLANFILE_HOME to use another folder)"
+        )
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Create the tables, or bring an older journal up to `SCHEMA_VERSION`."""
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"run journal {self.path} was written by a newer planfile (schema {version}; "
+                f"this one reads up to {SCHEMA_VERSION}): upgrade planfile, or set "
+                "PLANFILE_HOME to use another folder"
+            )
+        # One process upgrades; another waits for the write lock, then finds it done.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                for statement in (
+                    "CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, plan TEXT, "
+                    "status TEXT, started_at TEXT, finished_at TEXT, cost_usd REAL DEFAULT 0, "
+                    "plan_json TEXT, inputs_json TEXT, source TEXT, result_json TEXT)",
+                    "CREATE TABLE IF NOT EXISTS approvals (run_id TEXT, step TEXT, decision TEXT, "
+                    "decided_at TEXT, PRIMARY KEY (run_id, step))",
+                    # Version 1's step rows; read, no longer written.
+                    "CREATE TABLE IF NOT EXISTS steps (run_id TEXT, step TEXT, status TEXT, "
+                    "record_json TEXT, updated_at TEXT, PRIMARY KEY (run_id, step))",
+                    "CREATE TABLE IF NOT EXISTS plans (plan_hash TEXT PRIMARY KEY, plan_json TEXT)",
+                    "CREATE TABLE IF NOT EXISTS step_log (run_id TEXT, written_at TEXT, "
+                    "records_json TEXT)",
+                    "CREATE INDEX IF NOT EXISTS step_log_run ON step_log (run_id)",
+                ):
+                    conn.execute(statement)
+                have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+                for column in ("plan_hash", "summary_json"):
+                    if column not in have:
+                        conn.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
 
     # --- writing --------------------------------------------------------------------
     def run_started(
         self, run_id: str, plan_json: str, plan: str, inputs: dict[str, Any], source: str | None
     ) -> None:
+        if plan_json is self._last_plan[0]:  # the same plan run again (embedding, rounds)
+            plan_hash = self._last_plan[1]
+        else:
+            plan_hash = hashlib.sha256(plan_json.encode()).hexdigest()
+            self._last_plan = (plan_json, plan_hash)
         with self._db() as db:
+            # Stored once per distinct plan: a plan run again adds only its run row.
             db.execute(
-                "INSERT INTO runs (run_id, plan, status, started_at, plan_json, inputs_json, source) "
-                "VALUES (?, ?, 'running', ?, ?, ?, ?) "
-                "ON CONFLICT(run_id) DO UPDATE SET status='running', plan_json=excluded.plan_json",
-                (run_id, plan, _now(), plan_json, json.dumps(jsonable(inputs)), source),
+                "INSERT INTO plans (plan_hash, plan_json) VALUES (?, ?) "
+                "ON CONFLICT(plan_hash) DO NOTHING",
+                (plan_hash, plan_json),
+            )
+            db.execute(
+                "INSERT INTO runs (run_id, plan, status, started_at, plan_hash, inputs_json, source) "
+                "VALUES (?, ?, 'running', ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET "
+                "status='running', plan_hash=excluded.plan_hash, plan_json=NULL",
+                (run_id, plan, _now(), plan_hash, json.dumps(jsonable(inputs)), source),
             )
 
-    def step_finished(self, run_id: str, step: str, record: StepRecord) -> None:
+    def step_finished(self, run_id: str, records: Mapping[str, StepRecord], step: str) -> None:
+        """Queue `records[step]`, now final; the writer serialises it (then, so it is current)."""
         if self._error is not None:
             raise self._error
-        # Serialised by the writer (at flush time, so a record updated since is current).
-        with self._pending_lock:
-            self._pending.append((run_id, step, record))
-            if self._writer is None or not self._writer.is_alive():
-                self._writer = threading.Thread(
-                    target=self._write_loop, name="planfile-journal", daemon=True
-                )
-                self._writer.start()
+        self._pending.append((run_id, records, step))
+        if not self._writer_running:
+            with self._writer_lock:
+                if not self._writer_running:
+                    self._writer_running = True
+                    threading.Thread(
+                        target=self._write_loop, name="planfile-journal", daemon=True
+                    ).start()
 
     def _write_loop(self) -> None:
         while True:
             self._wake.wait(self.FLUSH_EVERY_S)
             self._wake.clear()
-            if not self.flush():
-                with self._pending_lock:
-                    if not self._pending:
-                        self._writer = None
-                        return
+            if self.flush():
+                continue
+            # Idle: stop. A record queued after the flag drops starts a new writer; one
+            # queued just before it is seen below, and this writer carries on.
+            with self._writer_lock:
+                self._writer_running = False
+            if not self._pending:
+                return
+            with self._writer_lock:
+                if self._writer_running:
+                    return
+                self._writer_running = True
 
-    def flush(self) -> bool:
-        """Write the pending step rows now; returns whether there were any."""
-        with self._pending_lock:
-            pending, self._pending = self._pending, []
-        if not pending:
+    def flush(self, strict: bool = False) -> bool:
+        """Write the queued step records now; returns whether there were any.
+
+        Records that cannot be written go back to the front of the queue, never dropped:
+        a lock is retried at the next flush; any other failure stops the runs that write
+        here (`step_finished` raises it). `strict` raises either now.
+        """
+        # One flush at a time (the writer's, or a caller's), so records are written in
+        # order and a caller's flush returns only once everything queued before it is in.
+        with self._flush_lock:
+            return self._flush(strict)
+
+    def _flush(self, strict: bool) -> bool:
+        pending = self._pending
+        taken = [pending.popleft() for _ in range(len(pending))]
+        if not taken:
+            if strict and self._error is not None:
+                raise self._error
             return False
+        by_run: dict[str, list[list[Any]]] = {}
+        for run_id, records, step in taken:
+            rows = by_run.get(run_id)
+            if rows is None:
+                rows = by_run[run_id] = []
+            rows.append(_log_row(step, records[step]))
         now = _now()
-        rows = [
-            (run_id, step, r.status, json.dumps(r.to_json()), now) for run_id, step, r in pending
-        ]
         try:
             with self._db() as db:
                 db.executemany(
-                    "INSERT INTO steps (run_id, step, status, record_json, updated_at) VALUES (?, ?, ?, ?, ?) "
-                    "ON CONFLICT(run_id, step) DO UPDATE SET status=excluded.status, "
-                    "record_json=excluded.record_json, updated_at=excluded.updated_at",
-                    rows,
+                    "INSERT INTO step_log (run_id, written_at, records_json) VALUES (?, ?, ?)",
+                    [(run_id, now, _dumps(rows)) for run_id, rows in by_run.items()],
                 )
         except JournalError as err:
-            self._error = err
+            pending.extendleft(reversed(taken))
+            if not isinstance(err, JournalLocked):
+                self._error = err
+            if strict:
+                raise
         return True
 
-    def run_finished(self, run_id: str, status: str, cost_usd: float, result_json: str) -> None:
-        self.flush()
-        if self._error is not None:
-            raise self._error
+    def run_finished(self, result: RunResult) -> None:
+        """The run's status, cost and result; its step records are already queued.
+
+        The summary holds what the step records do not: outputs, replans, timings, the
+        step order, and the records of steps that never reached a final state.
+        """
+        unfinished = {
+            name: record.to_json()
+            for name, record in result.steps.items()
+            if record.status not in FINAL_STEP_STATES
+        }
+        summary = {
+            "outputs": jsonable(result.outputs),
+            "replans": result.replans,
+            "wall_s": result.wall_s,
+            "critical_path_s": result.critical_path_s,
+            "order": list(result.steps),
+            "unfinished": unfinished,
+        }
+        self.flush(strict=True)
         with self._db() as db:
             db.execute(
-                "UPDATE runs SET status=?, finished_at=?, cost_usd=?, result_json=? WHERE run_id=?",
-                (status, _now(), cost_usd, result_json, run_id),
+                "UPDATE runs SET status=?, finished_at=?, cost_usd=?, summary_json=?, "
+                "result_json=NULL WHERE run_id=?",
+                (
+                    result.status,
+                    _now(),
+                    result.cost_usd,
+                    _dumps(summary),
+                    result.run_id,
+                ),
             )
 
     def decide(self, run_id: str, step: str, decision: str) -> None:
@@ -189,17 +369,14 @@ class Journal:
     def runs(self, limit: int = 50) -> list[RunRow]:
         with self._db() as db:
             rows = db.execute(
-                "SELECT run_id, plan, status, started_at, finished_at, cost_usd, plan_json, inputs_json, source "
-                "FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?",
-                (limit,),
+                f"{_RUN_SELECT} ORDER BY runs.started_at DESC, runs.rowid DESC LIMIT ?", (limit,)
             ).fetchall()
         return [self._row(r) for r in rows]
 
     def run(self, run_id: str) -> RunRow:
         with self._db() as db:
             rows = db.execute(
-                "SELECT run_id, plan, status, started_at, finished_at, cost_usd, plan_json, inputs_json, source "
-                "FROM runs WHERE run_id LIKE ? || '%' ORDER BY started_at DESC",
+                f"{_RUN_SELECT} WHERE runs.run_id LIKE ? || '%' ORDER BY runs.started_at DESC",
                 (run_id,),
             ).fetchall()
         if not rows:
@@ -209,33 +386,56 @@ class Journal:
         return self._row(rows[0])
 
     def steps(self, run_id: str) -> dict[str, StepRecord]:
-        self.flush()
+        """The final records of the run's steps, in the order they were written."""
+        self.flush(strict=True)
         with self._db() as db:
-            rows = db.execute(
+            old = db.execute(
                 "SELECT step, record_json FROM steps WHERE run_id = ?", (run_id,)
             ).fetchall()
-        out: dict[str, StepRecord] = {}
-        for step, record_json in rows:
-            data = json.loads(record_json)
-            out[step] = StepRecord(
-                tool=data["tool"],
-                status=data["status"],
-                model=data.get("model"),
-                attempts=data.get("attempts", 0),
-                started_at=data.get("started_at"),
-                finished_at=data.get("finished_at"),
-                input_tokens=data.get("input_tokens", 0),
-                output_tokens=data.get("output_tokens", 0),
-                cost_usd=data.get("cost_usd", 0.0),
-                output=data.get("output"),
-                error=data.get("error"),
-            )
+            log = db.execute(
+                "SELECT records_json FROM step_log WHERE run_id = ? ORDER BY rowid", (run_id,)
+            ).fetchall()
+        out = {step: StepRecord.from_json(json.loads(data)) for step, data in old}
+        for (records_json,) in log:
+            for row in orjson.loads(records_json):
+                step, record = _from_log_row(row)
+                out.pop(step, None)  # a later record (a resumed run) replaces, and moves last
+                out[step] = record
         return out
 
     def result_json(self, run_id: str) -> dict[str, Any] | None:
+        """The run's result document (as `planfile run --json` printed it), once it ended."""
         with self._db() as db:
-            row = db.execute("SELECT result_json FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        return json.loads(row[0]) if row and row[0] else None
+            row = db.execute(
+                "SELECT plan, status, cost_usd, result_json, summary_json FROM runs WHERE run_id = ?",
+                (run_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        plan, status, cost_usd, result_json, summary_json = row
+        if result_json:  # a version-1 journal stored the whole document
+            return dict(json.loads(result_json))
+        if not summary_json:
+            return None
+        summary = orjson.loads(summary_json)
+        records = self.steps(run_id)
+        unfinished = summary["unfinished"]
+        steps = {
+            name: StepRecord.from_json(unfinished[name]) if name in unfinished else records[name]
+            for name in summary["order"]
+            if name in unfinished or name in records
+        }
+        return RunResult(
+            run_id=run_id,
+            plan=plan,
+            status=status,
+            outputs=summary["outputs"],
+            steps=steps,
+            replans=summary["replans"],
+            cost_usd=cost_usd or 0.0,
+            wall_s=summary["wall_s"],
+            critical_path_s=summary["critical_path_s"],
+        ).to_json()
 
     @staticmethod
     def _row(row: tuple[Any, ...]) -> RunRow:
@@ -253,7 +453,11 @@ class Journal:
         )
 
     def close(self) -> None:
-        self.flush()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        """Write what is queued (raising if it cannot be written) and close the file."""
+        try:
+            if self._pending:
+                self.flush(strict=True)
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -43,6 +43,23 @@ class StepRecord:
             "error": self.error,
         }
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StepRecord:
+        """A record back from its `to_json` form (the journal, a result document)."""
+        return cls(
+            tool=data["tool"],
+            status=data["status"],
+            model=data.get("model"),
+            attempts=data.get("attempts", 0),
+            started_at=data.get("started_at"),
+            finished_at=data.get("finished_at"),
+            input_tokens=data.get("input_tokens", 0),
+            output_tokens=data.get("output_tokens", 0),
+            cost_usd=data.get("cost_usd", 0.0),
+            output=data.get("output"),
+            error=data.get("error"),
+        )
+
 
 @dataclass
 class RunResult:

@@ -11,15 +11,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from engine import Engine, load_plan
 from engine.cli import main
-from engine.journal import Journal, JournalError
+from engine.journal import Journal, JournalError, JournalLocked
+from engine.result import StepRecord
 
 from .conftest import ROOT
-from .engine_tools import TEST_TOOLS
+from .engine_tools import FLAKY, TEST_TOOLS
 
 KILL_TOOLS = Path(__file__).parent / "kill_tools.py"
 
@@ -68,6 +70,208 @@ def test_corrupt_journal_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(JournalError, match="unusable"):
         Journal(path).runs()
+
+
+def test_show_json_is_the_document_run_printed(
+    planfile_home: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`show RUN --json` gives back exactly what `run --json` printed: outputs, every
+    step's record (failed, skipped, succeeded), cost, timings."""
+    plan = tmp_path / "p.plan"
+    plan.write_text(
+        'input n: int = 3\nstep a: float = calculate(expression: "{{ n }} * 7")\n'
+        'step b: float = calculate(expression: "1 / 0")\n'
+        'step c: float = calculate(expression: "{{ b }} + 1")\n'
+        'step d: float = calculate(expression: "2 ** 3") when "a > 100"\noutput a'
+    )
+    assert main(["run", str(plan), "--json"]) == 1
+    printed = json.loads(capsys.readouterr().out)
+    assert main(["show", printed["run_id"], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == printed
+    assert {name: step["status"] for name, step in printed["steps"].items()} == {
+        "a": "succeeded",
+        "b": "failed",
+        "c": "skipped",
+        "d": "skipped",
+    }
+
+
+def test_outputs_round_trip_exactly(tmp_path: Path) -> None:
+    """What a step returned reads back the same: text, nesting, and integers beyond 64 bits."""
+    journal = Journal(tmp_path / "journal.sqlite")
+    outputs = {"big": 2**80, "nested": {"k": [1, 2.5, None, "é"]}, "none": None, "neg": -(2**70)}
+    records = {
+        name: StepRecord(tool="echo", status="succeeded", output=v) for name, v in outputs.items()
+    }
+    journal.run_started("r1", "{}", "p", {}, None)
+    for name in records:
+        journal.step_finished("r1", records, name)
+    assert {name: r.output for name, r in journal.steps("r1").items()} == outputs
+
+
+def test_version_1_journal_is_upgraded_and_still_reads(tmp_path: Path) -> None:
+    """A journal written by the previous format (a JSON document per step and per run)
+    is upgraded in place: its runs list, show and resume; new runs go in beside them."""
+    import sqlite3
+
+    path = tmp_path / "journal.sqlite"
+    plan = load_plan(
+        'step a = echo(value: 1)\nstep b = flaky(key: "v1-upgrade", failures: 1)\n'
+        "step c = echo(value: b)",
+        tools=TEST_TOOLS,
+    )
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE runs (run_id TEXT PRIMARY KEY, plan TEXT, status TEXT, started_at TEXT,
+            finished_at TEXT, cost_usd REAL DEFAULT 0, plan_json TEXT, inputs_json TEXT,
+            source TEXT, result_json TEXT);
+        CREATE TABLE approvals (run_id TEXT, step TEXT, decision TEXT, decided_at TEXT,
+            PRIMARY KEY (run_id, step));
+        CREATE TABLE steps (run_id TEXT, step TEXT, status TEXT, record_json TEXT,
+            updated_at TEXT, PRIMARY KEY (run_id, step));
+        """
+    )
+    a = StepRecord(tool="echo", status="succeeded", attempts=1, output=1)
+    b = StepRecord(tool="flaky", status="failed", attempts=1, error="transient failure 1")
+    document = {"run_id": "oldrun000001", "status": "failed", "steps": {"a": a.to_json()}}
+    old.execute(
+        "INSERT INTO runs VALUES ('oldrun000001', 'plan', 'failed', '2026-01-01T00:00:00+00:00', "
+        "'2026-01-01T00:00:01+00:00', 0, ?, '{}', NULL, ?)",
+        (plan.plan.model_dump_json(), json.dumps(document)),
+    )
+    for name, record in (("a", a), ("b", b)):
+        old.execute(
+            "INSERT INTO steps VALUES ('oldrun000001', ?, ?, ?, 'now')",
+            (name, record.status, json.dumps(record.to_json())),
+        )
+    old.commit()
+    old.close()
+
+    journal = Journal(path)
+    assert [r.run_id for r in journal.runs()] == ["oldrun000001"]
+    assert journal.result_json("oldrun000001") == document
+    assert journal.steps("oldrun000001")["a"].output == 1
+    FLAKY["v1-upgrade"] = 1  # its one failure happened in the old run
+    resumed = asyncio.run(Engine(tools=TEST_TOOLS, journal=journal).resume("oldrun000001"))
+    assert resumed.status == "succeeded" and resumed.steps["a"].attempts == 1  # not run again
+    assert journal.run("oldrun000001").status == "succeeded"
+    assert journal.steps("oldrun000001")["c"].output == "ok after 2"
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_journal_from_a_newer_planfile_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "journal.sqlite"
+    sqlite3.connect(path).execute("PRAGMA user_version = 99")
+    with pytest.raises(JournalError, match="newer planfile"):
+        Journal(path).runs()
+
+
+def test_a_plan_run_again_is_stored_once(tmp_path: Path) -> None:
+    import sqlite3
+
+    journal = Journal(tmp_path / "journal.sqlite")
+    engine = Engine(tools=TEST_TOOLS, journal=journal)
+    plan = load_plan("input v: int\nstep a = echo(value: v)", tools=TEST_TOOLS)
+    for i in range(3):
+        engine.run_sync(plan, {"v": i})
+    db = sqlite3.connect(journal.path)
+    assert db.execute("SELECT COUNT(*) FROM plans").fetchone()[0] == 1
+    assert len(journal.runs()) == 3 and all(r.plan_json for r in journal.runs())
+
+
+def _hold_write_lock(path: Path) -> Any:
+    import sqlite3
+
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+def test_locked_journal_before_a_run_is_a_clear_error(tmp_path: Path) -> None:
+    """Another process holding the journal's lock past the timeout: a clear error, and
+    nothing has run."""
+    journal = Journal(tmp_path / "journal.sqlite", lock_timeout_s=0.1)
+    journal.runs()
+    other = _hold_write_lock(journal.path)
+    FLAKY.pop("locked-before", None)
+    plan = load_plan('step a = flaky(key: "locked-before", failures: 0)', tools=TEST_TOOLS)
+    with pytest.raises(JournalLocked, match="locked by another process"):
+        Engine(tools=TEST_TOOLS, journal=journal).run_sync(plan)
+    assert "locked-before" not in FLAKY
+    other.rollback()
+
+
+def test_lock_held_during_a_run_loses_nothing(tmp_path: Path) -> None:
+    """A lock held mid-run delays the step records (retried), never drops them; a lock
+    held past the run's end is reported, the result still returned, and the records are
+    written once the lock is gone."""
+    journal = Journal(tmp_path / "journal.sqlite", lock_timeout_s=0.05)
+    warnings: list[str] = []
+    engine = Engine(tools=TEST_TOOLS, journal=journal, on_warning=warnings.append)
+    plan = load_plan(
+        "\n".join(
+            f"step s{i} = sleep(seconds: 0.03, value: {i})" + (f" after s{i - 1}" if i else "")
+            for i in range(10)
+        )
+        + "\noutput s9",
+        tools=TEST_TOOLS,
+    )
+    held: list[Any] = []
+
+    async def lock_for(start: float, seconds: float | None) -> None:
+        await asyncio.sleep(start)
+        held.append(_hold_write_lock(journal.path))
+        if seconds is not None:
+            await asyncio.sleep(seconds)
+            held.pop().rollback()
+
+    async def run_with_lock(seconds: float | None) -> Any:
+        result, _ = await asyncio.gather(engine.run(plan), lock_for(0.08, seconds))
+        return result
+
+    result = asyncio.run(run_with_lock(0.15))  # held mid-run, released before the end
+    assert result.status == "succeeded" and result.error is None
+    assert len(journal.steps(result.run_id)) == 10
+    assert journal.run(result.run_id).status == "succeeded"
+
+    result = asyncio.run(run_with_lock(None))  # still held when the run ends
+    assert result.status == "succeeded" and result.outputs == {"s9": 9}
+    assert "could not be journaled" in (result.error or "") and "locked" in warnings[-1]
+    held.pop().rollback()
+    journal.close()  # writes what waited
+    assert len(Journal(journal.path).steps(result.run_id)) == 10
+
+
+def test_journal_failure_mid_run_stops_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A journal that stops working (disk full, I/O error) mid-run stops the run: no more
+    work that could not be recorded; the result says why, and is returned, not raised."""
+    journal = Journal(tmp_path / "journal.sqlite")
+    engine = Engine(tools=TEST_TOOLS, journal=journal)
+    plan = load_plan(
+        "\n".join(
+            f"step s{i} = sleep(seconds: 0.03)" + (f" after s{i - 1}" if i else "")
+            for i in range(20)
+        ),
+        tools=TEST_TOOLS,
+    )
+    real_flush = Journal.flush
+
+    def failing_flush(self: Journal, strict: bool = False) -> bool:
+        if self._pending:
+            self._error = JournalError(f"run journal {self.path}: disk I/O error")
+        return real_flush(self, strict)
+
+    monkeypatch.setattr(Journal, "flush", failing_flush)
+    result = engine.run_sync(plan)
+    assert result.status == "failed" and "disk I/O error" in (result.error or "")
+    assert "the run stopped" in (result.error or "")
+    ran = sum(1 for r in result.steps.values() if r.status == "succeeded")
+    assert 0 < ran < 20
 
 
 def test_two_runs_at_once_share_one_journal(tmp_path: Path) -> None:

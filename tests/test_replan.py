@@ -205,3 +205,37 @@ def test_results_are_truncated_for_the_replanner() -> None:
     shown = truncate_results({"big": "x" * 5000, "small": "ok"}, per_result=100, total=150)
     assert len(shown["big"]) <= 100 and shown["big"].endswith("(shortened)")
     assert shown["small"] == "ok"
+
+
+def test_replanned_runs_are_journaled_with_their_replans(tmp_path: Path) -> None:
+    """The journal (and `show`) records a replanned run's end: its replans, the
+    replanner's cost, and a run the replanner finished early; listeners hear the end."""
+    import asyncio
+
+    from engine.events import RunFinished
+    from engine.journal import Journal
+
+    journal = Journal(tmp_path / "journal.sqlite")
+    eng = engine(tmp_path)
+    eng.journal = journal
+    decisions(
+        {
+            "action": "revise",
+            "reason": "double a instead",
+            "steps": [{"id": "b2", "tool": "calculate", "args": {"expression": "{{ a }} * 2"}}],
+            "outputs": ["b2"],
+        }
+    )
+    revised = asyncio.run(eng.run(FLAKY_PLAN, replan="on-failure"))
+    stored = journal.result_json(revised.run_id)
+    assert stored is not None and stored == json.loads(revised.dumps())
+    assert stored["replans"][0]["added"] == ["b2"] and stored["outputs"] == {"b2": 84.0}
+    assert journal.run(revised.run_id).cost_usd == pytest.approx(revised.cost_usd)
+
+    decisions({"action": "finish", "reason": "enough", "answer": "42"})
+    heard: list[object] = []
+    finished = asyncio.run(eng.run(FLAKY_PLAN, replan="on-failure", on_event=heard.append))
+    assert journal.run(finished.run_id).status == "succeeded"
+    assert journal.result_json(finished.run_id) == json.loads(finished.dumps())
+    ends = [e for e in heard if isinstance(e, RunFinished)]
+    assert len(ends) == 1 and ends[0].outputs == {"answer": "42"}
