@@ -164,7 +164,9 @@ def journal(rows: dict[str, dict[str, Any]]) -> list[str]:
         for shape in ("chain", "fanout")
         for kind, label in (("first-run", "first run of the plan"), ("repeat", "plan run again"))
     ]
-    cases.append(("test_journal_overhead_on_model_steps", "100 model steps (mock responses), chain"))
+    cases.append(
+        ("test_journal_overhead_on_model_steps", "100 model steps (mock responses), chain")
+    )
     for name, label in cases:
         row = rows.get(name)
         if row:
