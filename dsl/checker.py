@@ -78,8 +78,9 @@ class CheckedPlan:
 
     @cached_property
     def plan_json(self) -> str:
-        """The plan as JSON (what the run journal stores), serialised once per checked plan."""
-        return self.plan.model_dump_json()
+        """The plan as compact JSON (defaults left out), serialised once per checked plan:
+        what the run journal stores and `resume` validates back."""
+        return self.plan.model_dump_json(exclude_defaults=True)
 
 
 class _Checker:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -37,7 +36,7 @@ from .driver import Driver
 from .events import Event, EventBus, RunFinished, RunStarted
 from .executor import RetryPolicy, RunContext, StepRunner
 from .graph import LatencyModel
-from .journal import Journal, JournalError
+from .journal import Journal, JournalError, RunLog
 from .ledger import BudgetGuard, Ledger
 from .local_model import LOCAL_MODEL
 from .models import Gateway, ModelSelector, TierSelector
@@ -654,9 +653,6 @@ class Engine:
             events.subscribe(trace)
         journal = self.journal
         journal_errors: list[str] = []
-        if journal is not None:
-            source = checked.source_map.file if checked.source_map else None
-            journal.run_started(run_id, checked.plan_json, plan.name, inputs, source)
         settings = dict(self.settings)
         if settings.get("workspace"):
             settings["workspace_path"] = Path(settings["workspace"])
@@ -677,20 +673,29 @@ class Engine:
             ctx.cache_all = self.cache_all
         ctx.approve_all = self.approve_all
         ctx.approval = self._approval(run_id)
+        journal_log: RunLog | None = None
         if journal is not None:
-            # Each step is journaled the moment it is final, so a killed run keeps it.
-            step_finished = functools.partial(journal.step_finished, run_id, records)
 
-            def on_final(name: str) -> None:
-                try:
-                    step_finished(name)
-                except JournalError as err:
-                    # Stop: work that cannot be recorded would be lost to `resume`.
-                    if ctx.stop_reason is None:
-                        ctx.stop_reason = "journal"
-                        journal_errors.append(f"{err}; the run stopped")
+            def journal_broke(err: JournalError) -> None:
+                # Stop: work that could not be recorded would be lost to `resume`.
+                if ctx.stop_reason is None:
+                    ctx.stop_reason = "journal"
+                    journal_errors.append(f"{err}; the run stopped")
 
-            ctx.on_final = on_final
+            source = checked.source_map.file if checked.source_map else None
+            journal_log = journal.run_started(
+                run_id,
+                checked.plan_json,
+                plan.name,
+                inputs,
+                source,
+                records,
+                journal_broke,
+                carried,
+            )
+            # Each step is queued for the journal the moment it is final (a bare deque
+            # append), so a killed run keeps it.
+            ctx.on_final = journal_log.finished
         if round_ is not None:
             ctx.started = round_.started
             ctx.values.update(round_.values)
@@ -720,6 +725,9 @@ class Engine:
         except asyncio.CancelledError:
             cancelled = True
             status = "cancelled"
+        finally:
+            if journal is not None and journal_log is not None:
+                journal.detach(journal_log)  # no step can finish now; the writer may rest
         wall = time.perf_counter() - wall_start
         for name in checked.fallbacks:
             record = records[name]

@@ -19,8 +19,9 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +117,28 @@ def _from_log_row(row: list[Any]) -> tuple[str, StepRecord]:
     return step, record
 
 
+class RunLog:
+    """One run's (or replanning round's) queue of steps that reached a final state.
+
+    `finished` is the engine's per-step hook: a bare `deque.append` of the step's name
+    (no lock, no Python frame); the writer reads the record itself when it writes, so
+    it is current. `on_error` hears a journal that broke mid-run, to stop the run.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        records: Mapping[str, StepRecord],
+        on_error: Callable[[JournalError], None] | None = None,
+    ):
+        self.run_id = run_id
+        self.records = records
+        self.on_error = on_error
+        self.queue: deque[str] = deque()
+        self.finished: Callable[[str], None] = self.queue.append
+        self.closed = False
+
+
 class Journal:
     """Runs and step results in SQLite (WAL); safe to share between runs and processes."""
 
@@ -126,15 +149,17 @@ class Journal:
         self.lock_timeout_s = lock_timeout_s
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
-        # Step records wait here (deque: appends need no lock) for the writer thread,
-        # which writes them in groups: one commit per ~20 ms instead of one per step.
+        # Open runs queue their final steps in their RunLog; while any is open a writer
+        # thread writes them in groups: one commit per ~20 ms instead of one per step.
         # A kill loses at most the last group; those steps run again on resume.
-        self._pending: deque[tuple[str, Mapping[str, StepRecord], str]] = deque()
+        self._logs: list[RunLog] = []
         self._writer_lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._writer_running = False
-        self._wake = threading.Event()
         self._error: JournalError | None = None
+        # Per open run: the steps whose records are in the step log (the run's summary
+        # stores the others, e.g. steps skipped after the last one finished).
+        self._written: dict[str, set[str]] = {}
         self._last_plan: tuple[str, str] = ("", "")
 
     @contextmanager
@@ -222,8 +247,19 @@ class Journal:
 
     # --- writing --------------------------------------------------------------------
     def run_started(
-        self, run_id: str, plan_json: str, plan: str, inputs: dict[str, Any], source: str | None
-    ) -> None:
+        self,
+        run_id: str,
+        plan_json: str,
+        plan: str,
+        inputs: dict[str, Any],
+        source: str | None,
+        records: Mapping[str, StepRecord] | None = None,
+        on_error: Callable[[JournalError], None] | None = None,
+        written: Iterable[str] = (),
+    ) -> RunLog:
+        """Record a run (or a replanning round, or a resume) starting; returns the log
+        its steps go to: call `log.finished(step)` when `records[step]` is final.
+        `written`: steps whose records are in the journal already (carried over)."""
         if plan_json is self._last_plan[0]:  # the same plan run again (embedding, rounds)
             plan_hash = self._last_plan[1]
         else:
@@ -242,43 +278,48 @@ class Journal:
                 "status='running', plan_hash=excluded.plan_hash, plan_json=NULL",
                 (run_id, plan, _now(), plan_hash, json.dumps(jsonable(inputs)), source),
             )
+        # The journal works (again): records an earlier failure left queued go out with
+        # the next batch.
+        self._error = None
+        log = RunLog(run_id, records if records is not None else {}, on_error)
+        with self._writer_lock:
+            self._written.setdefault(run_id, set()).update(written)
+            self._logs.append(log)
+            if not self._writer_running:
+                self._writer_running = True
+                threading.Thread(
+                    target=self._write_loop, name="planfile-journal", daemon=True
+                ).start()
+        return log
 
-    def step_finished(self, run_id: str, records: Mapping[str, StepRecord], step: str) -> None:
-        """Queue `records[step]`, now final; the writer serialises it (then, so it is current)."""
-        if self._error is not None:
-            raise self._error
-        self._pending.append((run_id, records, step))
-        if not self._writer_running:
-            with self._writer_lock:
-                if not self._writer_running:
-                    self._writer_running = True
-                    threading.Thread(
-                        target=self._write_loop, name="planfile-journal", daemon=True
-                    ).start()
+    def detach(self, log: RunLog) -> None:
+        """The run behind `log` is over: write what it queued; it leaves the writer's
+        list once nothing of it is left to write (a record is never dropped)."""
+        log.closed = True
+        self.flush()
+        self._drop_closed()
+
+    def _drop_closed(self) -> None:
+        with self._writer_lock:
+            self._logs = [log for log in self._logs if not (log.closed and not log.queue)]
 
     def _write_loop(self) -> None:
+        """Write every ~20 ms while runs are open; stop when none is, or the journal broke
+        (its runs are told and stop; `run_started` starts a writer again)."""
         while True:
-            self._wake.wait(self.FLUSH_EVERY_S)
-            self._wake.clear()
-            if self.flush():
-                continue
-            # Idle: stop. A record queued after the flag drops starts a new writer; one
-            # queued just before it is seen below, and this writer carries on.
+            time.sleep(self.FLUSH_EVERY_S)
+            self.flush()
             with self._writer_lock:
-                self._writer_running = False
-            if not self._pending:
-                return
-            with self._writer_lock:
-                if self._writer_running:
+                if not self._logs or self._error is not None:
+                    self._writer_running = False
                     return
-                self._writer_running = True
 
     def flush(self, strict: bool = False) -> bool:
         """Write the queued step records now; returns whether there were any.
 
-        Records that cannot be written go back to the front of the queue, never dropped:
-        a lock is retried at the next flush; any other failure stops the runs that write
-        here (`step_finished` raises it). `strict` raises either now.
+        Records that cannot be written go back to the front of their queue, never
+        dropped: a lock is retried at the next flush; any other failure is told to the
+        open runs (which stop). `strict` raises either now.
         """
         # One flush at a time (the writer's, or a caller's), so records are written in
         # order and a caller's flush returns only once everything queued before it is in.
@@ -286,29 +327,37 @@ class Journal:
             return self._flush(strict)
 
     def _flush(self, strict: bool) -> bool:
-        pending = self._pending
-        taken = [pending.popleft() for _ in range(len(pending))]
+        taken: list[tuple[RunLog, list[str]]] = []
+        for log in list(self._logs):
+            queue = log.queue
+            if queue:
+                taken.append((log, [queue.popleft() for _ in range(len(queue))]))
         if not taken:
             if strict and self._error is not None:
                 raise self._error
             return False
-        by_run: dict[str, list[list[Any]]] = {}
-        for run_id, records, step in taken:
-            rows = by_run.get(run_id)
-            if rows is None:
-                rows = by_run[run_id] = []
-            rows.append(_log_row(step, records[step]))
         now = _now()
         try:
+            rows = [
+                (log.run_id, now, _dumps([_log_row(step, log.records[step]) for step in steps]))
+                for log, steps in taken
+            ]
             with self._db() as db:
                 db.executemany(
                     "INSERT INTO step_log (run_id, written_at, records_json) VALUES (?, ?, ?)",
-                    [(run_id, now, _dumps(rows)) for run_id, rows in by_run.items()],
+                    rows,
                 )
+            with self._writer_lock:
+                for log, steps in taken:
+                    self._written.setdefault(log.run_id, set()).update(steps)
         except JournalError as err:
-            pending.extendleft(reversed(taken))
+            for log, steps in taken:
+                log.queue.extendleft(reversed(steps))
             if not isinstance(err, JournalLocked):
                 self._error = err
+                for log in list(self._logs):
+                    if log.on_error is not None and not log.closed:
+                        log.on_error(err)
             if strict:
                 raise
         return True
@@ -316,13 +365,18 @@ class Journal:
     def run_finished(self, result: RunResult) -> None:
         """The run's status, cost and result; its step records are already queued.
 
-        The summary holds what the step records do not: outputs, replans, timings, the
-        step order, and the records of steps that never reached a final state.
+        The summary holds what the step log does not: outputs, replans, timings, the
+        step order, and the records of steps not in the log (never final, or skipped
+        once the run was over: fallbacks not needed, steps a replanner's finish ended).
         """
+        self.flush(strict=True)
+        with self._writer_lock:
+            written = self._written.get(result.run_id, set())
+            for log in self._logs:
+                if log.run_id == result.run_id:
+                    log.closed = True
         unfinished = {
-            name: record.to_json()
-            for name, record in result.steps.items()
-            if record.status not in FINAL_STEP_STATES
+            name: record.to_json() for name, record in result.steps.items() if name not in written
         }
         summary = {
             "outputs": jsonable(result.outputs),
@@ -332,7 +386,7 @@ class Journal:
             "order": list(result.steps),
             "unfinished": unfinished,
         }
-        self.flush(strict=True)
+        self._drop_closed()
         with self._db() as db:
             db.execute(
                 "UPDATE runs SET status=?, finished_at=?, cost_usd=?, summary_json=?, "
@@ -345,6 +399,9 @@ class Journal:
                     result.run_id,
                 ),
             )
+        with self._writer_lock:
+            if not any(log.run_id == result.run_id for log in self._logs):
+                self._written.pop(result.run_id, None)
 
     def decide(self, run_id: str, step: str, decision: str) -> None:
         """Record a person's `approved` or `rejected` for a step that waits for approval."""
@@ -455,7 +512,7 @@ class Journal:
     def close(self) -> None:
         """Write what is queued (raising if it cannot be written) and close the file."""
         try:
-            if self._pending:
+            if any(log.queue for log in self._logs):
                 self.flush(strict=True)
         finally:
             if self._conn is not None:

@@ -82,7 +82,9 @@ def test_show_json_is_the_document_run_printed(
         'input n: int = 3\nstep a: float = calculate(expression: "{{ n }} * 7")\n'
         'step b: float = calculate(expression: "1 / 0")\n'
         'step c: float = calculate(expression: "{{ b }} + 1")\n'
-        'step d: float = calculate(expression: "2 ** 3") when "a > 100"\noutput a'
+        'step d: float = calculate(expression: "2 ** 3") when "a > 100"\n'
+        'step e: float = calculate(expression: "{{ a }} + 1") on_error f\n'
+        'step f: float = calculate(expression: "0")\noutput a\noutput e'
     )
     assert main(["run", str(plan), "--json"]) == 1
     printed = json.loads(capsys.readouterr().out)
@@ -93,6 +95,8 @@ def test_show_json_is_the_document_run_printed(
         "b": "failed",
         "c": "skipped",
         "d": "skipped",
+        "e": "succeeded",
+        "f": "skipped",  # a fallback not needed: marked once the run was over
     }
 
 
@@ -103,9 +107,9 @@ def test_outputs_round_trip_exactly(tmp_path: Path) -> None:
     records = {
         name: StepRecord(tool="echo", status="succeeded", output=v) for name, v in outputs.items()
     }
-    journal.run_started("r1", "{}", "p", {}, None)
+    log = journal.run_started("r1", "{}", "p", {}, None, records)
     for name in records:
-        journal.step_finished("r1", records, name)
+        log.finished(name)
     assert {name: r.output for name, r in journal.steps("r1").items()} == outputs
 
 
@@ -259,14 +263,17 @@ def test_journal_failure_mid_run_stops_the_run(
         ),
         tools=TEST_TOOLS,
     )
-    real_flush = Journal.flush
+    real_db = Journal._db
+    writes = 0
 
-    def failing_flush(self: Journal, strict: bool = False) -> bool:
-        if self._pending:
-            self._error = JournalError(f"run journal {self.path}: disk I/O error")
-        return real_flush(self, strict)
+    def failing_db(self: Journal) -> Any:
+        nonlocal writes
+        writes += 1
+        if writes > 3:  # the run's start and a batch or two go in; then the disk fails
+            raise JournalError(f"run journal {self.path}: disk I/O error")
+        return real_db(self)
 
-    monkeypatch.setattr(Journal, "flush", failing_flush)
+    monkeypatch.setattr(Journal, "_db", failing_db)
     result = engine.run_sync(plan)
     assert result.status == "failed" and "disk I/O error" in (result.error or "")
     assert "the run stopped" in (result.error or "")

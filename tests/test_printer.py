@@ -27,6 +27,16 @@ def test_json_round_trip_keeps_the_plan(plan: Plan) -> None:
     assert loaded == plan
 
 
+@given(plans)
+def test_journal_form_keeps_the_plan(plan: Plan) -> None:
+    """The compact JSON the run journal stores (defaults left out) validates back to the
+    same plan, so `resume` runs exactly what was started."""
+    from dsl.checker import CheckedPlan
+
+    stored = CheckedPlan(plan, {}, {}, {}, frozenset(), ()).plan_json
+    assert Plan.model_validate_json(stored) == plan
+
+
 def test_examples_are_canonically_formatted() -> None:
     """`planfile fmt` leaves the shipped examples as they are."""
     for path in sorted(EXAMPLES.glob("*.plan")):
