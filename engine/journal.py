@@ -7,19 +7,20 @@ without running those again. Several processes may journal at once.
 
 Written for low overhead on short steps: plans are stored once per distinct content (a
 plan run a thousand times is one row), step records go to an append-only log in groups
-(one row per run per ~20 ms, written by a background thread, encoded by orjson: the
-stdlib encoder alone cost more than the 20% budget), and the run's result is a small
-summary that `result_json` joins with the step records.
+(one row per run per ~50 ms, written from the run's event loop without waiting for
+locks, encoded by orjson: the stdlib encoder alone cost more than the 20% budget), WAL
+checkpoints (the only fsyncs) run in a thread, and the run's result is a small summary
+that `result_json` joins with the step records.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
 import sqlite3
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -142,20 +143,24 @@ class RunLog:
 class Journal:
     """Runs and step results in SQLite (WAL); safe to share between runs and processes."""
 
-    FLUSH_EVERY_S = 0.02
+    FLUSH_EVERY_S = 0.05  # a kill loses at most this much finished work (it runs again)
+    CHECKPOINT_BYTES = 4 << 20  # WAL growth between checkpoints (run off the event loop)
 
     def __init__(self, path: Path | None = None, *, lock_timeout_s: float = LOCK_TIMEOUT_S):
         self.path = path or data_home() / "journal.sqlite"
         self.lock_timeout_s = lock_timeout_s
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
-        # Open runs queue their final steps in their RunLog; while any is open a writer
-        # thread writes them in groups: one commit per ~20 ms instead of one per step.
-        # A kill loses at most the last group; those steps run again on resume.
+        # Open runs queue their final steps in their RunLog; while any is open, a timer
+        # on the run's event loop writes them in groups: one commit per ~50 ms instead
+        # of one per step. A kill loses at most the last group; those run again on
+        # resume. (A writer thread cost more: its GIL hand-offs slowed the loop.)
         self._logs: list[RunLog] = []
-        self._writer_lock = threading.Lock()
+        self._logs_lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._writer_running = False
+        self._ticker: asyncio.TimerHandle | None = None
+        self._unchecked_bytes = 0
+        self._checkpointing = False
         self._error: JournalError | None = None
         # Per open run: the steps whose records are in the step log (the run's summary
         # stores the others, e.g. steps skipped after the last one finished).
@@ -163,7 +168,10 @@ class Journal:
         self._last_plan: tuple[str, str] = ("", "")
 
     @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
+    def _db(self, wait: bool = True) -> Iterator[sqlite3.Connection]:
+        """The connection, in a transaction committed on exit. `wait=False`: do not wait
+        for another process's write lock (JournalLocked at once; the event loop's
+        writes must not stall the loop)."""
         with self._lock:
             try:
                 if self._conn is None:
@@ -174,21 +182,29 @@ class Journal:
                     try:
                         conn.execute("PRAGMA journal_mode=WAL")
                         conn.execute("PRAGMA synchronous=NORMAL")
+                        # Checkpoints (which fsync) run in a thread: see `_maybe_checkpoint`.
+                        conn.execute("PRAGMA wal_autocheckpoint=0")
                         self._migrate(conn)
                     except BaseException:
                         conn.close()
                         raise
                     self._conn = conn
-                yield self._conn
-                self._conn.commit()
+                if not wait:
+                    self._conn.execute("PRAGMA busy_timeout=0")
+                try:
+                    yield self._conn
+                    self._conn.commit()
+                finally:
+                    if not wait and self._conn is not None:
+                        self._conn.execute(f"PRAGMA busy_timeout={int(self.lock_timeout_s * 1000)}")
             except sqlite3.OperationalError as err:
                 if self._conn is not None:
                     self._conn.rollback()
                 if "locked" in str(err) or "busy" in str(err):
                     raise JournalLocked(
                         f"run journal {self.path} stayed locked by another process for "
-                        f"{self.lock_timeout_s:g} s ({err}); try again when it finishes, or "
-                        "set PLANFILE_HOME to use another folder"
+                        f"{self.lock_timeout_s if wait else 0:g} s ({err}); try again when it "
+                        "finishes, or set PLANFILE_HOME to use another folder"
                     ) from None
                 raise self._unusable(err) from None
             except sqlite3.DatabaseError as err:
@@ -265,6 +281,7 @@ class Journal:
         else:
             plan_hash = hashlib.sha256(plan_json.encode()).hexdigest()
             self._last_plan = (plan_json, plan_hash)
+        self._unchecked_bytes += len(plan_json)
         with self._db() as db:
             # Stored once per distinct plan: a plan run again adds only its run row.
             db.execute(
@@ -282,51 +299,76 @@ class Journal:
         # the next batch.
         self._error = None
         log = RunLog(run_id, records if records is not None else {}, on_error)
-        with self._writer_lock:
+        with self._logs_lock:
             self._written.setdefault(run_id, set()).update(written)
             self._logs.append(log)
-            if not self._writer_running:
-                self._writer_running = True
-                threading.Thread(
-                    target=self._write_loop, name="planfile-journal", daemon=True
-                ).start()
+        self._schedule_tick()
         return log
 
     def detach(self, log: RunLog) -> None:
-        """The run behind `log` is over: write what it queued; it leaves the writer's
+        """The run behind `log` is over: write what it queued; it leaves the journal's
         list once nothing of it is left to write (a record is never dropped)."""
         log.closed = True
-        self.flush()
+        self.flush(wait=False)
         self._drop_closed()
 
     def _drop_closed(self) -> None:
-        with self._writer_lock:
+        with self._logs_lock:
             self._logs = [log for log in self._logs if not (log.closed and not log.queue)]
 
-    def _write_loop(self) -> None:
-        """Write every ~20 ms while runs are open; stop when none is, or the journal broke
-        (its runs are told and stop; `run_started` starts a writer again)."""
-        while True:
-            time.sleep(self.FLUSH_EVERY_S)
-            self.flush()
-            with self._writer_lock:
-                if not self._logs or self._error is not None:
-                    self._writer_running = False
-                    return
+    def _schedule_tick(self) -> None:
+        """Write in ~50 ms, on the running event loop (none: at the run's end)."""
+        if self._ticker is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._ticker = loop.call_later(self.FLUSH_EVERY_S, self._tick)
 
-    def flush(self, strict: bool = False) -> bool:
+    def _tick(self) -> None:
+        self._ticker = None
+        self.flush(wait=False)
+        self._maybe_checkpoint()
+        if self._logs and self._error is None:
+            self._schedule_tick()
+
+    def _maybe_checkpoint(self) -> None:
+        """Copy the WAL into the database in a thread once it has grown by a few MB:
+        a checkpoint fsyncs, which must not stall the event loop."""
+        if self._unchecked_bytes < self.CHECKPOINT_BYTES or self._checkpointing:
+            return
+        self._unchecked_bytes = 0
+        self._checkpointing = True
+
+        def checkpoint() -> None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=self.lock_timeout_s)
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                finally:
+                    conn.close()
+            except sqlite3.Error:
+                pass  # the next one tries again; the WAL keeps everything meanwhile
+            finally:
+                self._checkpointing = False
+
+        threading.Thread(target=checkpoint, name="planfile-checkpoint", daemon=True).start()
+
+    def flush(self, strict: bool = False, wait: bool = True) -> bool:
         """Write the queued step records now; returns whether there were any.
 
         Records that cannot be written go back to the front of their queue, never
         dropped: a lock is retried at the next flush; any other failure is told to the
-        open runs (which stop). `strict` raises either now.
+        open runs (which stop). `strict` raises either now. `wait=False` does not wait
+        for another process's lock (the event loop's periodic writes).
         """
-        # One flush at a time (the writer's, or a caller's), so records are written in
-        # order and a caller's flush returns only once everything queued before it is in.
+        # One flush at a time, so records are written in order and a caller's flush
+        # returns only once everything queued before it is in.
         with self._flush_lock:
-            return self._flush(strict)
+            return self._flush(strict, wait)
 
-    def _flush(self, strict: bool) -> bool:
+    def _flush(self, strict: bool, wait: bool) -> bool:
         taken: list[tuple[RunLog, list[str]]] = []
         for log in list(self._logs):
             queue = log.queue
@@ -342,12 +384,13 @@ class Journal:
                 (log.run_id, now, _dumps([_log_row(step, log.records[step]) for step in steps]))
                 for log, steps in taken
             ]
-            with self._db() as db:
+            with self._db(wait) as db:
                 db.executemany(
                     "INSERT INTO step_log (run_id, written_at, records_json) VALUES (?, ?, ?)",
                     rows,
                 )
-            with self._writer_lock:
+            self._unchecked_bytes += sum(len(row[2]) for row in rows)
+            with self._logs_lock:
                 for log, steps in taken:
                     self._written.setdefault(log.run_id, set()).update(steps)
         except JournalError as err:
@@ -370,7 +413,7 @@ class Journal:
         once the run was over: fallbacks not needed, steps a replanner's finish ended).
         """
         self.flush(strict=True)
-        with self._writer_lock:
+        with self._logs_lock:
             written = self._written.get(result.run_id, set())
             for log in self._logs:
                 if log.run_id == result.run_id:
@@ -399,7 +442,7 @@ class Journal:
                     result.run_id,
                 ),
             )
-        with self._writer_lock:
+        with self._logs_lock:
             if not any(log.run_id == result.run_id for log in self._logs):
                 self._written.pop(result.run_id, None)
 

@@ -266,12 +266,12 @@ def test_journal_failure_mid_run_stops_the_run(
     real_db = Journal._db
     writes = 0
 
-    def failing_db(self: Journal) -> Any:
+    def failing_db(self: Journal, wait: bool = True) -> Any:
         nonlocal writes
         writes += 1
         if writes > 3:  # the run's start and a batch or two go in; then the disk fails
             raise JournalError(f"run journal {self.path}: disk I/O error")
-        return real_db(self)
+        return real_db(self, wait)
 
     monkeypatch.setattr(Journal, "_db", failing_db)
     result = engine.run_sync(plan)
@@ -279,6 +279,31 @@ def test_journal_failure_mid_run_stops_the_run(
     assert "the run stopped" in (result.error or "")
     ran = sum(1 for r in result.steps.values() if r.status == "succeeded")
     assert 0 < ran < 20
+
+
+def test_wal_is_checkpointed_off_the_event_loop(tmp_path: Path) -> None:
+    """The journal's writes from the event loop never fsync; once the WAL has grown, a
+    thread copies it into the database file (which then holds the rows on its own)."""
+    import shutil
+    import sqlite3
+    import threading
+
+    journal = Journal(tmp_path / "journal.sqlite")
+    journal.CHECKPOINT_BYTES = 1
+    plan = load_plan(
+        "\n".join(
+            f"step s{i} = sleep(seconds: 0.03)" + (f" after s{i - 1}" if i else "")
+            for i in range(8)
+        ),
+        tools=TEST_TOOLS,
+    )
+    Engine(tools=TEST_TOOLS, journal=journal).run_sync(plan)
+    for thread in threading.enumerate():
+        if thread.name == "planfile-checkpoint":
+            thread.join(5)
+    shutil.copy(journal.path, tmp_path / "alone.sqlite")  # the file without its WAL
+    alone = sqlite3.connect(tmp_path / "alone.sqlite")
+    assert alone.execute("SELECT COUNT(*) FROM step_log").fetchone()[0] > 0
 
 
 def test_two_runs_at_once_share_one_journal(tmp_path: Path) -> None:
