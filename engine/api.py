@@ -727,7 +727,7 @@ class Engine:
             status = "cancelled"
         finally:
             if journal is not None and journal_log is not None:
-                journal.detach(journal_log)  # no step can finish now; the writer may rest
+                journal.detach(journal_log)  # no step of this round can finish now
         wall = time.perf_counter() - wall_start
         for name in checked.fallbacks:
             record = records[name]

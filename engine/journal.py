@@ -34,8 +34,6 @@ from stdlib_tools.search import data_home
 
 from .result import RunResult, StepRecord, jsonable
 
-FINAL_STEP_STATES = ("succeeded", "failed", "skipped")
-
 # Version 2: plans by content, step records in `step_log`, run summaries. Version-1 files
 # (a JSON document per step and per run) are upgraded in place; their rows still read.
 SCHEMA_VERSION = 2
@@ -165,7 +163,6 @@ class Journal:
         # Per open run: the steps whose records are in the step log (the run's summary
         # stores the others, e.g. steps skipped after the last one finished).
         self._written: dict[str, set[str]] = {}
-        self._last_plan: tuple[str, str] = ("", "")
 
     @contextmanager
     def _db(self, wait: bool = True) -> Iterator[sqlite3.Connection]:
@@ -276,11 +273,7 @@ class Journal:
         """Record a run (or a replanning round, or a resume) starting; returns the log
         its steps go to: call `log.finished(step)` when `records[step]` is final.
         `written`: steps whose records are in the journal already (carried over)."""
-        if plan_json is self._last_plan[0]:  # the same plan run again (embedding, rounds)
-            plan_hash = self._last_plan[1]
-        else:
-            plan_hash = hashlib.sha256(plan_json.encode()).hexdigest()
-            self._last_plan = (plan_json, plan_hash)
+        plan_hash = hashlib.sha256(plan_json.encode()).hexdigest()
         self._unchecked_bytes += len(plan_json)
         with self._db() as db:
             # Stored once per distinct plan: a plan run again adds only its run row.
@@ -418,7 +411,7 @@ class Journal:
             for log in self._logs:
                 if log.run_id == result.run_id:
                     log.closed = True
-        unfinished = {
+        unlogged = {
             name: record.to_json() for name, record in result.steps.items() if name not in written
         }
         summary = {
@@ -427,7 +420,7 @@ class Journal:
             "wall_s": result.wall_s,
             "critical_path_s": result.critical_path_s,
             "order": list(result.steps),
-            "unfinished": unfinished,
+            "unlogged": unlogged,
         }
         self._drop_closed()
         with self._db() as db:
@@ -519,11 +512,11 @@ class Journal:
             return None
         summary = orjson.loads(summary_json)
         records = self.steps(run_id)
-        unfinished = summary["unfinished"]
+        unlogged = summary["unlogged"]
         steps = {
-            name: StepRecord.from_json(unfinished[name]) if name in unfinished else records[name]
+            name: StepRecord.from_json(unlogged[name]) if name in unlogged else records[name]
             for name in summary["order"]
-            if name in unfinished or name in records
+            if name in unlogged or name in records
         }
         return RunResult(
             run_id=run_id,
