@@ -818,11 +818,17 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"inputs: {json.dumps(row.inputs)}")
     from engine.display import preview
 
-    for name, record in journal.steps(row.run_id).items():
+    records = journal.steps(row.run_id)
+    for name, record in records.items():
         detail = record.error if record.status != "succeeded" else preview(record.output, 70)
         model = f" {record.model}" if record.model else ""
         cost = f" ${record.cost_usd:.6f}" if record.cost_usd else ""
         print(f"  {name:20} {record.status:10} {record.attempts}x{model}{cost}  {detail}")
+    if row.status != "succeeded":
+        # A killed, stopped or waiting run: what `resume` would run.
+        for step in json.loads(row.plan_json)["steps"]:
+            if step["id"] not in records:
+                print(f"  {step['id']:20} {'not run':10} (`planfile resume {row.run_id}` runs it)")
     for change in (result or {}).get("replans", []):
         print(f"  replanned after `{change['after']}`: {change['reason']}")
     return EXIT_OK

@@ -47,6 +47,23 @@ def test_runs_are_journaled_and_shown(
     assert main(["show", "nosuchrun"]) == 2
 
 
+def test_show_lists_what_a_killed_run_did_not_run(
+    planfile_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run that never ended (killed): `show` lists its finished steps and the ones
+    `resume` would run."""
+    plan = load_plan("step a = echo(value: 1)\nstep b = echo(value: a)", tools=TEST_TOOLS)
+    journal = Journal()
+    records = {"a": StepRecord(tool="echo", status="succeeded", attempts=1, output=1)}
+    log = journal.run_started("killed000001", plan.plan_json, "p", {}, None, records)
+    log.finished("a")
+    journal.close()  # the process died here: no end of run
+    assert main(["show", "killed0"]) == 0
+    shown = capsys.readouterr().out
+    assert "running" in shown and "a                    succeeded" in shown
+    assert "b                    not run" in shown and "planfile resume killed000001" in shown
+
+
 def test_resume_runs_only_what_did_not_finish(tmp_path: Path) -> None:
     """A budget-stopped or failed run resumes: finished steps are kept, not re-run, not re-paid."""
     journal = Journal(tmp_path / "journal.sqlite")
