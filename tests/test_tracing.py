@@ -50,3 +50,52 @@ def test_spans_per_run_and_step() -> None:
 def test_off_by_default() -> None:
     """Without a tracer or OTEL_TRACES_EXPORTER, the engine traces nothing."""
     assert Engine().tracer is None
+
+
+def test_a_replanned_run_is_one_trace() -> None:
+    """A run revised by the replanner: one run span (ended, with the final status) and
+    the steps of every round under it."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from engine.executor import RetryPolicy
+
+    from .engine_tools import TEST_TOOLS
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    scripted = registered()
+    scripted.reset()
+    scripted.add(
+        "planner",
+        Reply(
+            {
+                "action": "revise",
+                "reason": "use a",
+                "steps": [{"id": "b2", "tool": "echo", "args": {"value": "{{ a }}"}}],
+                "outputs": ["b2"],
+            }
+        ),
+    )
+    engine = Engine(
+        tools=TEST_TOOLS,
+        config=Config(tiers={"planner": "pftest/planner"}),
+        retry=RetryPolicy(base_s=0.001, cap_s=0.002),
+        tracer=provider.get_tracer("test"),
+    )
+    import asyncio
+
+    result = asyncio.run(
+        engine.run(
+            "step a = echo(value: 1)\nstep b = bad_input() after a\noutput b", replan="on-failure"
+        )
+    )
+    assert result.status == "succeeded"
+    spans = exporter.get_finished_spans()
+    runs = [s for s in spans if s.name.startswith("planfile.run")]
+    assert len(runs) == 1 and runs[0].attributes["planfile.status"] == "succeeded"
+    steps = {s.name: s for s in spans if s.name.startswith("planfile.step")}
+    assert {"planfile.step a", "planfile.step b", "planfile.step b2"} <= set(steps)
+    assert all(s.parent.span_id == runs[0].context.span_id for s in steps.values())
