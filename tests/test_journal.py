@@ -340,6 +340,40 @@ def test_two_runs_at_once_share_one_journal(tmp_path: Path) -> None:
     assert sorted(journal.steps(r.run_id)["a"].output for r in rows) == list(range(8))
 
 
+def test_two_processes_share_one_new_journal(tmp_path: Path) -> None:
+    """Two `planfile run` processes started at once on a journal that does not exist yet:
+    one creates it while the other waits; both runs and all their steps are recorded."""
+    plan = tmp_path / "p.plan"
+    plan.write_text(
+        "\n".join(
+            f'step s{i}: float = calculate(expression: "{i} * 2")'
+            + (f" after s{i - 1}" if i else "")
+            for i in range(300)
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PLANFILE_HOME": str(tmp_path / "home")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", "run", str(plan), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    outs = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], [err for _, err in outs]
+    journal = Journal(tmp_path / "home" / "journal.sqlite")
+    run_ids = {json.loads(out)["run_id"] for out, _ in outs}
+    assert {row.run_id for row in journal.runs()} == run_ids
+    for run_id in run_ids:
+        steps = journal.steps(run_id)
+        assert len(steps) == 300 and steps["s299"].output == 598.0
+        assert journal.run(run_id).status == "succeeded"
+
+
 @pytest.mark.slow
 def test_killed_runs_resume_without_rerunning_finished_steps(tmp_path: Path) -> None:
     """SIGKILL runs at random points (20 times), resume each until it completes: no
