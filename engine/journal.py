@@ -21,6 +21,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -156,7 +157,10 @@ class Journal:
         self._logs: list[RunLog] = []
         self._logs_lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._ticker: asyncio.TimerHandle | None = None
+        # The event loops with a write pending (runs may come from several loops, one
+        # after another or at once in threads). Weak: a closed loop drops out, its timer
+        # with it.
+        self._ticking: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         self._unchecked_bytes = 0
         self._checkpointing = False
         self._error: JournalError | None = None
@@ -311,16 +315,16 @@ class Journal:
 
     def _schedule_tick(self) -> None:
         """Write in ~50 ms, on the running event loop (none: at the run's end)."""
-        if self._ticker is not None:
-            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        self._ticker = loop.call_later(self.FLUSH_EVERY_S, self._tick)
+        if loop not in self._ticking:
+            self._ticking.add(loop)
+            loop.call_later(self.FLUSH_EVERY_S, self._tick, loop)
 
-    def _tick(self) -> None:
-        self._ticker = None
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._ticking.discard(loop)
         self.flush(wait=False)
         self._maybe_checkpoint()
         if self._logs and self._error is None:

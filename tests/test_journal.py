@@ -253,17 +253,37 @@ def test_lock_held_during_a_run_loses_nothing(tmp_path: Path) -> None:
         result, _ = await asyncio.gather(engine.run(plan), lock_for(0.08, seconds))
         return result
 
-    result = asyncio.run(run_with_lock(0.15))  # held mid-run, released before the end
-    assert result.status == "succeeded" and result.error is None
-    assert len(journal.steps(result.run_id)) == 10
-    assert journal.run(result.run_id).status == "succeeded"
+    first = asyncio.run(run_with_lock(0.15))  # held mid-run, released before the end
+    assert first.status == "succeeded" and first.error is None
+    assert len(journal.steps(first.run_id)) == 10
+    assert journal.run(first.run_id).status == "succeeded"
 
     result = asyncio.run(run_with_lock(None))  # still held when the run ends
     assert result.status == "succeeded" and result.outputs == {"s9": 9}
     assert "could not be journaled" in (result.error or "") and "locked" in warnings[-1]
     held.pop().rollback()
+
+    async def written_mid_run() -> tuple[Any, int]:
+        # The next run (a new event loop) still writes as it goes, not only at its end.
+        async def count_later() -> int:
+            await asyncio.sleep(0.2)
+            import sqlite3
+
+            with sqlite3.connect(journal.path) as db:
+                return int(
+                    db.execute(
+                        "SELECT COUNT(*) FROM step_log WHERE run_id NOT IN (?, ?)",
+                        (first.run_id, result.run_id),
+                    ).fetchone()[0]
+                )
+
+        return await asyncio.gather(engine.run(plan), count_later())
+
+    before = len(Journal(journal.path).steps(result.run_id))
+    third, rows_mid_run = asyncio.run(written_mid_run())
+    assert third.status == "succeeded" and rows_mid_run > 0
     journal.close()  # writes what waited
-    assert len(Journal(journal.path).steps(result.run_id)) == 10
+    assert before < 10 and len(Journal(journal.path).steps(result.run_id)) == 10
 
 
 def test_journal_failure_mid_run_stops_the_run(
@@ -321,6 +341,25 @@ def test_wal_is_checkpointed_off_the_event_loop(tmp_path: Path) -> None:
     shutil.copy(journal.path, tmp_path / "alone.sqlite")  # the file without its WAL
     alone = sqlite3.connect(tmp_path / "alone.sqlite")
     assert alone.execute("SELECT COUNT(*) FROM step_log").fetchone()[0] > 0
+
+
+def test_repeated_runs_keep_no_event_loop_alive(tmp_path: Path) -> None:
+    """`run_sync` again and again (a service embedding the engine): the journal's write
+    timers do not keep the finished runs' event loops in memory."""
+    import gc
+
+    journal = Journal(tmp_path / "journal.sqlite")
+    engine = Engine(tools=TEST_TOOLS, journal=journal)
+    plan = load_plan("step a = sleep(seconds: 0.06)\nstep b = echo(value: a)", tools=TEST_TOOLS)
+
+    def loops() -> int:
+        gc.collect()
+        return sum(isinstance(o, asyncio.AbstractEventLoop) for o in gc.get_objects())
+
+    before = loops()
+    for _ in range(5):
+        assert engine.run_sync(plan).status == "succeeded"
+    assert loops() == before
 
 
 def test_two_runs_at_once_share_one_journal(tmp_path: Path) -> None:
