@@ -21,6 +21,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -121,7 +122,7 @@ class RunLog:
     """One run's (or replanning round's) queue of steps that reached a final state.
 
     `finished` is the engine's per-step hook: a bare `deque.append` of the step's name
-    (no lock, no Python frame); the writer reads the record itself when it writes, so
+    (no lock, no Python frame); the journal reads the record itself when it writes, so
     it is current. `on_error` hears a journal that broke mid-run, to stop the run.
     """
 
@@ -181,7 +182,7 @@ class Journal:
                         self.path, timeout=self.lock_timeout_s, check_same_thread=False
                     )
                     try:
-                        conn.execute("PRAGMA journal_mode=WAL")
+                        self._enable_wal(conn)
                         conn.execute("PRAGMA synchronous=NORMAL")
                         # Checkpoints (which fsync) run in a thread: see `_maybe_checkpoint`.
                         conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -212,6 +213,19 @@ class Journal:
                 raise self._unusable(err) from None
             except OSError as err:
                 raise JournalError(f"run journal {self.path}: {err.strerror or err}") from None
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        """WAL mode, retried: on a new file, processes opening it at once get "database
+        is locked" from this pragma at once (SQLite does not call the busy handler)."""
+        deadline = time.monotonic() + self.lock_timeout_s
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _unusable(self, err: Exception) -> JournalError:
         if self._conn is not None:
