@@ -21,7 +21,6 @@ import hashlib
 import json
 import sqlite3
 import threading
-import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -35,6 +34,7 @@ import orjson
 from stdlib_tools.search import data_home
 
 from .result import RunResult, StepRecord, jsonable
+from .sqlite_files import connect_wal
 
 # Version 2: plans by content, step records in `step_log`, run summaries. Version-1 files
 # (a JSON document per step and per run) are upgraded in place; their rows still read.
@@ -177,12 +177,8 @@ class Journal:
         with self._lock:
             try:
                 if self._conn is None:
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                    conn = sqlite3.connect(
-                        self.path, timeout=self.lock_timeout_s, check_same_thread=False
-                    )
+                    conn = connect_wal(self.path, self.lock_timeout_s, check_same_thread=False)
                     try:
-                        self._enable_wal(conn)
                         conn.execute("PRAGMA synchronous=NORMAL")
                         # Checkpoints (which fsync) run in a thread: see `_maybe_checkpoint`.
                         conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -213,19 +209,6 @@ class Journal:
                 raise self._unusable(err) from None
             except OSError as err:
                 raise JournalError(f"run journal {self.path}: {err.strerror or err}") from None
-
-    def _enable_wal(self, conn: sqlite3.Connection) -> None:
-        """WAL mode, retried: on a new file, processes opening it at once get "database
-        is locked" from this pragma at once (SQLite does not call the busy handler)."""
-        deadline = time.monotonic() + self.lock_timeout_s
-        while True:
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                return
-            except sqlite3.OperationalError as err:
-                if "locked" not in str(err) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
 
     def _unusable(self, err: Exception) -> JournalError:
         if self._conn is not None:

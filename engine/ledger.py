@@ -18,6 +18,8 @@ from pathlib import Path
 
 from stdlib_tools.search import data_home
 
+from .sqlite_files import connect_wal
+
 
 class BudgetExceeded(Exception):
     """A call could cost more than what remains of a budget; it was not made."""
@@ -56,10 +58,8 @@ class Ledger:
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
+                conn = connect_wal(self.path, check_same_thread=False)
                 # WAL + NORMAL cannot corrupt the ledger; a power cut may lose the last
                 # few calls' rows, and saves an fsync per call (0.6 ms here).
                 conn.execute("PRAGMA synchronous=NORMAL")

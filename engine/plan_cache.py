@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.ir import InputDecl, Plan
+from engine.sqlite_files import connect_wal
 from stdlib_tools.search import data_home
 
 _PARTS = re.compile(
@@ -130,9 +131,7 @@ class PlanCache:
         self._lock = threading.Lock()
 
     def _db(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
+        conn = connect_wal(self.path)
         conn.execute(
             "CREATE TABLE IF NOT EXISTS plans (key TEXT, template TEXT, plan TEXT, params TEXT,"
             " fixed TEXT, planning_cost REAL, hits INTEGER DEFAULT 0)"

@@ -18,6 +18,7 @@ from typing import Any
 from stdlib_tools.search import data_home
 
 from .result import jsonable
+from .sqlite_files import connect_wal
 
 _MISS = object()
 
@@ -42,9 +43,7 @@ class StepCache:
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn = connect_wal(self.path, check_same_thread=False)
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT, hits INTEGER DEFAULT 0)"
             )
