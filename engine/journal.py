@@ -81,8 +81,25 @@ def _dumps(value: Any) -> bytes:
         return json.dumps(value, ensure_ascii=False).encode()
 
 
+# A step's record in the log: a JSON array in this order (names as in `StepRecord`).
+_LOG_FIELDS = (
+    "step",
+    "status",
+    "tool",
+    "model",
+    "attempts",
+    "started_at",
+    "finished_at",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "output",
+    "error",
+)
+
+
 def _log_row(step: str, r: StepRecord) -> list[Any]:
-    """One step's record as a compact JSON array (see `_from_log_row`)."""
+    """One step's record as a compact JSON array, in `_LOG_FIELDS` order."""
     output = r.output
     return [
         step,
@@ -101,21 +118,8 @@ def _log_row(step: str, r: StepRecord) -> list[Any]:
 
 
 def _from_log_row(row: list[Any]) -> tuple[str, StepRecord]:
-    step, status, tool, model, attempts, started, finished, tokens_in, tokens_out, cost = row[:10]
-    record = StepRecord(
-        tool=tool,
-        status=status,
-        model=model,
-        attempts=attempts,
-        started_at=started,
-        finished_at=finished,
-        input_tokens=tokens_in,
-        output_tokens=tokens_out,
-        cost_usd=cost,
-        output=row[10],
-        error=row[11],
-    )
-    return step, record
+    fields = dict(zip(_LOG_FIELDS, row, strict=True))
+    return fields["step"], StepRecord.from_json(fields)
 
 
 class RunLog:
