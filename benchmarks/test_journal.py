@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +18,6 @@ from typing import Any
 
 import pytest
 from peers import chain, fan_out, plan_text
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dsl.checker import CheckedPlan
 from engine import Engine, load_plan
