@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
-from engine.driver import OK_NONE, Driver, Outcome
-from engine.scheduler import Schedule, critical_tails
+from engine.run.driver import OK_NONE, Driver, Outcome
+from engine.run.schedule import Schedule, critical_tails
 
 
 @dataclass

@@ -17,7 +17,7 @@ import pytest
 from plangen import SHAPES
 
 from dsl import check, parse_text
-from engine.graph import compile_graph
+from dsl.dag import compile_graph
 from stdlib_tools import ToolRegistry
 
 REGISTRY = ToolRegistry.standard()
@@ -60,7 +60,7 @@ import json, resource, sys, time
 sys.path.insert(0, {bench!r})
 from plangen import SHAPES
 from dsl import check, parse_text
-from engine.graph import compile_graph
+from dsl.dag import compile_graph
 from stdlib_tools import ToolRegistry
 text = SHAPES[{shape!r}](100_000)
 start = time.perf_counter()

@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine import Engine, load_plan
 from engine.config import Config, ModelSettings
-from engine.ledger import Ledger
-from engine.local_model import available
-from engine.models import litellm_module
+from engine.models.ledger import Ledger
+from engine.models.local_model import available
+from engine.models.gateway import litellm_module
 from tests.scripted_provider import Reply, registered
 
 PROVIDER = registered()
@@ -149,7 +149,7 @@ def test_gateway_overhead_against_bare_litellm(benchmark: Any, tmp_path: Path) -
 @pytest.mark.skipif(not available(), reason="embedded model not installed")
 def test_local_model_speed(benchmark: Any) -> None:
     """Tokens per second and first-token latency of the embedded model on this machine."""
-    from engine.local_model import _Engine
+    from engine.models.local_model import _Engine
 
     llama = _Engine.get().llama
     subjects = iter(["the sea", "mountains", "a city at night", "rain", "a library"])

@@ -14,8 +14,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.api import Engine
-from engine.local_model import available
-from engine.planner import Planner, allowed_tools
+from engine.models.local_model import available
+from engine.agent.planner import Planner, allowed_tools
 
 GOALS = [
     "What is 15% of 2400?",

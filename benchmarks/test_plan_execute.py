@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine import Engine, load_plan
 from engine.config import Config, ModelSettings
-from engine.ledger import Ledger
+from engine.models.ledger import Ledger
 from stdlib_tools import tool
 from tests.scripted_provider import Reply, registered
 
@@ -92,7 +92,7 @@ def measure(text: str, planner_call: bool, tmp: Path) -> dict[str, float]:
     checked = load_plan(text, tools=[lookup])
     gateway = engine.model_gateway()
     start = time.perf_counter()
-    from engine.planner import Usage
+    from engine.agent.planner import Usage
 
     usage = Usage()
     if planner_call:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from engine.ir import TASK_TYPES, Plan, Ref, Step, is_template
+from dsl.ir import TASK_TYPES, Plan, Ref, Step, is_template
 
 from .errors import Diagnostic, Path, PlanError, did_you_mean, gc_paused
 from .parser import SourceMap

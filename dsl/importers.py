@@ -32,7 +32,7 @@ from typing import Any
 from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedInput
 
-from engine.ir import Plan, Ref, Step
+from dsl.ir import Plan, Ref, Step
 
 from .errors import Diagnostic, Location, PlanError, did_you_mean
 

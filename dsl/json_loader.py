@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from engine.ir import TASK_TYPES, Plan, is_template
+from dsl.ir import TASK_TYPES, Plan, is_template
 
 from .errors import Diagnostic, Location, Path, PlanError, did_you_mean, gc_paused
 from .parser import SourceMap, decode_source, default_plan_name

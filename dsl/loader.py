@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from engine.ir import Plan
+from dsl.ir import Plan
 
 from .checker import CheckedPlan, ToolLike, check
 from .errors import Diagnostic, Location, PlanError

@@ -21,7 +21,7 @@ from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from pydantic import ValidationError
 
-from engine.ir import TASK_TYPES, FanOut, InputDecl, Plan, RecordType, Ref, Step
+from dsl.ir import TASK_TYPES, FanOut, InputDecl, Plan, RecordType, Ref, Step
 
 from .errors import Diagnostic, Location, Path, PlanError, gc_paused
 

@@ -10,7 +10,7 @@ import json
 import math
 from typing import Any
 
-from engine.ir import Plan, Ref, Step
+from dsl.ir import Plan, Ref, Step
 
 from .parser import decode_long_string, default_plan_name
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .api import Engine, load_plan
+    from engine.api import Engine, load_plan
 
 __all__ = ["Engine", "load_plan"]
 

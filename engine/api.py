@@ -27,21 +27,22 @@ from dsl.errors import PlanError, did_you_mean
 from dsl.loader import PlanSource, load_and_check
 from dsl.printer import format_plan
 from dsl.types import build_record_models, type_adapter
-from engine.ir import Plan
+from dsl.ir import Plan
+from engine.store.home import data_home
 from stdlib_tools.registry import ToolRegistry, ToolSpec, make_tool
 
-from .audit import AuditLog, secrets_from
-from .config import Config
-from .driver import Driver
-from .events import Event, EventBus, RunFinished, RunStarted
-from .executor import RetryPolicy, RunContext, StepRunner
-from .graph import LatencyModel
-from .journal import Journal, JournalError, RunLog
-from .ledger import BudgetGuard, Ledger
-from .local_model import LOCAL_MODEL
-from .models import Gateway, ModelSelector, TierSelector
-from .planner import Usage
-from .replan import (
+from engine.observe.audit import AuditLog, secrets_from
+from engine.config import Config
+from engine.run.driver import Driver
+from engine.run.events import Event, EventBus, RunFinished, RunStarted
+from engine.run.executor import RetryPolicy, RunContext, StepRunner
+from dsl.dag import LatencyModel
+from engine.store.journal import Journal, JournalError, RunLog
+from engine.models.ledger import BudgetGuard, Ledger
+from engine.models.local_model import LOCAL_MODEL
+from engine.models.gateway import Gateway, ModelSelector, TierSelector
+from engine.agent.planner import Usage
+from engine.agent.replan import (
     POLICIES,
     LLMPolicy,
     Replanner,
@@ -50,10 +51,10 @@ from .replan import (
     revised_plan,
     truncate_results,
 )
-from .result import RunResult, StepRecord, observed_critical_path
-from .scheduler import Schedule, State, critical_tails
-from .step_cache import StepCache
-from .tracing import TraceListener, tracer_from_environment
+from engine.run.result import RunResult, StepRecord, observed_critical_path
+from engine.run.schedule import Schedule, State, critical_tails
+from engine.store.step_cache import StepCache
+from engine.observe.tracing import TraceListener, tracer_from_environment
 
 
 class InputError(ValueError):
@@ -654,6 +655,7 @@ class Engine:
         journal = self.journal
         journal_errors: list[str] = []
         settings = dict(self.settings)
+        settings.setdefault("cache_dir", str(data_home() / "cache"))
         if settings.get("workspace"):
             settings["workspace_path"] = Path(settings["workspace"])
         ctx = RunContext(

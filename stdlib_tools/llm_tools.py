@@ -14,7 +14,7 @@ from .registry import ToolContext, tool
 
 
 class ModelGateway(Protocol):
-    """What the LLM tools need from the engine (engine.models implements it)."""
+    """What the LLM tools need from the engine (engine.models.gateway implements it)."""
 
     async def complete(
         self,

@@ -13,6 +13,7 @@ import html
 import os
 import re
 import sqlite3
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,15 +40,6 @@ class SearchBackend(Protocol):
     """The extension point for other search backends (web search, a vector store)."""
 
     def search(self, query: str, k: int) -> list[Hit]: ...
-
-
-def data_home() -> Path:
-    """Where planfile keeps user data: `PLANFILE_HOME`, else ~/.local/share/planfile."""
-    configured = os.environ.get("PLANFILE_HOME")
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "planfile"
 
 
 def _plain_text(path: Path, raw: str) -> str:
@@ -96,7 +88,9 @@ class CorpusIndex:
     def __init__(self, corpus: Path, cache_dir: Path | None = None):
         self.corpus = corpus.resolve()
         key = hashlib.sha256(str(self.corpus).encode()).hexdigest()[:16]
-        self.path = (cache_dir or data_home() / "cache") / f"search-{key}.sqlite"
+        # The engine passes its data folder's cache; a bare tool call uses the temp folder.
+        folder = cache_dir or Path(tempfile.gettempdir()) / "planfile-cache"
+        self.path = folder / f"search-{key}.sqlite"
         with self._locks_guard:
             self._lock = self._locks.setdefault(str(self.path), threading.Lock())
 

@@ -53,7 +53,8 @@ def search(query: str, ctx: ToolContext, k: int = 3) -> str:
     if backend is not None:
         hits = backend.search(query, k)
     else:
-        hits = CorpusIndex(_corpus(ctx)).search(query, k)
+        cache = ctx.settings.get("cache_dir")
+        hits = CorpusIndex(_corpus(ctx), Path(cache) if cache else None).search(query, k)
     return format_hits(hits)
 
 

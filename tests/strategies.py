@@ -6,7 +6,7 @@ import string
 
 from hypothesis import strategies as st
 
-from engine.ir import FanOut, InputDecl, Plan, RecordType, Ref, Step
+from dsl.ir import FanOut, InputDecl, Plan, RecordType, Ref, Step
 
 RESERVED = {"true", "false", "null"}
 names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True).filter(

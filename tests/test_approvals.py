@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from engine import Engine, load_plan
-from engine.cli import main
-from engine.journal import Journal
+from engine.cli.main import main
+from engine.store.journal import Journal
 from stdlib_tools import tool
 
 PLAN = (

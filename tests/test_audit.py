@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.audit import REDACTED, AuditLog, secrets_from
-from engine.cli import main
+from engine.observe.audit import REDACTED, AuditLog, secrets_from
+from engine.cli.main import main
 from engine.config import Config, ModelSettings
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from engine.cli.main import main
 
 from .conftest import EXAMPLES, ROOT
 
@@ -150,7 +150,7 @@ def test_broken_tools_file_is_a_clear_error(
 def test_console_script_starts_without_litellm() -> None:
     """`planfile check` does not import litellm (fast start-up)."""
     code = (
-        "import sys\nfrom engine.cli import main\n"
+        "import sys\nfrom engine.cli.main import main\n"
         f"rc = main(['check', '-q', {str(EXAMPLES / 'cost_of_living.plan')!r}])\n"
         "assert 'litellm' not in sys.modules, 'litellm imported'\nsys.exit(rc)"
     )

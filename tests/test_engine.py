@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from engine import Engine, load_plan
 from engine.api import InputError
-from engine.events import RunFinished, RunStarted, StepStarted, StepSucceeded
-from engine.executor import RetryPolicy
-from engine.result import RunResult
+from engine.run.events import RunFinished, RunStarted, StepStarted, StepSucceeded
+from engine.run.executor import RetryPolicy
+from engine.run.result import RunResult
 
 from .engine_tools import FLAKY, GAUGE, TEST_TOOLS
 

@@ -8,7 +8,7 @@ import pytest
 
 from dsl import PlanError, check, format_plan, parse_text
 from dsl.importers import import_plan
-from engine.ir import Ref
+from dsl.ir import Ref
 from stdlib_tools import ToolRegistry
 
 # The example from LLMCompiler's README (Kim et al., "An LLM Compiler for Parallel
@@ -95,7 +95,7 @@ def test_import_errors_are_located(registry: ToolRegistry) -> None:
 
 def test_cli_from_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`--from` works on check, fmt and run."""
-    from engine.cli import main
+    from engine.cli.main import main
 
     path = tmp_path / "plan.txt"
     path.write_text("Plan: Double it.\n#E1 = Calculator[21 * 2]\n")

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from engine import Engine, load_plan
-from engine.cli import main
-from engine.journal import Journal, JournalError, JournalLocked
-from engine.ledger import Ledger
-from engine.result import StepRecord
+from engine.cli.main import main
+from engine.store.journal import Journal, JournalError, JournalLocked
+from engine.models.ledger import Ledger
+from engine.run.result import StepRecord
 
 from .conftest import ROOT
 from .engine_tools import FLAKY, TEST_TOOLS
@@ -394,7 +394,7 @@ def test_two_processes_share_one_new_journal(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PLANFILE_HOME": str(tmp_path / "home")}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "run", str(plan), "--json"],
+            [sys.executable, "-m", "engine.cli.main", "run", str(plan), "--json"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -417,8 +417,8 @@ def test_two_processes_share_one_new_journal(tmp_path: Path) -> None:
 OPEN_AT = """
 import sys, time
 from pathlib import Path
-from engine.journal import Journal, JournalError
-from engine.ledger import Ledger
+from engine.store.journal import Journal, JournalError
+from engine.models.ledger import Ledger
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
 
 def journal():
@@ -508,7 +508,7 @@ def test_killed_runs_resume_without_rerunning_finished_steps(tmp_path: Path) -> 
         command = [
             sys.executable,
             "-m",
-            "engine.cli",
+            "engine.cli.main",
             "run",
             str(plan),
             *common,
@@ -549,7 +549,7 @@ def test_killed_runs_resume_without_rerunning_finished_steps(tmp_path: Path) -> 
                 name for name, r in journal.steps(run_id).items() if r.status == "succeeded"
             }
             checkpoints.append((finished, len(executions(run_id))))
-            command = [sys.executable, "-m", "engine.cli", "resume", run_id, *common]
+            command = [sys.executable, "-m", "engine.cli.main", "resume", run_id, *common]
         result = json.loads(out)
         completed += 1
         assert result["status"] == "succeeded" and len(result["steps"]) == 40

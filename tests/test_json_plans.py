@@ -9,7 +9,7 @@ import pytest
 
 from dsl import PlanError, check, format_plan
 from dsl.json_loader import load_json, load_json_bytes
-from engine.ir import Ref, plan_json_schema
+from dsl.ir import Ref, plan_json_schema
 from stdlib_tools import ToolRegistry
 
 from .conftest import ROOT

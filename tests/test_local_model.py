@@ -18,7 +18,7 @@ import pytest
 
 from engine import Engine, load_plan
 from engine.config import Config, ModelSettings
-from engine.local_model import LOCAL_MODEL, available, gguf_path
+from engine.models.local_model import LOCAL_MODEL, available, gguf_path
 
 from .conftest import EXAMPLES
 
@@ -59,7 +59,7 @@ def test_main_example_runs_offline(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "engine.cli",
+            "engine.cli.main",
             "run",
             str(EXAMPLES / "cost_of_living.plan"),
             "--json",
@@ -160,7 +160,7 @@ def test_planner_runs_offline_on_the_local_model() -> None:
     to the plan schema: every reply parses; the checker and repair loop judge the rest."""
     import asyncio
 
-    from engine.planner import Planner, allowed_tools
+    from engine.agent.planner import Planner, allowed_tools
 
     engine = Engine()
     planner = Planner(

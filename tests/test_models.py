@@ -14,11 +14,11 @@ import pytest
 
 from engine import Engine, load_plan
 from engine.config import Config, ConfigError, ModelSettings, load_config
-from engine.executor import RetryPolicy
-from engine.ir import Step
-from engine.ledger import Ledger
-from engine.models import TierSelector, parse_reply
-from engine.result import RunResult
+from engine.run.executor import RetryPolicy
+from dsl.ir import Step
+from engine.models.ledger import Ledger
+from engine.models.gateway import TierSelector, parse_reply
+from engine.run.result import RunResult
 
 from .scripted_provider import Reply, bad_key, rate_limited, registered, server_error, timeout
 
@@ -317,7 +317,7 @@ def test_config_file(tmp_path: Path) -> None:
 
 def test_run_cli_budget_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`planfile run --budget` exits 3 when the budget stops the run."""
-    from engine.cli import main
+    from engine.cli.main import main
 
     (tmp_path / "planfile.toml").write_text(
         '[tiers]\nstandard = "pftest/standard"\n[models."pftest/standard"]\n'

@@ -6,7 +6,7 @@ import pytest
 
 from dsl import PlanError, parse_text
 from dsl.parser import MAX_PLAN_BYTES, decode_source
-from engine.ir import FanOut, Ref
+from dsl.ir import FanOut, Ref
 
 
 def errors_of(text: str) -> list[str]:

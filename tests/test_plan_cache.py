@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from engine.api import Engine
-from engine.ir import Plan, Step
-from engine.plan_cache import PlanCache, abstract_goal
+from dsl.ir import Plan, Step
+from engine.store.plan_cache import PlanCache, abstract_goal
 from stdlib_tools import ToolRegistry
 
 from .scripted_provider import Reply, registered
@@ -63,7 +63,7 @@ def test_miss_when_an_unmentioned_part_changes(tmp_path: Path, registry: ToolReg
 
 def test_ask_uses_the_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The second `ask` of a recurring goal skips the planner call."""
-    from engine.cli import main
+    from engine.cli.main import main
 
     config = tmp_path / "planfile.toml"
     config.write_text('[tiers]\nplanner = "pftest/planner"\n')

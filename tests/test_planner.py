@@ -11,9 +11,9 @@ import pytest
 
 from engine.api import Engine
 from engine.config import Config, ModelSettings
-from engine.ir import Plan, Step
-from engine.ledger import Ledger
-from engine.planner import Planner, add_joiner, allowed_tools, planner_schema
+from dsl.ir import Plan, Step
+from engine.models.ledger import Ledger
+from engine.agent.planner import Planner, add_joiner, allowed_tools, planner_schema
 from stdlib_tools import ToolRegistry
 
 from .scripted_provider import Reply, registered
@@ -162,7 +162,7 @@ def test_cli_plan_writes_a_checked_plan(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
 ) -> None:
     """`planfile plan` writes canonical .plan text that `planfile check` accepts."""
-    from engine.cli import main
+    from engine.cli.main import main
 
     PROVIDER.add("planner", Reply(GOOD))
     out = tmp_path / "p.plan"
@@ -190,7 +190,7 @@ def test_cli_plan_writes_a_checked_plan(
 
 def test_cli_ask_plans_runs_and_answers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`planfile ask`: plan, show it, run it, answer; planning cost is in the total."""
-    from engine.cli import main
+    from engine.cli.main import main
 
     (tmp_path / "planfile.toml").write_text(
         '[tiers]\nplanner = "pftest/planner"\nfast = "pftest/fast"\n'

@@ -6,7 +6,7 @@ from hypothesis import given
 
 from dsl import format_plan, parse_text
 from dsl.json_loader import load_json
-from engine.ir import Plan
+from dsl.ir import Plan
 
 from .conftest import EXAMPLES
 from .strategies import plans

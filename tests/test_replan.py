@@ -10,9 +10,9 @@ import pytest
 
 from engine.api import Engine
 from engine.config import Config
-from engine.executor import RetryPolicy
-from engine.ledger import Ledger
-from engine.replan import Decision, ReplanRequest, truncate_results
+from engine.run.executor import RetryPolicy
+from engine.models.ledger import Ledger
+from engine.agent.replan import Decision, ReplanRequest, truncate_results
 
 from .engine_tools import TEST_TOOLS
 from .scripted_provider import Reply, registered
@@ -212,8 +212,8 @@ def test_replanned_runs_are_journaled_with_their_replans(tmp_path: Path) -> None
     replanner's cost, and a run the replanner finished early; listeners hear the end."""
     import asyncio
 
-    from engine.events import RunFinished
-    from engine.journal import Journal
+    from engine.run.events import RunFinished
+    from engine.store.journal import Journal
 
     journal = Journal(tmp_path / "journal.sqlite")
     eng = engine(tmp_path)

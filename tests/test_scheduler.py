@@ -8,7 +8,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.scheduler import Schedule, State
+from engine.run.schedule import Schedule, State
 
 
 def diamond() -> Schedule:
@@ -194,9 +194,9 @@ def test_reprioritize_rekeys_ready_nodes() -> None:
 def test_critical_tails_match_the_graph_module(
     run: tuple[int, list[list[int]], list[float], list[bool], int, int],
 ) -> None:
-    """The scheduler's integer critical-path tails equal engine.graph's on any DAG."""
-    from engine.graph import remaining_critical_path
-    from engine.scheduler import critical_tails
+    """The scheduler's integer critical-path tails equal dsl.dag's on any DAG."""
+    from dsl.dag import remaining_critical_path
+    from engine.run.schedule import critical_tails
 
     n, deps, durations, *_ = run
     names = [f"s{i}" for i in range(n)]

@@ -6,7 +6,7 @@ import pytest
 
 from dsl.templates import TemplateProblem, evaluate, render
 from engine import Engine, load_plan
-from engine.planner import allowed_tools
+from engine.agent.planner import allowed_tools
 from stdlib_tools import ToolRegistry
 
 ATTACKS = [

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from engine import Engine, load_plan
-from engine.cli import main
+from engine.cli.main import main
 from engine.config import Config, ModelSettings
-from engine.step_cache import StepCache
+from engine.store.step_cache import StepCache
 
 from .scripted_provider import Reply, registered
 

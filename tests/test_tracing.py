@@ -59,7 +59,7 @@ def test_a_replanned_run_is_one_trace() -> None:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from engine.executor import RetryPolicy
+    from engine.run.executor import RetryPolicy
 
     from .engine_tools import TEST_TOOLS
 

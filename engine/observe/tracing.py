@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .events import (
+from engine.run.events import (
     Event,
     RunFinished,
     RunStarted,
@@ -25,7 +25,7 @@ from .events import (
     StepStarted,
     StepSucceeded,
 )
-from .result import StepRecord
+from engine.run.result import StepRecord
 
 
 def tracer_from_environment() -> Any | None:

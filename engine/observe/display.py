@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from .events import (
+from engine.run.events import (
     Event,
     FanOutExpanded,
     RunStarted,
@@ -22,7 +22,7 @@ from .events import (
     StepStarted,
     StepSucceeded,
 )
-from .result import RunResult, jsonable
+from engine.run.result import RunResult, jsonable
 
 _STYLE = {
     "pending": "dim",

@@ -21,9 +21,9 @@ import jinja2
 from dsl.errors import PlanError
 from dsl.json_loader import load_json
 from dsl.printer import format_plan
-from engine.ir import Plan, Step
+from dsl.ir import Plan, Step
 
-from .models import Gateway, parse_reply
+from engine.models.gateway import Gateway, parse_reply
 
 Trigger = Literal["failure", "step", "surprise"]
 POLICIES = ("never", "on-failure", "after-each-step", "every-n", "on-surprise")
@@ -86,7 +86,7 @@ class Replanner:
     async def ask(self, request: ReplanRequest) -> Decision:
         self.calls += 1
         text = (
-            resources.files("engine")
+            resources.files("engine.agent")
             .joinpath("prompts", "replanner.md.j2")
             .read_text(encoding="utf-8")
         )

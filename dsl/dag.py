@@ -1,7 +1,7 @@
 """Compiling a checked plan to a networkx DAG: latency estimates, critical path, export.
 
 The DiGraph is for analysis and export (`planfile graph`); the scheduler works on a
-compact integer index built from the same dependencies (see `engine.scheduler`).
+compact integer index built from the same dependencies (see `engine.run.schedule`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import networkx as nx
 
 from dsl.checker import CheckedPlan, topological_order
-from engine.ir import Step
+from dsl.ir import Step
 
 DEFAULT_TIER_LATENCY_S = {"fast": 1.0, "standard": 3.0, "frontier": 6.0}
 DEFAULT_TOOL_LATENCY_S = 0.01

@@ -1,6 +1,6 @@
 """The scheduler's bookkeeping: which steps are ready, running, done, or skipped.
 
-A plain object with no I/O, tested on its own; `engine.driver` runs steps around it.
+A plain object with no I/O, tested on its own; `engine.run.driver` runs steps around it.
 The DAG is held as integer ids with successor lists and in-degree counters, so the
 hot loop touches only lists. A step becomes ready the moment its last dependency
 finishes (no supersteps). When more steps are ready than there are slots, the one with

@@ -31,10 +31,10 @@ from typing import Any
 
 import orjson
 
-from stdlib_tools.search import data_home
+from engine.store.home import data_home
 
-from .result import RunResult, StepRecord, jsonable
-from .sqlite_files import connect_wal
+from engine.run.result import RunResult, StepRecord, jsonable
+from engine.store.sqlite import connect_wal
 
 # Version 2: plans by content, step records in `step_log`, run summaries. Version-1 files
 # (a JSON document per step and per run) are upgraded in place; their rows still read.

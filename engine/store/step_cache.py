@@ -15,10 +15,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from stdlib_tools.search import data_home
+from engine.store.home import data_home
 
-from .result import jsonable
-from .sqlite_files import connect_wal
+from engine.run.result import jsonable
+from engine.store.sqlite import connect_wal
 
 _MISS = object()
 

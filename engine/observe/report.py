@@ -11,8 +11,8 @@ from collections.abc import Mapping
 
 from dsl.checker import CheckedPlan, topological_order
 
-from .graph import STATE_COLOURS
-from .result import StepRecord
+from dsl.dag import STATE_COLOURS
+from engine.run.result import StepRecord
 
 NODE_W, NODE_H, GAP_X, GAP_Y = 170, 38, 60, 22
 

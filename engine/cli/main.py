@@ -446,8 +446,8 @@ def _execute(
     import asyncio
 
     from engine.api import InputError
-    from engine.display import PlainLog, StepTable, print_summary
-    from engine.result import RunResult
+    from engine.observe.display import PlainLog, StepTable, print_summary
+    from engine.run.result import RunResult
 
     holder: list[RunResult] = []
     live = sys.stdout.isatty() and not as_json
@@ -562,7 +562,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     from dsl.printer import format_plan
     from engine.api import Engine
-    from engine.planner import Planner, allowed_tools
+    from engine.agent.planner import Planner, allowed_tools
 
     config, registry = _planning_setup(args)
     engine = Engine(
@@ -610,8 +610,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     from dsl.printer import format_plan
     from engine.api import Engine
-    from engine.plan_cache import PlanCache
-    from engine.planner import Planner, allowed_tools
+    from engine.store.plan_cache import PlanCache
+    from engine.agent.planner import Planner, allowed_tools
 
     config, registry = _planning_setup(args)
     # A model-written plan may call only the allowed tools, replanned steps included.
@@ -763,13 +763,13 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
 
 def _step_cache() -> Any:
-    from engine.step_cache import StepCache
+    from engine.store.step_cache import StepCache
 
     return StepCache()
 
 
 def _journal() -> Any:
-    from engine.journal import Journal
+    from engine.store.journal import Journal
 
     return Journal()
 
@@ -793,8 +793,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     result = journal.result_json(row.run_id)
     if args.html:
         from dsl.checker import check
-        from engine.ir import Plan
-        from engine.report import render_report
+        from dsl.ir import Plan
+        from engine.observe.report import render_report
 
         checked = check(Plan.model_validate_json(row.plan_json), _registry(args.tools))
         page = render_report(
@@ -816,7 +816,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     )
     if row.inputs:
         print(f"inputs: {json.dumps(row.inputs)}")
-    from engine.display import preview
+    from engine.observe.display import preview
 
     records = journal.steps(row.run_id)
     for name, record in records.items():
@@ -838,8 +838,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     import asyncio
 
     from engine.api import Engine
-    from engine.display import PlainLog, print_summary
-    from engine.result import RunResult
+    from engine.observe.display import PlainLog, print_summary
+    from engine.run.result import RunResult
 
     config = _load_config(args.config)
     settings = _tool_settings(config, args)
@@ -872,12 +872,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from engine.graph import LatencyModel, to_dot, to_json, to_mermaid
+    from dsl.dag import LatencyModel, to_dot, to_json, to_mermaid
 
     states: dict[str, str] | None = None
     if args.run:
         from dsl.checker import check
-        from engine.ir import Plan
+        from dsl.ir import Plan
 
         journal = _journal()
         row = journal.run(args.run)
@@ -930,7 +930,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from engine.ir import plan_json_schema
+    from dsl.ir import plan_json_schema
 
     print(json.dumps(plan_json_schema(), indent=2))
     return EXIT_OK
@@ -1003,7 +1003,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_INVALID
     from dsl.errors import PlanError
-    from engine.journal import JournalError
+    from engine.store.journal import JournalError
     from stdlib_tools.registry import ToolLoadError
 
     try:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.ir import InputDecl, Plan
-from engine.sqlite_files import connect_wal
-from stdlib_tools.search import data_home
+from dsl.ir import InputDecl, Plan
+from engine.store.sqlite import connect_wal
+from engine.store.home import data_home
 
 _PARTS = re.compile(
     r'"(?P<dq>[^"]{1,200})"'

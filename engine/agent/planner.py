@@ -23,10 +23,10 @@ import jinja2
 from dsl.checker import CheckedPlan, check
 from dsl.errors import PlanError
 from dsl.json_loader import load_json
-from engine.ir import Plan, Step
+from dsl.ir import Plan, Step
 
-from .local_model import LOCAL_MODEL
-from .models import Gateway, parse_reply
+from engine.models.local_model import LOCAL_MODEL
+from engine.models.gateway import Gateway, parse_reply
 
 # Tools a model-written plan may call unless the user allows more: they touch nothing
 # outside the run's workspace. `http_get` and user tools need an explicit allow.
@@ -187,13 +187,13 @@ def planner_schema(tools: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _template(name: str) -> jinja2.Template:
-    text = resources.files("engine").joinpath("prompts", name).read_text(encoding="utf-8")
+    text = resources.files("engine.agent").joinpath("prompts", name).read_text(encoding="utf-8")
     return jinja2.Environment(autoescape=False, keep_trailing_newline=True).from_string(text)
 
 
 def _examples() -> list[dict[str, str]]:
     raw = json.loads(
-        resources.files("engine").joinpath("prompts", "examples.json").read_text(encoding="utf-8")
+        resources.files("engine.agent").joinpath("prompts", "examples.json").read_text(encoding="utf-8")
     )
     return [{"goal": e["goal"], "plan": json.dumps(e["plan"], indent=1)} for e in raw]
 

@@ -21,11 +21,11 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from dsl.checker import CheckedPlan
 from dsl.templates import TemplateProblem, evaluate, render
 from dsl.types import Type, build_record_models, type_adapter
-from engine.ir import Ref, Step, is_template
+from dsl.ir import Ref, Step, is_template
 from stdlib_tools.registry import ToolContext, ToolSpec
 
-from .driver import Outcome
-from .events import (
+from engine.run.driver import Outcome
+from engine.run.events import (
     EventBus,
     FanOutExpanded,
     StepCancelled,
@@ -35,9 +35,9 @@ from .events import (
     StepStarted,
     StepSucceeded,
 )
-from .ledger import BudgetExceeded
-from .result import StepRecord
-from .step_cache import MISS, step_key
+from engine.models.ledger import BudgetExceeded
+from engine.run.result import StepRecord
+from engine.store.step_cache import MISS, step_key
 
 MAX_RESULT_BYTES = 10 * 1024 * 1024
 MAX_FAN_OUT = 100_000
@@ -153,7 +153,7 @@ class RunContext:
     observe: Callable[[Step, float], None] | None = None
     wants: Callable[[str, int], bool] | None = None  # the replan policy's trigger filter
     on_final: Callable[[str], None] | None = None  # a step reached a final state (journal)
-    step_cache: Any = None  # engine.step_cache.StepCache, when caching is on
+    step_cache: Any = None  # engine.store.step_cache.StepCache, when caching is on
     # approval(step_id, arguments) -> True (approved), False (rejected), None (ask later)
     approval: Callable[[str, dict[str, Any]], Any] | None = None
     approve_all: bool = False

@@ -28,12 +28,12 @@ from typing import Any, Protocol
 
 from pydantic import TypeAdapter, ValidationError
 
-from engine.ir import Step
+from dsl.ir import Step
 from stdlib_tools.registry import ToolContext
 
-from .config import Config, ConfigError, ModelSettings
-from .ledger import BudgetExceeded, BudgetGuard, Ledger
-from .local_model import LOCAL_MODEL, PROVIDER
+from engine.config import Config, ConfigError, ModelSettings
+from engine.models.ledger import BudgetExceeded, BudgetGuard, Ledger
+from engine.models.local_model import LOCAL_MODEL, PROVIDER
 
 TIER_ORDER = ("fast", "standard", "frontier")
 TASK_TIERS = {
@@ -65,7 +65,7 @@ def litellm_module() -> Any:
     import litellm
 
     if not getattr(litellm, "_planfile_ready", False):
-        from .local_model import make_provider
+        from engine.models.local_model import make_provider
 
         litellm.suppress_debug_info = True
         litellm.telemetry = False

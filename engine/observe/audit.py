@@ -18,9 +18,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from stdlib_tools.search import data_home
+from engine.store.home import data_home
 
-from .events import (
+from engine.run.events import (
     Event,
     RunFinished,
     RunStarted,
@@ -30,7 +30,7 @@ from .events import (
     StepStarted,
     StepSucceeded,
 )
-from .result import jsonable
+from engine.run.result import jsonable
 
 REDACTED = "[redacted]"
 _SECRET_NAMES = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD)$", re.IGNORECASE)

@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from stdlib_tools.search import data_home
+from engine.store.home import data_home
 
-from .sqlite_files import connect_wal
+from engine.store.sqlite import connect_wal
 
 
 class BudgetExceeded(Exception):

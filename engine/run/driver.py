@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from .scheduler import Schedule
+from engine.run.schedule import Schedule
 
 OutcomeKind = Literal["ok", "fail", "skip", "expand"]
 
@@ -34,7 +34,7 @@ OK_NONE = Outcome("ok")
 
 
 class NodeRunner(Protocol):
-    """The step semantics the driver calls into (engine.executor implements it)."""
+    """The step semantics the driver calls into (engine.run.executor implements it)."""
 
     def run(self, node: int) -> Awaitable[Outcome]: ...
 

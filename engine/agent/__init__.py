@@ -1,0 +1,1 @@
+"""LLM-driven planning: the planner, replanning policies and rounds, their prompts."""

@@ -1,0 +1,1 @@
+"""Watching runs: the audit log, tracing, the terminal display, the HTML report."""
