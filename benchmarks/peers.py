@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
 from engine.run.driver import OK_NONE, Driver, Outcome
-from engine.run.schedule import Schedule, critical_tails
+from engine.run.latency import CriticalTails
+from engine.run.schedule import Schedule
 
 
 @dataclass
@@ -34,15 +35,11 @@ class Dag:
         return [f"s{i}" for i in range(self.n)]
 
     def critical_path(self) -> float:
-        finish = [0.0] * self.n
-        for node in range(self.n):  # nodes are in topological order
-            finish[node] = self.durations[node] + max(
-                (finish[d] for d in self.deps[node]), default=0.0
-            )
-        return max(finish, default=0.0)
+        return max(self.tails(), default=0.0)
 
     def tails(self) -> list[float]:
-        return critical_tails(self.deps, self.durations)
+        # Nodes are numbered in a topological order (every dependency is a lower number).
+        return CriticalTails(self.deps, range(self.n), self.durations).tails
 
 
 def chain(n: int) -> Dag:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
@@ -32,6 +32,9 @@ from .types import (
     record_names,
     type_adapter,
 )
+
+if TYPE_CHECKING:
+    from .dag import PlanGraph
 
 RESERVED_NAMES = frozenset({"true", "false", "null"})
 BUILTIN_TIERS = ("fast", "standard", "frontier")
@@ -82,6 +85,13 @@ class CheckedPlan:
         what the run journal stores and `resume` validates back."""
         return self.plan.model_dump_json(exclude_defaults=True)
 
+    @cached_property
+    def graph(self) -> PlanGraph:
+        """The plan compiled to a networkx DiGraph, once, on first use (dsl/dag.py)."""
+        from .dag import PlanGraph  # networkx costs ~95 ms to import: only when needed
+
+        return PlanGraph(self)
+
 
 class _Checker:
     def __init__(
@@ -95,7 +105,7 @@ class _Checker:
         self.tools = tools
         self.smap = smap
         self.known_tiers = set(tiers) | set(plan.tiers) | set(BUILTIN_TIERS)
-        self.diagnostics: list[Diagnostic] = []
+        self.diagnostics: list[Diagnostic] = list(smap.notes)
         self.records: dict[str, dict[str, str]] = {r.name: dict(r.fields) for r in plan.types}
         self.input_types: dict[str, Type] = {}
         self.step_index: dict[str, int] = {}
@@ -329,8 +339,7 @@ class _Checker:
             self.error(
                 (*path, "tool"),
                 f"unknown tool `{step.tool}`",
-                hint=did_you_mean(step.tool, self.tools)
-                or "see `planfile tools`; load your own with `--tools FILE.py`",
+                hint=_unknown_tool_hint(step.tool, self.tools, self.smap.is_json),
                 code="unknown-tool",
             )
         if step.for_each is not None:
@@ -523,16 +532,14 @@ class _Checker:
         return frozenset(fallbacks)
 
     def check_cycles(self) -> None:
-        order = topological_order(self.deps)
-        if len(order) == len(self.deps):
+        if _is_acyclic(self.deps):
             return
-        for cycle in find_cycles(self.deps, set(self.deps) - set(order)):
-            first = min(cycle, key=lambda s: self.step_index[s])
-            start = cycle.index(first)
-            rotated = cycle[start:] + cycle[:start]
+        from .dag import find_cycles  # networkx, loaded only to explain a cycle
+
+        for cycle in find_cycles(self.deps, self.step_index.__getitem__):
             self.error(
-                ("steps", self.step_index[first]),
-                "dependency cycle: " + " -> ".join([*rotated, rotated[0]]),
+                ("steps", self.step_index[cycle[0]]),
+                "dependency cycle: " + " -> ".join([*cycle, cycle[0]]),
                 hint="a step cannot wait, directly or through others, for its own result",
                 code="cycle",
             )
@@ -579,6 +586,25 @@ class _Checker:
     smap_source: str | None = None
 
 
+def _unknown_tool_hint(name: str, tools: Mapping[str, ToolLike], is_json: bool) -> str:
+    """The closest tool; for JSON plans (a model named the tool) also every available
+    tool and how to map the name on load."""
+    closest = did_you_mean(name, tools)
+    if closest is None and is_json:
+        # Models name tools by purpose (`summary_generator`): match a shared word stem.
+        stems = {part[:5] for part in name.lower().split("_") if len(part) >= 5}
+        similar = [tool for tool in tools if tool.lower()[:5] in stems]
+        closest = f"did you mean `{similar[0]}`?" if similar else None
+    if not is_json:
+        return closest or "see `planfile tools`; load your own with `--tools FILE.py`"
+    target = closest.split("`")[1] if closest else "TOOL"
+    listed = ", ".join(sorted(tools)[:30]) or "none"
+    return (
+        f"{closest + ' ' if closest else ''}available tools: {listed}; map the name on load:"
+        f" `--map-tool {name}={target}`, or load your own with `--tools FILE.py`"
+    )
+
+
 def _join(types: list[Type]) -> Type:
     from .types import join_types
 
@@ -592,9 +618,13 @@ def _signature(tool: ToolLike) -> str:
     return tool.name
 
 
-def topological_order(deps: Mapping[str, Collection[str]]) -> list[str]:
-    """Kahn's algorithm in plan order; steps on a cycle are left out."""
-    indegree = {node: 0 for node in deps}
+def _is_acyclic(deps: Mapping[str, Collection[str]]) -> bool:
+    """Whether the dependencies form a DAG: Kahn's counting pass, no order kept.
+
+    The plan's topological order comes from its networkx graph (`CheckedPlan.graph`);
+    this pass only lets a valid plan be checked without importing networkx (~95 ms).
+    """
+    indegree = dict.fromkeys(deps, 0)
     users: dict[str, list[str]] = {node: [] for node in deps}
     for node, needs in deps.items():
         for need in needs:
@@ -602,52 +632,15 @@ def topological_order(deps: Mapping[str, Collection[str]]) -> list[str]:
                 indegree[node] += 1
                 users[need].append(node)
     ready = [node for node, count in indegree.items() if count == 0]
-    ready.reverse()
-    order: list[str] = []
+    seen = 0
     while ready:
         node = ready.pop()
-        order.append(node)
-        for user in reversed(users[node]):
+        seen += 1
+        for user in users[node]:
             indegree[user] -= 1
             if indegree[user] == 0:
                 ready.append(user)
-    return order
-
-
-def find_cycles(deps: Mapping[str, Collection[str]], nodes: set[str]) -> list[list[str]]:
-    """One cycle per strongly connected group of `nodes` (iterative DFS)."""
-    cycles: list[list[str]] = []
-    done: set[str] = set()
-    for start in sorted(nodes):
-        if start in done:
-            continue
-        path: list[str] = []
-        on_path: dict[str, int] = {}
-        stack: list[tuple[str, list[str]]] = [(start, [d for d in deps[start] if d in nodes])]
-        on_path[start] = 0
-        path.append(start)
-        found: list[str] | None = None
-        while stack and found is None:
-            node, pending = stack[-1]
-            if not pending:
-                stack.pop()
-                path.pop()
-                del on_path[node]
-                done.add(node)
-                continue
-            nxt = pending.pop()
-            if nxt in on_path:
-                found = path[on_path[nxt] :]
-            elif nxt not in done:
-                on_path[nxt] = len(path)
-                path.append(nxt)
-                stack.append((nxt, [d for d in deps[nxt] if d in nodes]))
-        if found:
-            # deps point from user to dependency; show the cycle in execution order.
-            cycles.append(list(reversed(found)))
-            done.update(found)
-            done.update(path)
-    return cycles
+    return seen == len(indegree)
 
 
 def check(

@@ -1,9 +1,15 @@
-"""Plan errors: located diagnostics for text and JSON plans, and how they render.
+"""The root of planfile's error tree, and located diagnostics for plans and inputs.
+
+Every error planfile raises for something a user, a config file or a model got wrong
+is a `PlanfileError`: it carries a message, a `Location` where one exists, a `hint`
+where the fix is known, and the `exit_code` the CLI maps it to. `dsl` holds the root
+(it imports nothing from `engine`); the engine's phases subclass it in `engine.errors`.
 
 Every problem found in a plan, by the parser, the JSON loader or the checker, is a
 `Diagnostic` with a `Location` (line:col in a `.plan` file, or a JSON path). They are
 collected and raised together as one `PlanError`, sorted by position, so a user sees
-all of a plan's errors in one pass.
+all of a plan's errors in one pass. Bad run inputs are reported the same way, as an
+`InputError` pointing at each input's declaration (or at the `--input` flag).
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ import difflib
 import gc
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from enum import IntEnum
+from typing import ClassVar, Literal
 
 Path = tuple[str | int, ...]
-Severity = Literal["error", "warning"]
+Severity = Literal["error", "warning", "note"]  # a note: what a loader changed (repairs, coercions)
 
 
 def json_path(path: Path) -> str:
@@ -95,15 +102,62 @@ class Diagnostic:
         return "\n".join(lines)
 
 
-class PlanError(Exception):
-    """A plan could not be loaded or checked; carries every diagnostic found."""
+class ExitCode(IntEnum):
+    """The `planfile` command's exit codes (specs/cli.md)."""
+
+    OK = 0
+    FAILED = 1  # the run failed, or a model/provider could not do the job
+    INVALID = 2  # the plan, its inputs, the config, a tools file or the command line
+    BUDGET = 3  # a budget was exhausted
+    INTERRUPTED = 130  # Ctrl-C
+
+
+class PlanfileError(Exception):
+    """Base of every error planfile reports to a user: message, location, hint, exit code.
+
+    Subclasses keep the constructor of the class they replaced (any positional
+    arguments, the first one the message), so `raise ConfigError("...")` still works;
+    `location` and `hint` are keywords.
+    """
+
+    exit_code: ClassVar[ExitCode] = ExitCode.INVALID
+    phase: ClassVar[str] = "error"
+    # Whether a retry may help (engine.faults.classify reads it): false for all but a few.
+    transient: ClassVar[bool] = False
+
+    def __init__(
+        self, *args: object, location: Location | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(*args)
+        self.location = location
+        self.hint = hint
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else type(self).__name__
+
+    def render(self) -> str:
+        """One readable report: `where: error: what` and the hint on its own line."""
+        where = str(self.location) if self.location is not None else "planfile"
+        lines = [f"{where}: error: {self.message}"]
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines)
+
+
+class _DiagnosticsError(PlanfileError):
+    """An error made of located diagnostics, all reported together."""
 
     def __init__(self, diagnostics: Sequence[Diagnostic], source: str | None = None):
         self.diagnostics = sort_diagnostics(diagnostics)
         self.source = source
         errors = [d for d in self.diagnostics if d.severity == "error"]
         first = errors[0] if errors else (self.diagnostics[0] if self.diagnostics else None)
-        super().__init__(f"{first.location}: {first.message}" if first else "invalid plan")
+        super().__init__(
+            f"{first.location}: {first.message}" if first else f"invalid {self.phase}",
+            location=first.location if first else None,
+            hint=first.hint if first else None,
+        )
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -111,6 +165,31 @@ class PlanError(Exception):
 
     def render(self) -> str:
         return "\n".join(d.render(self.source) for d in self.diagnostics)
+
+
+class PlanError(_DiagnosticsError):
+    """A plan could not be loaded or checked; carries every diagnostic found."""
+
+    phase = "plan"
+
+
+class ToolError(PlanfileError):
+    """A tool refused its arguments or its job (outside the workspace, host not allowed).
+
+    Raised inside a step: the step fails with this message, and so does the run.
+    """
+
+    phase = "tool"
+    exit_code = ExitCode.FAILED
+
+
+class InputError(_DiagnosticsError, ValueError):
+    """Run inputs do not fit the plan's declared inputs (located at each declaration).
+
+    A `ValueError` too, as it was before the error tree, for callers of the API.
+    """
+
+    phase = "input"
 
 
 def sort_diagnostics(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:

@@ -4,11 +4,17 @@ Canonical plans follow `planfile schema`. LLM-written plans drift, so the loader
 maps the common shapes onto the IR: `{"steps": [...]}`, a bare list, `{"plan": [..]}`;
 ids from `id` or `step_number`; `depends_on` as numbers or names; `tool` + `tool_input`;
 `description`/`prompt` steps without a tool (LLM steps on the `requiredModel` tier);
-`goal`, `expectedCost`. Every error names the JSON path in the original document.
+`goal`, `expectedCost`; `timeout` in milliseconds (the ExecutionPlan shape), `timeout_ms`,
+`timeout_s` and duration text; OpenAI `tool_calls` (independent calls -> independent
+steps); `{"step": "action", "params": {...}}` action lists. Values a model wrote as text
+are coerced where lossless (dsl/coerce.py) and every change is a note; `tool_map` renames
+tools a model invented. Every error names the JSON path in the original document. The
+table of shapes: specs/plan-shapes.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Mapping
@@ -18,8 +24,11 @@ from pydantic import ValidationError
 
 from dsl.ir import TASK_TYPES, Plan, is_template
 
+from .coerce import NOT_COERCED, coerce, describe, duration_seconds
 from .errors import Diagnostic, Location, Path, PlanError, did_you_mean, gc_paused
 from .parser import SourceMap, decode_source, default_plan_name
+from .repair import parse_model_json
+from .types import INT
 
 MAX_JSON_DEPTH = 64
 
@@ -43,6 +52,10 @@ _PLAN_KEYS = {
     "expected_cost": "expected_cost_usd",
     "estimated_cost": "expected_cost_usd",
     "$schema": None,
+    "tool_calls": "steps",
+    "role": None,
+    "content": None,
+    "refusal": None,
     "reasoning": None,
     "thought": None,
     "thoughts": None,
@@ -63,7 +76,6 @@ _CANONICAL_STEP_KEYS = {
     "model",
     "task",
     "retry",
-    "timeout_s",
     "when",
     "on_error",
     "check",
@@ -117,10 +129,28 @@ _TIER_ALIASES = {
 }
 
 
+_REQUEST_PARAMS = {"query", "question", "prompt", "instruction", "task", "topic", "request"}
+_TIMEOUT_KEYS = {  # key -> the unit of a bare number
+    "timeout_s": "s",
+    "timeout": "ms",  # the ExecutionPlan shape (TypeScript `timeout: number`) is in ms
+    "timeout_ms": "ms",
+    "timeoutMs": "ms",
+    "timeout_seconds": "s",
+    "timeoutSeconds": "s",
+}
+
+
 class _Loader:
-    def __init__(self, file: str | None, tools: Mapping[str, Any] | None):
+    def __init__(
+        self,
+        file: str | None,
+        tools: Mapping[str, Any] | None,
+        tool_map: Mapping[str, str] | None = None,
+    ):
         self.file = file
         self.tools = tools or {}
+        self.tool_map = dict(tool_map or {})
+        self.independent = False  # tool calls: no declared dependencies means none
         self.problems: list[Diagnostic] = []
         self.smap = SourceMap(file, is_json=True)
         self.llm_shaped = False
@@ -130,10 +160,40 @@ class _Loader:
     def error(self, path: Path, message: str, hint: str | None = None) -> None:
         self.problems.append(Diagnostic(message, Location(self.file, path=path), hint, code="json"))
 
+    def note(self, path: Path, message: str, code: str = "coerced") -> None:
+        self.smap.notes.append(
+            Diagnostic(message, Location(self.file, path=path), severity="note", code=code)
+        )
+
     # --- document level ------------------------------------------------------------
     def load(self, doc: Any) -> Plan:
         plan_fields: dict[str, tuple[str, Any]] = {}
         steps_path: Path = ()
+        if isinstance(doc, dict) and isinstance(doc.get("choices"), list) and doc["choices"]:
+            # A whole chat-completion response: the plan is its first message.
+            message = (
+                doc["choices"][0].get("message") if isinstance(doc["choices"][0], dict) else None
+            )
+            if isinstance(message, dict):
+                self.note(
+                    ("choices", 0, "message"), "read the plan from the response's message", "shape"
+                )
+                doc = message
+        if isinstance(doc, dict) and set(doc) == {"action"} and isinstance(doc["action"], dict):
+            # LangGraph's replanner `Act`: `{"action": {"steps": [...]}}`.
+            self.note(("action",), "read the plan from `action`", "shape")
+            doc = doc["action"]
+        if isinstance(doc, dict) and "response" in doc and not {"steps", "plan"} & set(doc):
+            self.error(
+                ("response",),
+                "this is a final answer (`response`), not a plan",
+                hint='a plan gives `steps` (or `plan`): {"steps": ["...", "..."]}',
+            )
+            raise PlanError(self.problems)
+        if isinstance(doc, dict) and "tool_calls" in doc:
+            self.independent = True
+        if isinstance(doc, list) and doc and all(_is_tool_call(item) for item in doc):
+            self.independent = True
         if isinstance(doc, list):
             self.llm_shaped = True
             raw_steps = doc
@@ -153,7 +213,7 @@ class _Loader:
                     continue
                 if target == "steps":
                     if raw_steps is not None:
-                        self.error((key,), "steps are given twice (`steps` and `plan`)")
+                        self.error((key,), f"steps are given twice (`{steps_path[0]}` and `{key}`)")
                         continue
                     raw_steps, steps_path = value, (key,)
                     if key == "plan":
@@ -258,7 +318,7 @@ class _Loader:
         # An ordered list without any declared dependency is a sequence: chain it.
         if self.problems:
             return steps
-        if not declares_deps and not self.references_steps(steps, ids):
+        if not declares_deps and not self.independent and not self.references_steps(steps, ids):
             for index in range(1, len(steps)):
                 steps[index]["after"] = [ids[index - 1]]
         for step in self.description_steps:
@@ -339,17 +399,33 @@ class _Loader:
         if tier_key is not None:
             handled.add(tier_key)
             tier = raw[tier_key]
-            if isinstance(tier, str):
+            if isinstance(tier, str) and "|" in tier:
+                self.error(
+                    (*path, tier_key),
+                    f"`{tier_key}` lists the choices {json.dumps(tier)}: pick one",
+                    hint="a tier: fast, standard or frontier (or one the plan declares)",
+                )
+            elif isinstance(tier, str):
                 step["tier"] = _TIER_ALIASES.get(tier.lower(), tier) if tier_key != "tier" else tier
                 self.smap.json_paths[(*ir_path, "tier")] = (*path, tier_key)
             elif tier is not None:
                 self.error(
                     (*path, tier_key), "a tier is a name like `fast`, `standard`, `frontier`"
                 )
+        call = _tool_call(raw)
+        if call is not None:
+            handled.update(("type", "function", "name", "input"))
         result_type = raw.get("type")
-        if "type" in raw:
+        if "type" in raw and call is None:
             handled.add("type")
-            if (
+            choices = result_type.split("|") if isinstance(result_type, str) else []
+            if len(choices) > 1 and all(c.strip().lower() in _TASK_ALIASES for c in choices):
+                self.error(
+                    (*path, "type"),
+                    f"`type` lists the choices {json.dumps(result_type)}: pick one",
+                    hint=f"task types: {', '.join(TASK_TYPES)}",
+                )
+            elif (
                 isinstance(result_type, str)
                 and result_type.lower() in _TASK_ALIASES
                 and result_type not in self.record_names
@@ -375,6 +451,16 @@ class _Loader:
         # Tool and arguments
         tool = raw.get("tool", raw.get("tool_name", raw.get("action_name")))
         tool_key = next((k for k in ("tool", "tool_name", "action_name") if k in raw), None)
+        # `{"step": "fetch_market_data", "params": {...}}`: the step names its action.
+        action_step = (
+            tool_key is None
+            and call is None
+            and text is None
+            and isinstance(raw.get("step"), str)
+            and _NAME.fullmatch(raw["step"]) is not None
+        )
+        if action_step:
+            tool, tool_key = raw["step"], "step"
         if tool_key is not None:
             handled.add(tool_key)
         args_key = next(
@@ -396,11 +482,35 @@ class _Loader:
         raw_args = raw.get(args_key) if args_key else None
         if args_key is not None:
             handled.add(args_key)
+        if call is not None:
+            tool, tool_key, raw_args, args_key, path = (
+                call[0],
+                call[1],
+                call[2],
+                call[3],
+                call[4](path),
+            )
+        if action_step and raw_args is None:
+            # `{"step": "search_academic_databases", "query": "...", "limit": 10}`
+            loose = {k: v for k, v in raw.items() if k not in handled and k not in _TIMEOUT_KEYS}
+            loose = {k: v for k, v in loose.items() if k not in _CANONICAL_STEP_KEYS}
+            if loose:
+                raw_args, args_key = loose, None
+                handled.update(loose)
         if isinstance(tool, str) and tool.strip():
-            name = self.tool_name(tool.strip())
+            name = self.tool_name(tool.strip(), (*path, tool_key or "tool"))
             step["tool"] = name
             self.smap.json_paths[(*ir_path, "tool")] = (*path, tool_key or "tool")
             args = self.load_args(raw_args, args_key, name, path, ir_path, aliases)
+            if not args and raw_args is None and text is not None and name == "llm":
+                # An LLM step in all but name: prompted with the goal and earlier results.
+                args = {"prompt": _numbered_refs(text, aliases)}
+                step["args"] = args
+                self.description_steps.append(step)
+                self.smap.json_paths[(*ir_path, "args", "prompt")] = (*path, text_key or "prompt")
+                text = None
+            elif not args and raw_args is None and text is not None:
+                args = self.text_as_input(name, text, (*path, text_key or "description"), ir_path)
             if (
                 text is not None
                 and text_key != "description"
@@ -410,6 +520,7 @@ class _Loader:
                 args["prompt"] = text
             if text is not None and (text_key == "description" or "prompt" in args):
                 step["description"] = text
+            self.coerce_args(name, args, ir_path)
             step["args"] = args
         elif (
             tool is not None
@@ -437,9 +548,15 @@ class _Loader:
                 self.error((*path, args_key or "args"), "arguments without a `tool`")
 
         # Remaining canonical fields
+        self.load_timeout(raw, step, path, ir_path, handled)
         for key, value in raw.items():
             if key in handled:
                 continue
+            if key == "retry":
+                number = coerce(value, INT) if isinstance(value, str) else NOT_COERCED
+                if number is not NOT_COERCED:
+                    self.note((*path, key), f"coerced {describe(value)} to int {number}")
+                    value = number
             if key in _CANONICAL_STEP_KEYS:
                 step[key] = value
                 self.smap.json_paths[(*ir_path, key)] = (*path, key)
@@ -448,7 +565,10 @@ class _Loader:
                 (*path, key),
                 f"unknown step field `{key}`",
                 hint=did_you_mean(
-                    key, sorted(_CANONICAL_STEP_KEYS | set(_DEP_KEYS) | {"tool_input"})
+                    key,
+                    sorted(
+                        _CANONICAL_STEP_KEYS | set(_DEP_KEYS) | set(_TIMEOUT_KEYS) | {"tool_input"}
+                    ),
                 )
                 or "see `planfile schema`",
             )
@@ -468,7 +588,92 @@ class _Loader:
             parts.extend(f"- {dep}: {{{{ {dep} }}}}" for dep in deps)
         return "\n".join(parts)
 
-    def tool_name(self, name: str) -> str:
+    def load_timeout(
+        self,
+        raw: dict[str, Any],
+        step: dict[str, Any],
+        path: Path,
+        ir_path: Path,
+        handled: set[str],
+    ) -> None:
+        """`timeout_s`, `timeout` (ms), `timeout_ms`, duration text -> `timeout_s`."""
+        keys = [k for k in _TIMEOUT_KEYS if k in raw]
+        handled.update(keys)
+        if not keys:
+            return
+        if len(keys) > 1:
+            self.error((*path, keys[1]), f"`{keys[1]}` repeats `{keys[0]}`: give one timeout")
+            return
+        key = keys[0]
+        value, unit = raw[key], _TIMEOUT_KEYS[key]
+        if value is None:
+            return
+        seconds = duration_seconds(value, unit)
+        if seconds is None or seconds <= 0:
+            self.error(
+                (*path, key),
+                f"`{key}` must be a positive duration, not {describe(value)}",
+                hint=f'a number of {"milliseconds" if unit == "ms" else "seconds"} or text like "30s"',
+            )
+            return
+        step["timeout_s"] = seconds
+        self.smap.json_paths[(*ir_path, "timeout_s")] = (*path, key)
+        if key != "timeout_s" or not isinstance(value, int | float):
+            bare = not isinstance(value, str) or duration_seconds(value, "s") == _number(value)
+            how = ("milliseconds" if unit == "ms" else "seconds") if bare else "a duration"
+            self.note(
+                (*path, key), f"`{key}` {describe(value)} read as {how}: timeout_s {seconds:g}"
+            )
+
+    def text_as_input(self, tool: str, text: str, path: Path, ir_path: Path) -> dict[str, Any]:
+        """A tool step with a description and no arguments: when the tool takes exactly
+        one required text parameter that asks for a request (a query, a question), the
+        description is that request; text to work on (`summarize`'s `text`) is not guessed."""
+        spec = self.tools.get(tool)
+        params = getattr(spec, "params", ()) if spec is not None else ()
+        required = [p for p in params if p.required]
+        if len(required) != 1 or required[0].type.kind != "str":
+            return {}
+        if required[0].name not in _REQUEST_PARAMS:
+            return {}
+        name = required[0].name
+        self.smap.json_paths[(*ir_path, "args", name)] = path
+        self.note(
+            path,
+            f"`{path[-1]}` used as `{name}` of `{tool}` (the step gives no arguments)",
+            "shape",
+        )
+        return {name: text}
+
+    def coerce_args(self, tool: str, args: dict[str, Any], ir_path: Path) -> None:
+        """Convert values a model wrote as text to the declared parameter types, losslessly."""
+        spec = self.tools.get(tool)
+        for param in getattr(spec, "params", ()) if spec is not None else ():
+            value = args.get(param.name)
+            if value is None or (isinstance(value, dict) and set(value) == {"ref"}):
+                continue
+            if isinstance(value, str) and is_template(value):
+                continue  # a template's type is the checker's business
+            if param.type.kind == "json" or (param.type.kind == "str" and isinstance(value, str)):
+                continue
+            converted = coerce(value, param.type.required())
+            if converted is NOT_COERCED or (converted == value and type(converted) is type(value)):
+                continue
+            args[param.name] = converted
+            where = self.smap.json_paths.get(
+                (*ir_path, "args", param.name), (*ir_path, "args", param.name)
+            )
+            self.note(
+                where,
+                f"coerced {describe(value)} to {param.type.required()} {describe(converted)}"
+                f" for `{param.name}` of `{tool}`",
+            )
+
+    def tool_name(self, name: str, path: Path = ()) -> str:
+        if name in self.tool_map:
+            mapped = self.tool_map[name]
+            self.note(path, f"tool `{name}` mapped to `{mapped}`", "mapped")
+            return mapped
         if not self.tools or name in self.tools:
             return name
         lowered = {t.lower(): t for t in self.tools}
@@ -510,14 +715,34 @@ class _Loader:
             return {}
         first = params[0].name
         self.smap.json_paths[(*ir_path, "args", first)] = (*path, key)
-        value = _convert_refs(raw_args, aliases)
-        if (
-            isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and params[0].type.kind == "str"
-        ):
-            value = str(value)
-        return {first: value}
+        return {first: _convert_refs(raw_args, aliases)}
+
+
+def _is_tool_call(item: Any) -> bool:
+    return isinstance(item, dict) and _tool_call(item) is not None
+
+
+def _tool_call(raw: dict[str, Any]) -> tuple[Any, str, Any, str, Any] | None:
+    """An OpenAI tool call (`{"function": {"name", "arguments"}}`) or an Anthropic
+    `tool_use` block -> (tool, tool key, arguments, arguments key, path mapper)."""
+    function = raw.get("function")
+    if isinstance(function, dict) and "name" in function:
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            # OpenAI sends arguments as JSON text; an empty string means none.
+            # Text that is not JSON stays text: it goes to the tool's first parameter.
+            with contextlib.suppress(ValueError):
+                arguments = json.loads(arguments) if arguments.strip() else None
+        return (
+            function["name"],
+            "name",
+            arguments,
+            "arguments",
+            lambda path: (*path, "function"),
+        )
+    if raw.get("type") == "tool_use" and "name" in raw:
+        return raw["name"], "name", raw.get("input"), "input", lambda path: path
+    return None
 
 
 def _escape_template(text: str) -> str:
@@ -568,6 +793,13 @@ def _strings(value: Any) -> list[str]:
     return out
 
 
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def _money(text: str) -> Any:
     cleaned = text.strip().lstrip("$").replace(",", "")
     try:
@@ -616,42 +848,13 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def parse_json_text(source: str, file: str | None = None) -> Any:
-    """JSON text -> a Python value, or a located PlanError."""
-    try:
-        doc = json.loads(source, parse_constant=_reject_constant)
-    except json.JSONDecodeError as err:
-        raise PlanError(
-            [
-                Diagnostic(
-                    f"invalid JSON: {err.msg}", Location(file, err.lineno, err.colno), code="syntax"
-                )
-            ],
-            source,
-        ) from None
-    except ValueError as err:
-        raise PlanError(
-            [Diagnostic(f"invalid JSON: {err}", Location(file, 1, 1), code="syntax")]
-        ) from None
-    except RecursionError:
-        raise PlanError(
-            [
-                Diagnostic(
-                    f"JSON nests more than {MAX_JSON_DEPTH} levels deep",
-                    Location(file, 1, 1),
-                    code="syntax",
-                )
-            ]
-        ) from None
-    return doc
-
-
 def load_json(
-    doc: Any, file: str | None = None, tools: Mapping[str, Any] | None = None
+    doc: Any,
+    file: str | None = None,
+    tools: Mapping[str, Any] | None = None,
+    *,
+    tool_map: Mapping[str, str] | None = None,
+    notes: list[Diagnostic] | None = None,
 ) -> tuple[Plan, SourceMap]:
     """A parsed JSON document (canonical or LLM-shaped) -> Plan IR and source map."""
     if _depth(doc) > MAX_JSON_DEPTH:
@@ -664,13 +867,24 @@ def load_json(
                 )
             ]
         )
-    loader = _Loader(file, tools)
+    loader = _Loader(file, tools, tool_map)
+    loader.smap.notes.extend(notes or ())
     with gc_paused():
-        return loader.load(doc), loader.smap
+        try:
+            return loader.load(doc), loader.smap
+        except PlanError as err:
+            # Repairs and coercions explain errors too: keep them beside the errors.
+            raise PlanError([*loader.smap.notes, *err.diagnostics], err.source) from None
 
 
 def load_json_bytes(
-    data: bytes, file: str | None = None, tools: Mapping[str, Any] | None = None
+    data: bytes,
+    file: str | None = None,
+    tools: Mapping[str, Any] | None = None,
+    *,
+    tool_map: Mapping[str, str] | None = None,
 ) -> tuple[Plan, SourceMap]:
+    """JSON bytes as a model wrote them (repaired if need be, see dsl/repair.py) -> IR."""
     text = decode_source(data, file)
-    return load_json(parse_json_text(text, file), file, tools)
+    doc, notes = parse_model_json(text, file)
+    return load_json(doc, file, tools, tool_map=tool_map, notes=notes)

@@ -10,18 +10,25 @@ from dsl.ir import Plan
 
 from .checker import CheckedPlan, ToolLike, check
 from .errors import Diagnostic, Location, PlanError
-from .json_loader import load_json, parse_json_text
+from .json_loader import load_json
 from .parser import SourceMap, decode_source, parse_text
+from .repair import parse_model_json
 
 PlanSource = str | Path | Mapping[str, Any] | list[Any] | Plan
 
 
 def looks_like_json(text: str) -> bool:
-    return text.lstrip()[:1] in ("{", "[")
+    """JSON, or a model's reply holding fenced JSON (```json ...)."""
+    start = text.lstrip()
+    return start[:1] in ("{", "[") or start.startswith("```")
 
 
 def read_plan_file(
-    path: str | Path, tools: Mapping[str, Any] | None = None, source_format: str | None = None
+    path: str | Path,
+    tools: Mapping[str, Any] | None = None,
+    source_format: str | None = None,
+    *,
+    tool_map: Mapping[str, str] | None = None,
 ) -> tuple[Plan, SourceMap, str]:
     """Read a `.plan` or `.json` file (or LLMCompiler/ReWOO text) into IR; raise PlanError."""
     file = str(path)
@@ -46,20 +53,28 @@ def read_plan_file(
             SourceMap(file, is_json=True),
             text,
         )
-    plan, smap = parse_plan_text(text, file, tools)
+    plan, smap = parse_plan_text(text, file, tools, tool_map=tool_map)
     return plan, smap, text
 
 
 def parse_plan_text(
-    text: str, file: str | None = None, tools: Mapping[str, Any] | None = None
+    text: str,
+    file: str | None = None,
+    tools: Mapping[str, Any] | None = None,
+    *,
+    tool_map: Mapping[str, str] | None = None,
 ) -> tuple[Plan, SourceMap]:
-    """`.plan` text or JSON text -> IR (JSON when the file ends in .json or looks like it)."""
+    """`.plan` text or JSON text -> IR (JSON when the file ends in .json or looks like it).
+
+    JSON is read as models write it: repaired where needed, each repair a note
+    (dsl/repair.py); `tool_map` renames tools on load. `.plan` text stays strict."""
     is_json = (file or "").lower().endswith(".json") or (
         not (file or "").lower().endswith(".plan") and looks_like_json(text)
     )
     if is_json:
         try:
-            return load_json(parse_json_text(text, file), file, tools)
+            doc, notes = parse_model_json(text, file)
+            return load_json(doc, file, tools, tool_map=tool_map, notes=notes)
         except PlanError as err:
             err.source = text
             raise
@@ -71,18 +86,19 @@ def load_and_check(
     tools: Mapping[str, ToolLike],
     *,
     tiers: Collection[str] = (),
+    tool_map: Mapping[str, str] | None = None,
 ) -> CheckedPlan:
     """Any plan source -> a CheckedPlan; raise PlanError with every problem found."""
     text: str | None = None
     if isinstance(source, Plan):
         plan, smap = source, SourceMap(None, is_json=True)
     elif isinstance(source, Mapping | list):
-        plan, smap = load_json(source, None, tools)
+        plan, smap = load_json(source, None, tools, tool_map=tool_map)
     elif isinstance(source, Path) or (
         isinstance(source, str) and "\n" not in source and Path(source).suffix in (".plan", ".json")
     ):
-        plan, smap, text = read_plan_file(source, tools)
+        plan, smap, text = read_plan_file(source, tools, tool_map=tool_map)
     else:
         text = str(source)
-        plan, smap = parse_plan_text(text, None, tools)
+        plan, smap = parse_plan_text(text, None, tools, tool_map=tool_map)
     return check(plan, tools, smap, tiers=tiers, source=text)

@@ -24,9 +24,11 @@ from pydantic import ValidationError
 from dsl.ir import TASK_TYPES, FanOut, InputDecl, Plan, RecordType, Ref, Step
 
 from .errors import Diagnostic, Location, Path, PlanError, gc_paused
+from .lark_cache import cached_lark
 
 MAX_NESTING = 64
 MAX_PLAN_BYTES = 32 * 1024 * 1024
+MAX_STRING_CHARS = 1024 * 1024  # one literal; longer text belongs in a file
 
 
 @dataclass
@@ -37,6 +39,8 @@ class SourceMap:
     positions: dict[Path, tuple[int, int, int]] = field(default_factory=dict)
     json_paths: dict[Path, Path] = field(default_factory=dict)
     is_json: bool = False
+    notes: list[Diagnostic] = field(default_factory=list)
+    """What the JSON loader repaired or coerced; the checker reports them as notes."""
 
     def locate(self, path: Path) -> Location:
         """The location of the closest recorded ancestor of `path`."""
@@ -131,6 +135,12 @@ class _Builder(Transformer[Token, Any]):
     def string(self, children: list[Token]) -> Val:
         (token,) = children
         raw = str(token)
+        if len(raw) > MAX_STRING_CHARS + 6:
+            raise _SyntaxProblem(
+                f"string of {len(raw) - 2:,} characters; the limit is {MAX_STRING_CHARS:,}",
+                _pos(token),
+                hint="put long text in a file in the workspace and read it with read_file",
+            )
         if token.type == "LONG_STRING":
             value = decode_long_string(raw)
         else:
@@ -312,7 +322,10 @@ class _Builder(Transformer[Token, Any]):
 @functools.cache
 def _parser() -> Lark:
     grammar = resources.files("dsl").joinpath("plan.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", lexer="contextual", transformer=_Builder(), cache=False)
+    # The LALR tables are built once per grammar and loaded from disk after that.
+    return cached_lark(
+        grammar, "plan", parser="lalr", lexer="contextual", transformer=_Builder()
+    )
 
 
 _TERMINAL_NAMES = {

@@ -1,24 +1,39 @@
 """jinja2 templates in a sandbox: finding the names a template uses, and rendering it.
 
-Plans may be written by an LLM, so every template and condition renders in jinja2's
-ImmutableSandboxedEnvironment: attribute walks such as `''.__class__.__mro__` are
-refused, containers cannot be mutated, and `*`/`**` are bounded so a template cannot
-build a gigabyte string.
+Plans may be written by an LLM, so every template and condition renders in
+`PlanSandbox` (dsl/template_sandbox.py): attribute walks such as `''.__class__.__mro__`
+are refused, containers cannot be mutated, every intermediate value is size-checked and
+each render has a step, work and time budget. `render_in_worker` runs rendering off the
+event loop under the step's deadline.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
-from typing import Any
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import jinja2
 from jinja2 import meta, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.compiler import CodeGenerator
+from jinja2.environment import TemplateExpression
+from jinja2.parser import Parser
+from jinja2.sandbox import SecurityError
 
-MAX_RENDERED_CHARS = 10_000_000
-MAX_POWER_EXPONENT = 10_000
+from .ir import is_template
+from .template_sandbox import (
+    MAX_VALUE_CHARS,
+    PlanSandbox,
+    TemplateLimit,
+    budget_scope,
+    prepare,
+    set_thread_deadline,
+)
+
+MAX_RENDERED_CHARS = MAX_VALUE_CHARS
+T = TypeVar("T")
 
 
 class TemplateProblem(Exception):
@@ -30,47 +45,45 @@ class TemplateProblem(Exception):
         self.hint = hint
 
 
-class _PlanSandbox(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset(["*", "**"])
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**":
-            if isinstance(right, int | float) and abs(right) > MAX_POWER_EXPONENT:
-                raise SecurityError(f"exponent {right} is too large")
-            return left**right
-        sequence, count = (left, right) if isinstance(right, int) else (right, left)
-        if (
-            isinstance(sequence, str | list | tuple)
-            and isinstance(count, int)
-            and len(sequence) * count > MAX_RENDERED_CHARS
-        ):
-            raise SecurityError("repetition would exceed the size limit")
-        return left * right
-
-
 @functools.cache
 def environment() -> jinja2.Environment:
-    env = _PlanSandbox(
+    return PlanSandbox(
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
         trim_blocks=False,
     )
-    return env
 
 
 _SIMPLE_VAR = re.compile(
     r"\{\{-?\s*([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*-?\}\}"
 )
+_LIMIT_HINT = "templates may read and shape values; they cannot build huge ones or loop for long"
+
+
+def _limit_problem(err: TemplateLimit) -> TemplateProblem:
+    return TemplateProblem(f"template refused by the sandbox: {err}", hint=_LIMIT_HINT)
 
 
 def _parse(text: str) -> nodes.Template:
     try:
-        return environment().parse(text)
+        return prepare(environment().parse(text))
     except jinja2.TemplateSyntaxError as err:
         raise TemplateProblem(f"template error: {err.message}", err.lineno) from None
+    except TemplateLimit as err:
+        raise _limit_problem(err) from None
     except RecursionError:
         raise TemplateProblem("template nests too deeply") from None
+
+
+class _NameFinder(meta.TrackingCodeGenerator):
+    """jinja2's name tracker without its constant folder (which evaluates filters)."""
+
+    def __init__(self, environment: jinja2.Environment) -> None:
+        CodeGenerator.__init__(
+            self, environment, "<introspection>", "<introspection>", optimized=False
+        )
+        self.undeclared_identifiers: set[str] = set()
 
 
 @functools.lru_cache(maxsize=65536)
@@ -81,7 +94,14 @@ def template_names(text: str) -> frozenset[str]:
         if "{{" not in remainder:
             return frozenset(m.group(1) for m in _SIMPLE_VAR.finditer(text))
     ast = _parse(text)
-    return frozenset(meta.find_undeclared_variables(ast)) - set(environment().globals)
+    finder = _NameFinder(environment())
+    try:
+        finder.visit(ast)
+    except jinja2.TemplateSyntaxError as err:  # e.g. an unknown filter or test
+        raise TemplateProblem(f"template error: {err.message}", err.lineno) from None
+    except RecursionError:
+        raise TemplateProblem("template nests too deeply") from None
+    return frozenset(finder.undeclared_identifiers) - set(environment().globals)
 
 
 @functools.lru_cache(maxsize=16384)
@@ -98,42 +118,129 @@ def unwrap_expression(text: str) -> str:
     return stripped
 
 
-@functools.lru_cache(maxsize=4096)
-def _compiled(text: str) -> jinja2.Template:
+def _compile(ast: nodes.Template) -> jinja2.Template:
     try:
-        return environment().from_string(text)
+        return environment().from_string(ast)
     except jinja2.TemplateSyntaxError as err:
         raise TemplateProblem(f"template error: {err.message}", err.lineno) from None
+    except RecursionError:
+        raise TemplateProblem("template nests too deeply") from None
 
 
-def render(text: str, values: Mapping[str, Any]) -> str:
-    """Render a template with `values`; raise TemplateProblem with a clear reason."""
+@functools.lru_cache(maxsize=4096)
+def _compiled(text: str) -> jinja2.Template:
+    return _compile(_parse(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled_expression(text: str) -> TemplateExpression:
+    source = unwrap_expression(text)
+    env = environment()
     try:
-        out = _compiled(text).render(values)
+        parser = Parser(env, source, state="variable")
+        expr = parser.parse_expression()
+        if not parser.stream.eos:
+            raise jinja2.TemplateSyntaxError(
+                "unexpected text after the expression", parser.stream.current.lineno
+            )
+        body = [nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)]
+        ast = prepare(nodes.Template(body, lineno=1))
+        ast.set_environment(env)
+    except jinja2.TemplateSyntaxError as err:
+        raise TemplateProblem(f"expression error: {err.message}", err.lineno) from None
+    except TemplateLimit as err:
+        raise _limit_problem(err) from None
+    except RecursionError:
+        raise TemplateProblem("expression nests too deeply") from None
+    return TemplateExpression(_compile(ast), undefined_to_none=True)
+
+
+def _run(what: str, work: Callable[[], T], deadline: float | None) -> T:
+    """Run one render under a fresh budget; map every failure to TemplateProblem."""
+    try:
+        with budget_scope(deadline):
+            return work()
+    except TemplateProblem:
+        raise
+    except TemplateLimit as err:
+        raise _limit_problem(err) from None
     except SecurityError as err:
         raise TemplateProblem(
-            f"template refused by the sandbox: {err}",
+            f"{what} refused by the sandbox: {err}",
             hint="templates may read values, not Python internals",
         ) from None
     except jinja2.UndefinedError as err:
-        raise TemplateProblem(f"template error: {err.message}") from None
+        raise TemplateProblem(f"{what} error: {err.message}") from None
     except jinja2.TemplateError as err:
-        raise TemplateProblem(f"template error: {err}") from None
-    except (ArithmeticError, TypeError, ValueError, RecursionError) as err:
-        raise TemplateProblem(f"template error: {err}") from None
-    if len(out) > MAX_RENDERED_CHARS:
-        raise TemplateProblem(f"template rendered {len(out)} characters; the limit is 10M")
-    return out
+        raise TemplateProblem(f"{what} error: {err}") from None
+    except MemoryError:
+        raise TemplateProblem(f"{what} ran out of memory", hint=_LIMIT_HINT) from None
+    except (ArithmeticError, TypeError, ValueError, LookupError, RecursionError) as err:
+        raise TemplateProblem(f"{what} error: {err}") from None
 
 
-def evaluate(expression: str, values: Mapping[str, Any]) -> Any:
+def render(text: str, values: Mapping[str, Any], *, deadline: float | None = None) -> str:
+    """Render a template with `values` under the sandbox budget; raise TemplateProblem.
+
+    `deadline` is a `time.monotonic()` instant; without one the thread's deadline (set by
+    `render_in_worker`) or a default of a few seconds applies.
+    """
+    template = _compiled(text)
+
+    def work() -> str:
+        parts: list[str] = []
+        total = 0
+        for chunk in template.generate(values):
+            total += len(chunk)
+            if total > MAX_RENDERED_CHARS:
+                raise TemplateProblem(
+                    f"template renders over {MAX_RENDERED_CHARS:,} characters", hint=_LIMIT_HINT
+                )
+            parts.append(chunk)
+        return "".join(parts)
+
+    return _run("template", work, deadline)
+
+
+def evaluate(expression: str, values: Mapping[str, Any], *, deadline: float | None = None) -> Any:
     """Evaluate a condition expression (`when`, `check`) in the sandbox."""
-    try:
-        compiled = environment().compile_expression(unwrap_expression(expression))
-        return compiled(**values)
-    except SecurityError as err:
-        raise TemplateProblem(f"expression refused by the sandbox: {err}") from None
-    except jinja2.TemplateError as err:
-        raise TemplateProblem(f"expression error: {err}") from None
-    except (ArithmeticError, TypeError, ValueError, RecursionError) as err:
-        raise TemplateProblem(f"expression error: {err}") from None
+    compiled = _compiled_expression(expression)
+    return _run("expression", lambda: compiled(**values), deadline)
+
+
+def has_templates(value: Any) -> bool:
+    """Whether an argument value holds a template string anywhere."""
+    stack = [value]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, str):
+            if is_template(current):
+                return True
+        elif isinstance(current, list):
+            stack.extend(current)
+        elif isinstance(current, dict):
+            stack.extend(current.values())
+    return False
+
+
+async def render_in_worker(work: Callable[[], T], timeout: float | None) -> T:
+    """Run template work (e.g. resolving a step's arguments) in a worker thread.
+
+    The event loop stays free, and the renders inside `work` get the deadline, so the
+    thread stops by itself soon after `timeout` seconds; the caller gets TimeoutError.
+    """
+    deadline = time.monotonic() + timeout if timeout is not None else None
+
+    def in_thread() -> T:
+        set_thread_deadline(deadline)
+        try:
+            return work()
+        finally:
+            set_thread_deadline(None)
+
+    import asyncio  # here, not at the top: `planfile check` never needs the event loop
+
+    task = asyncio.to_thread(in_thread)
+    if timeout is None:
+        return await task
+    return await asyncio.wait_for(task, timeout)

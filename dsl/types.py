@@ -16,6 +16,8 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
 
+from .errors import PlanfileError
+
 PRIMITIVES = ("str", "int", "float", "bool", "json")
 Kind = Literal["str", "int", "float", "bool", "json", "list", "dict", "record", "null"]
 
@@ -55,7 +57,7 @@ JSON = Type("json")
 NULL = Type("null", optional=True)
 
 
-class TypeSyntaxError(ValueError):
+class TypeSyntaxError(PlanfileError, ValueError):
     """A type string is malformed; `column` is 1-based within the string."""
 
     def __init__(self, message: str, column: int):
@@ -243,7 +245,21 @@ class RecordModelBase(BaseModel):
 
 
 def build_record_models(records: Mapping[str, Mapping[str, str]]) -> dict[str, type[BaseModel]]:
-    """Pydantic models for a plan's record types (records may refer to each other)."""
+    """Pydantic models for a plan's record types (records may refer to each other).
+
+    The same declarations give the same classes (cached): the checker, the engine, the
+    model gateway and input parsing all call this, per plan or per step, and their
+    `type_adapter`s are then built once.
+    """
+    key = tuple((name, tuple(fields.items())) for name, fields in records.items())
+    return dict(_record_models(key))
+
+
+@functools.lru_cache(maxsize=256)
+def _record_models(
+    records_key: tuple[tuple[str, tuple[tuple[str, str], ...]], ...],
+) -> dict[str, type[BaseModel]]:
+    records = {name: dict(fields) for name, fields in records_key}
     models: dict[str, type[BaseModel]] = {}
     building: set[str] = set()
 
@@ -293,6 +309,25 @@ def python_type(t: Type, record: Any) -> Any:
     return Optional[base] if t.optional and base is not Any else base  # noqa: UP045
 
 
+# Building a TypeAdapter costs ~100 µs (pydantic-core compiles a validator); a run of
+# 10k steps of one type needs one. Keyed by the type and the record model classes it
+# names (the classes themselves, so two runs' same-named records never share one).
+_ADAPTERS: dict[tuple[Type, tuple[type[Any], ...]], TypeAdapter[Any]] = {}
+_ADAPTERS_MAX = 1024
+
+
 def type_adapter(t: Type, models: Mapping[str, type[BaseModel]]) -> TypeAdapter[Any]:
-    """A pydantic TypeAdapter validating (and losslessly coercing) values of type `t`."""
-    return TypeAdapter(python_type(t, lambda name: models.get(name, dict)))
+    """A pydantic TypeAdapter validating (and losslessly coercing) values of type `t`.
+
+    Built once per type (and record classes): every caller (checker, engine, model
+    gateway, inputs) shares the cache.
+    """
+    names = record_names(t)
+    key = (t, tuple(models.get(name, dict) for name in names) if names else ())
+    adapter = _ADAPTERS.get(key)
+    if adapter is None:
+        adapter = TypeAdapter(python_type(t, lambda name: models.get(name, dict)))
+        if len(_ADAPTERS) >= _ADAPTERS_MAX:  # a long-lived server: drop the oldest
+            del _ADAPTERS[next(iter(_ADAPTERS))]
+        _ADAPTERS[key] = adapter
+    return adapter

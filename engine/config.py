@@ -24,6 +24,9 @@ max_parallel = 16
 [tools.http_get]
 allow_hosts = ["api.example.com"]
 
+[tools.map]                               # names models invent -> tools (JSON plans)
+web_search = "search"
+
 [search]
 corpus = "docs/"
 ```
@@ -42,12 +45,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dsl.errors import did_you_mean
+from engine.errors import ConfigError as ConfigError  # the configuration phase of the error tree
 
 CONFIG_FILE = "planfile.toml"
-
-
-class ConfigError(ValueError):
-    """The config file is missing, malformed, or has unknown or mistyped keys."""
 
 
 class _Strict(BaseModel):
@@ -105,6 +105,10 @@ class HttpSettings(_Strict):
 
 class ToolsSettings(_Strict):
     http_get: HttpSettings = Field(default_factory=HttpSettings)
+    map: dict[str, str] = Field(
+        default_factory=dict,
+        description="tool names a model writes -> tools (`web_search = \"search\"`), on load",
+    )
 
 
 class SearchSettings(_Strict):

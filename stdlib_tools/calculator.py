@@ -13,12 +13,14 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
+from dsl.errors import ToolError
+
 MAX_EXPRESSION_CHARS = 10_000
 MAX_INT_BITS = 4_096  # about 1,233 decimal digits
 MAX_MAGNITUDE_DIGITS = 400.0
 
 
-class CalculationError(ValueError):
+class CalculationError(ToolError, ValueError):
     """The expression is not plain arithmetic, or its result is out of bounds."""
 
 

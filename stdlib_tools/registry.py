@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, create_model
 
+from dsl.errors import PlanfileError
 from dsl.types import Type, from_python
 
 
@@ -49,7 +50,7 @@ class Param:
     description: str | None = None
 
 
-class ToolDefinitionError(ValueError):
+class ToolDefinitionError(PlanfileError, ValueError):
     """A function cannot be a tool (missing annotations, bad names, ...)."""
 
 
@@ -224,8 +225,10 @@ def tool(
     return wrap(fn) if fn is not None else wrap
 
 
-class ToolLoadError(Exception):
+class ToolLoadError(PlanfileError):
     """A user tool file could not be loaded; the message names the file and line."""
+
+    phase = "tool loading"
 
 
 class ToolRegistry(Mapping[str, ToolSpec]):

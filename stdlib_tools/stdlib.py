@@ -6,6 +6,7 @@ Tools that reach outside the workspace (`http_get`) are off until the user allow
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +14,16 @@ import jmespath
 import jmespath.exceptions
 
 from .calculator import evaluate
+from .listing import list_matching
 from .llm_tools import extract, llm, summarize
 from .registry import ToolContext, ToolSpec, tool
 from .search import CorpusIndex, format_hits
-from .workspace import WorkspaceError, confine
+from .workspace import read_bytes, write_bytes
 
 MAX_READ_BYTES = 10 * 1024 * 1024
 MAX_WRITE_BYTES = 10 * 1024 * 1024
 MAX_LIST_ENTRIES = 10_000
+MAX_LIST_SECONDS = 10.0
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "examples" / "corpus"
 
 
@@ -69,13 +72,8 @@ def read_file(path: str, ctx: ToolContext) -> str:
     Args:
         path: a path relative to the workspace root
     """
-    target = confine(_workspace(ctx), path)
-    if not target.is_file():
-        raise FileNotFoundError(f"`{path}` is not a file in the workspace")
-    size = target.stat().st_size
-    if size > MAX_READ_BYTES:
-        raise ValueError(f"`{path}` is {size} bytes; read_file reads at most {MAX_READ_BYTES}")
-    return target.read_text(encoding="utf-8", errors="replace")
+    data = read_bytes(_workspace(ctx), path, MAX_READ_BYTES)
+    return data.decode("utf-8", errors="replace")
 
 
 @tool(latency_s=0.001)
@@ -91,14 +89,16 @@ def write_file(path: str, content: str, ctx: ToolContext) -> str:
         raise ValueError(
             f"content is {len(data)} bytes; write_file writes at most {MAX_WRITE_BYTES}"
         )
-    target = confine(_workspace(ctx), path)
-    if target.is_dir():
-        raise IsADirectoryError(f"`{path}` is a folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.planfile-tmp")
-    tmp.write_bytes(data)
-    tmp.replace(target)  # atomic: a reader never sees half a file
+    write_bytes(_workspace(ctx), path, data)
     return path
+
+
+def _deadline(ctx: ToolContext) -> float:
+    """When a walk must stop: the step's timeout, else MAX_LIST_SECONDS (a thread the
+    step timeout cannot stop has to stop itself)."""
+    step = ctx.services.get("step")
+    timeout = getattr(step, "timeout_s", None) or MAX_LIST_SECONDS
+    return time.monotonic() + min(timeout, MAX_LIST_SECONDS)
 
 
 @tool(latency_s=0.001)
@@ -108,21 +108,7 @@ def list_files(ctx: ToolContext, pattern: str = "**/*") -> list[str]:
     Args:
         pattern: a glob relative to the workspace root, e.g. `data/*.csv`
     """
-    root = _workspace(ctx).resolve()
-    if pattern.startswith(("/", "\\")) or ".." in Path(pattern).parts:
-        raise WorkspaceError(f"`{pattern}`: patterns stay inside the workspace")
-    found: list[str] = []
-    for path in sorted(root.glob(pattern)):
-        try:
-            resolved = path.resolve()
-        except OSError:
-            continue
-        if not path.is_file() or (resolved != root and root not in resolved.parents):
-            continue
-        found.append(path.relative_to(root).as_posix())
-        if len(found) >= MAX_LIST_ENTRIES:
-            break
-    return found
+    return list_matching(_workspace(ctx), pattern, MAX_LIST_ENTRIES, _deadline(ctx))
 
 
 @tool(network=True, latency_s=0.5)

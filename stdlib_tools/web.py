@@ -12,11 +12,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from dsl.errors import ToolError
+
 DEFAULT_TIMEOUT_S = 15.0
 DEFAULT_MAX_BYTES = 2 * 1024 * 1024
 
 
-class NetworkNotAllowed(PermissionError):
+class NetworkNotAllowed(ToolError, PermissionError):
     """The URL's host is not on the allowlist (or the scheme is not http/https)."""
 
 

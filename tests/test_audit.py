@@ -50,12 +50,12 @@ def test_secrets_are_redacted(tmp_path: Path) -> None:
             "HOME": "/root",
         },
     )
-    log = AuditLog([tmp_path / "a.jsonl"], secrets)
-    log.write(
-        "execution",
-        "step_failed",
-        error="401 for sk-config-secret, sk-env-secret-1 and pk-named-secret at /root",
-    )
+    with AuditLog([tmp_path / "a.jsonl"], secrets) as log:  # buffered: written on close
+        log.write(
+            "execution",
+            "step_failed",
+            error="401 for sk-config-secret, sk-env-secret-1 and pk-named-secret at /root",
+        )
     text = (tmp_path / "a.jsonl").read_text()
     assert "secret" not in text.replace("[redacted]", "") and text.count(REDACTED) == 3
     assert "/root" in text

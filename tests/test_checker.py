@@ -68,6 +68,25 @@ def test_cycle_is_reported_with_its_path(registry: ToolRegistry) -> None:
     ]
 
 
+def test_each_cycle_is_reported_once_at_its_first_step(registry: ToolRegistry) -> None:
+    """Two separate cycles (one through `after`): one error each, at the earliest step
+    on it, its path in execution order; steps that only wait on a cycle are not blamed."""
+    found = problems(
+        'step x = calculate(expression: "1")\n'
+        'step p: str = search(query: "{{ q }}")\n'
+        'step q: str = search(query: "{{ p }}")\n'
+        'step r = calculate(expression: "1") after t\n'
+        'step s = calculate(expression: "1") after r\n'
+        'step t = calculate(expression: "1") after s\n'
+        'step u = calculate(expression: "1") after t, x\n',
+        registry,
+    )
+    assert [(loc, message) for loc, message, _ in found] == [
+        ("t.plan:2:6", "dependency cycle: p -> q -> p"),
+        ("t.plan:4:6", "dependency cycle: r -> s -> t -> r"),
+    ]
+
+
 def test_self_reference(registry: ToolRegistry) -> None:
     """A step that reads its own result is an error."""
     found = problems('step a: str = search(query: "{{ a }}")', registry)

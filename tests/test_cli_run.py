@@ -111,7 +111,7 @@ def test_ctrl_c_cancels_cleanly_and_reports(tmp_path: Path) -> None:
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli.main", "run", str(plan), "--json", "--tools", str(TOOLS)],
+        [sys.executable, "-m", "engine.cli", "run", str(plan), "--json", "--tools", str(TOOLS)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -293,6 +294,39 @@ def test_one_engine_runs_plans_concurrently() -> None:
     results = asyncio.run(main())
     assert [r.outputs["a"] for r in results] == list(range(20))
     assert len({r.run_id for r in results}) == 20
+
+
+def test_concurrent_runs_keep_their_own_state(planfile_home: Path, tmp_path: Path) -> None:
+    """Per-run state lives in the run, not the engine: a run's audit preamble (the
+    planner's lines) never reaches another run's log, even one resumed meanwhile."""
+    import json
+
+    from engine.store.journal import Journal
+
+    eng = engine(journal=Journal(tmp_path / "journal.sqlite"), audit=True)
+    first = eng.run_sync(load_plan("step b = echo(value: 2)", tools=TEST_TOOLS))
+    plan = load_plan("step a = sleep(seconds: 0.05, value: 1)", tools=TEST_TOOLS)
+    preamble = [("planning", "attempt", {"attempt": 1})]
+
+    async def main() -> list[RunResult]:
+        return list(
+            await asyncio.gather(
+                eng.run(plan, audit_preamble=preamble), eng.resume(first.run_id)
+            )
+        )
+
+    planned, resumed = asyncio.run(main())
+    eng.close()
+    assert planned.status == resumed.status == "succeeded" and resumed.run_id == first.run_id
+
+    def audit(run_id: str) -> list[dict[str, Any]]:
+        text = (planfile_home / "audit" / f"{run_id}.jsonl").read_text()
+        return [json.loads(line) for line in text.splitlines()]
+
+    assert [e["phase"] for e in audit(planned.run_id)].count("planning") == 1
+    assert all(e["phase"] != "planning" for e in audit(resumed.run_id))
+    for result in (planned, resumed):
+        assert {e["run_id"] for e in audit(result.run_id)} == {result.run_id}
 
 
 @st.composite

@@ -394,7 +394,7 @@ def test_two_processes_share_one_new_journal(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PLANFILE_HOME": str(tmp_path / "home")}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "engine.cli.main", "run", str(plan), "--json"],
+            [sys.executable, "-m", "engine.cli", "run", str(plan), "--json"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -508,7 +508,7 @@ def test_killed_runs_resume_without_rerunning_finished_steps(tmp_path: Path) -> 
         command = [
             sys.executable,
             "-m",
-            "engine.cli.main",
+            "engine.cli",
             "run",
             str(plan),
             *common,
@@ -549,7 +549,7 @@ def test_killed_runs_resume_without_rerunning_finished_steps(tmp_path: Path) -> 
                 name for name, r in journal.steps(run_id).items() if r.status == "succeeded"
             }
             checkpoints.append((finished, len(executions(run_id))))
-            command = [sys.executable, "-m", "engine.cli.main", "resume", run_id, *common]
+            command = [sys.executable, "-m", "engine.cli", "resume", run_id, *common]
         result = json.loads(out)
         completed += 1
         assert result["status"] == "succeeded" and len(result["steps"]) == 40

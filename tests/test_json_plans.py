@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
+import string
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from dsl import PlanError, check, format_plan
-from dsl.json_loader import load_json, load_json_bytes
+from dsl import PlanError, check, format_plan, parse_text
 from dsl.ir import Ref, plan_json_schema
+from dsl.json_loader import load_json, load_json_bytes
+from dsl.loader import parse_plan_text
 from stdlib_tools import ToolRegistry
 
 from .conftest import ROOT
@@ -147,12 +152,13 @@ def test_wrong_shapes(doc: Any, message: str, registry: ToolRegistry) -> None:
 
 
 def test_invalid_json_text_is_located() -> None:
-    """Malformed JSON gives line:col; NaN and deep nesting are refused."""
-    with pytest.raises(PlanError, match=r"p.json:2:\d+: invalid JSON"):
-        try:
-            load_json_bytes(b'{"steps": [\n  {"id": "a",, }]}', "p.json")
-        except PlanError as err:
-            raise PlanError(err.diagnostics) from None
+    """Malformed JSON is repaired with a located note, or is a located error; NaN and
+    deep nesting are refused."""
+    with pytest.raises(PlanError) as info:
+        load_json_bytes(b'{"steps": [\n  {"id": "a",, }]}', "p.json")
+    assert "p.json:2:" in info.value.render() and "note: repaired:" in info.value.render()
+    with pytest.raises(PlanError, match=r"p.json:1:1: invalid JSON"):
+        load_json_bytes(b"no plan here, sorry", "p.json")
     with pytest.raises(PlanError, match="not a JSON number"):
         load_json_bytes(b'{"steps": [], "expectedCost": NaN}', "p.json")
     with pytest.raises(PlanError, match="nests"):
@@ -176,3 +182,155 @@ def test_json_plan_prints_as_text(registry: ToolRegistry) -> None:
     text = format_plan(checked.plan)
     reparsed, smap = parse_text(text)
     assert check(reparsed, registry, smap).deps == checked.deps
+
+
+# --- model noise: property tests ------------------------------------------------------
+_words = st.text(alphabet=string.ascii_letters + string.digits + " .,?'-", min_size=1, max_size=20)
+
+
+@st.composite
+def canonical_plans(draw: st.DrawFn) -> dict[str, Any]:
+    """Canonical JSON plans that check against the standard tools."""
+    count = draw(st.integers(1, 5))
+    steps: list[dict[str, Any]] = []
+    for index in range(count):
+        kind = draw(st.sampled_from(["search", "llm", "calculate"]))
+        if kind == "search":
+            args: dict[str, Any] = {"query": draw(_words)}
+            if draw(st.booleans()):
+                args["k"] = draw(st.integers(1, 20))
+        elif kind == "llm":
+            args = {"prompt": draw(_words)}
+            if draw(st.booleans()):
+                args["temperature"] = draw(
+                    st.floats(0, 2, allow_nan=False).map(lambda f: round(f, 3))
+                )
+            if draw(st.booleans()):
+                args["max_tokens"] = draw(st.integers(1, 4000))
+        else:
+            args = {"expression": f"{draw(st.integers(0, 999))} * {draw(st.integers(0, 999))}"}
+        step: dict[str, Any] = {"id": f"s{index}", "tool": kind, "args": args}
+        if index and draw(st.booleans()):
+            step["after"] = sorted(draw(st.sets(st.sampled_from([f"s{i}" for i in range(index)]))))
+        if draw(st.booleans()):
+            step["retry"] = draw(st.integers(0, 5))
+        if draw(st.booleans()):
+            step["timeout_s"] = draw(
+                st.floats(0.5, 600, allow_nan=False).map(lambda f: round(f, 2))
+            )
+        steps.append(step)
+    return {"name": "noisy", "steps": steps}
+
+
+def _add_noise(doc: dict[str, Any], fence: bool, commas: bool) -> str:
+    """Numbers as strings, a fence with prose around it, trailing commas."""
+    noisy = json.loads(json.dumps(doc))
+    for step in noisy["steps"]:
+        for key in ("retry", "timeout_s"):
+            if key in step:
+                step[key] = json.dumps(step[key])
+        for name in ("k", "temperature", "max_tokens"):
+            if name in step["args"]:
+                step["args"][name] = json.dumps(step["args"][name])
+    text = json.dumps(noisy, indent=2)
+    if commas:
+        text = re.sub(r"(?<=[^\[{,\s])(\n\s*[}\]])", r",\1", text)
+    if fence:
+        text = f"Here is the plan:\n```json\n{text}\n```\nLet me know if it needs changes."
+    return text
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(canonical_plans(), st.booleans(), st.booleans())
+def test_canonical_plans_survive_model_noise(
+    doc: dict[str, Any], fence: bool, commas: bool
+) -> None:
+    """A canonical plan with model noise loads to the same IR, every change a note."""
+    registry = ToolRegistry.standard()
+    clean, clean_map = parse_plan_text(json.dumps(doc), "p.json", registry)
+    noisy, noisy_map = parse_plan_text(_add_noise(doc, fence, commas), "p.json", registry)
+    assert noisy == clean
+    assert not clean_map.notes
+    checked = check(noisy, registry, noisy_map)
+    notes = [d.message for d in checked.warnings if d.severity == "note"]
+    if fence:
+        assert "repaired: removed the code fence around the JSON at line 2" in notes
+    # The printer's text of what was loaded parses back to the same IR.
+    reparsed, _ = parse_text(format_plan(noisy))
+    assert reparsed == noisy
+
+
+def test_coercion_is_noted_and_lossy_values_stay_errors(registry: ToolRegistry) -> None:
+    """`"1000"` -> 1000 with a note; `"2.5"` for an int is a located type error."""
+    doc = {"steps": [{"id": "a", "tool": "search", "args": {"query": "x", "k": "5"}}]}
+    checked = load(doc, registry)
+    assert checked.plan.steps[0].args["k"] == 5
+    notes = [f"{d.location}: {d.message}" for d in checked.warnings if d.severity == "note"]
+    assert notes == ['p.json:steps[0].args.k: coerced "5" to int 5 for `k` of `search`']
+    doc["steps"][0]["args"]["k"] = "2.5"
+    assert errors(doc, registry) == [
+        "p.json:steps[0].args.k: `k` of `search` is `int`, but the value is `str`"
+    ]
+
+
+def test_timeouts_in_any_unit(registry: ToolRegistry) -> None:
+    """`timeout` (ms), `timeout_ms`, `timeout_s`, and duration text all become seconds."""
+    cases = [
+        ("timeout", 30000, 30.0),
+        ("timeout_ms", 1500, 1.5),
+        ("timeout_s", 12, 12.0),
+        ("timeout", "30s", 30.0),
+        ("timeout_s", "2m", 120.0),
+        ("timeout_ms", "250", 0.25),
+    ]
+    for key, value, seconds in cases:
+        doc = {"steps": [{"id": "a", "tool": "search", "args": {"query": "x"}, key: value}]}
+        assert load(doc, registry).plan.steps[0].timeout_s == seconds, (key, value)
+    bad = {"steps": [{"id": "a", "tool": "search", "args": {"query": "x"}, "timeout": "soon"}]}
+    assert errors(bad, registry) == [
+        'p.json:steps[0].timeout: `timeout` must be a positive duration, not "soon"'
+    ]
+
+
+def test_repairs_are_listed_with_their_lines(registry: ToolRegistry) -> None:
+    text = (
+        '{\n  "steps": [\n    {"id": "a", "tool": "search", "args": {"query": \'rent\'}},\n  ],\n}'
+    )
+    plan, smap = parse_plan_text(text, "p.json", registry)
+    assert [d.message for d in smap.notes] == [
+        "repaired: single-quoted string at line 3",
+        "repaired: trailing comma at line 3",
+        "repaired: trailing comma at line 4",
+    ]
+    assert plan.steps[0].args == {"query": "rent"}
+
+
+def test_unrepairable_reply_shows_where_it_broke(registry: ToolRegistry) -> None:
+    with pytest.raises(PlanError) as info:
+        parse_plan_text("Sorry, I can't make a plan for that.", "reply.json", registry)
+    assert info.value.render().startswith("reply.json:1:1: error: invalid JSON")
+
+
+def test_tool_calls_are_independent_steps(registry: ToolRegistry) -> None:
+    """OpenAI `tool_calls`: each call a step, none waiting for another."""
+    message = {
+        "role": "assistant",
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "search", "arguments": '{"query": "rent Austin"}'},
+            },
+            {
+                "id": "call_2",
+                "type": "function",
+                "function": {"name": "search", "arguments": '{"query": "rent SF", "k": "2"}'},
+            },
+        ],
+    }
+    checked = load(message, registry)
+    assert [s.id for s in checked.plan.steps] == ["call_1", "call_2"]
+    assert checked.deps == {"call_1": (), "call_2": ()}
+    assert checked.plan.steps[1].args == {"query": "rent SF", "k": 2}
+    bad = {"tool_calls": [{"id": "c", "function": {"name": "serch", "arguments": "{}"}}]}
+    assert errors(bad, registry)[0].startswith("p.json:tool_calls[0].function.name: unknown tool")

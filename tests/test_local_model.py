@@ -59,7 +59,7 @@ def test_main_example_runs_offline(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "engine.cli.main",
+            "engine.cli",
             "run",
             str(EXAMPLES / "cost_of_living.plan"),
             "--json",

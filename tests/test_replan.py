@@ -77,7 +77,7 @@ def test_on_failure_revises_the_remaining_steps(tmp_path: Path) -> None:
     )
     result = asyncio.run(engine(tmp_path).run(FLAKY_PLAN, replan="on-failure", goal="double 42"))
     assert result.status == "succeeded" and result.outputs == {"b2": 84.0}
-    assert result.replans == [
+    assert [replan.to_json() for replan in result.replans] == [
         {
             "after": "b",
             "reason": "b cannot work; double a instead",
@@ -148,7 +148,7 @@ def test_on_surprise_reacts_to_a_failed_check(tmp_path: Path) -> None:
     )
     plan = 'step a = echo(value: "") check "result | length > 0"\nstep b = echo(value: "{{ a }}!")\noutput b'
     result = asyncio.run(engine(tmp_path).run(plan, replan="on-surprise"))
-    assert result.replans[0]["after"] == "a" and result.outputs == {"fixed": "default"}
+    assert result.replans[0].after == "a" and result.outputs == {"fixed": "default"}
     assert "failed its check" in PROVIDER.calls[0]["messages"][0]["content"]
 
 
@@ -181,7 +181,7 @@ def test_invalid_revision_is_rejected_and_recorded(tmp_path: Path) -> None:
     )
     result = asyncio.run(engine(tmp_path).run(FLAKY_PLAN, replan="on-failure", max_replans=1))
     assert (
-        result.replans[0]["added"] is None and "unknown tool `rm_rf`" in result.replans[0]["reason"]
+        result.replans[0].added is None and "unknown tool `rm_rf`" in result.replans[0].reason
     )
 
 

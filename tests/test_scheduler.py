@@ -8,7 +8,13 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dsl import check, parse_text
+from engine.run.latency import CriticalTails, LatencyModel, Priorities
 from engine.run.schedule import Schedule, State
+from stdlib_tools import ToolRegistry
+
+from .dag_oracle import dags
+from .dag_oracle import tails as oracle_tails
 
 
 def diamond() -> Schedule:
@@ -190,19 +196,79 @@ def test_reprioritize_rekeys_ready_nodes() -> None:
     assert s.start_ready() == [1]
 
 
-@given(random_runs())
-def test_critical_tails_match_the_graph_module(
-    run: tuple[int, list[list[int]], list[float], list[bool], int, int],
-) -> None:
-    """The scheduler's integer critical-path tails equal dsl.dag's on any DAG."""
-    from dsl.dag import remaining_critical_path
-    from engine.run.schedule import critical_tails
+@given(dags(max_nodes=12))
+def test_critical_tails_equal_brute_force(dag: tuple[list[list[int]], list[float]]) -> None:
+    """Each node's tail is the heaviest path starting at it."""
+    deps, durations = dag
+    tails = CriticalTails(deps, range(len(deps)), durations).tails
+    assert all(abs(a - b) < 1e-9 for a, b in zip(tails, oracle_tails(deps, durations), strict=True))
 
-    n, deps, durations, *_ = run
-    names = [f"s{i}" for i in range(n)]
-    by_name = {names[i]: tuple(names[d] for d in deps[i]) for i in range(n)}
-    expected = remaining_critical_path(by_name, names, dict(zip(names, durations, strict=True)))
-    assert critical_tails(deps, durations) == [expected[name] for name in names]
+
+@given(
+    dags(max_nodes=25),
+    st.lists(st.dictionaries(st.integers(0, 24), st.floats(0, 10), max_size=4), max_size=8),
+)
+def test_incremental_tails_equal_a_full_recompute(
+    dag: tuple[list[list[int]], list[float]], updates: list[dict[int, float]]
+) -> None:
+    """After any sequence of estimate changes, the incrementally updated tails are exactly
+    those a full recompute gives, and `update` reports exactly the nodes that moved."""
+    deps, durations = dag
+    n = len(deps)
+    order = list(range(n))
+    tails = CriticalTails(deps, order, durations)
+    for update in updates:
+        update = {node % n: seconds for node, seconds in update.items()}
+        before = list(tails.tails)
+        changed = tails.update(update)
+        durations = [update.get(i, d) for i, d in enumerate(durations)]
+        assert tails.tails == CriticalTails(deps, order, durations).tails
+        assert sorted(changed) == [i for i in range(n) if tails.tails[i] != before[i]]
+
+
+def test_incremental_update_skips_started_steps() -> None:
+    """Only steps not yet started are recomputed: their ancestors have all run."""
+    # a -> b -> c
+    tails = CriticalTails([[], [0], [1]], [0, 1, 2], [1.0, 1.0, 1.0])
+    changed = tails.update({2: 5.0}, live=lambda node: node != 0)
+    assert changed == [2, 1] and tails.tails == [3.0, 6.0, 5.0]
+
+
+def test_priorities_follow_observed_latencies() -> None:
+    """With one slot, a step whose tool turns out slow moves ahead of a cheap one."""
+    text = (
+        'step a = calculate(expression: "1")\n'
+        'step b = search(query: "x")\n'
+        'step c = calculate(expression: "{{ a }}")\n'
+        'step d = search(query: "{{ b }}")\n'
+    )
+    plan, smap = parse_text(text)
+    registry = ToolRegistry.standard()
+    checked = check(plan, registry, smap)
+    dag = checked.graph.compact
+    latency = LatencyModel(tool_s={"calculate": 1.0, "search": 0.1})
+    s = Schedule(dag.names, dag.deps, max_parallel=1)
+    priorities = Priorities(dag, checked.plan.steps, latency, registry, s)
+    assert s.priority[:4] == [2.0, 0.2, 1.0, 0.1]
+    first = s.start_ready()
+    assert first == [0]  # a: the calculate chain looks longest
+    priorities.observe(checked.plan.steps[0], 41.0)  # calculate: 1 + 0.3 * 40 = 13
+    s.succeeded(0)
+    assert s.priority[:4] == [2.0, 0.2, 13.0, 0.1]  # a already ran: left alone
+    # Now search turns out far slower than calculate: b overtakes c.
+    priorities.observe(checked.plan.steps[1], 100.0)
+    assert s.priority[1] > s.priority[2]
+    assert s.start_ready() == [1]
+
+
+def test_priorities_are_not_computed_without_slot_limits() -> None:
+    plan, smap = parse_text('step a = calculate(expression: "1")\n')
+    checked = check(plan, ToolRegistry.standard(), smap)
+    s = Schedule(checked.graph.compact.names, checked.graph.compact.deps)
+    priorities = Priorities(
+        checked.graph.compact, checked.plan.steps, LatencyModel(), ToolRegistry.standard(), s
+    )
+    assert not priorities.active and s.priority == [0.0]
 
 
 def test_finished_steps_from_an_earlier_round() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dsl.templates import TemplateProblem, evaluate, render
@@ -52,3 +54,188 @@ def test_model_written_plans_get_only_safe_tools(registry: ToolRegistry) -> None
     tools = allowed_tools(registry)
     assert "http_get" not in tools and "calculate" in tools
     assert "http_get" in allowed_tools(registry, ["http_get"])
+
+
+# --- the render budget (issue 11, items 1, 2 and 4) ----------------------------------
+
+HUGE_VALUES = [
+    "{{ ((9**9999)**9999) > 0 }}",
+    "{{ ('%01500000000d' % 1)|length }}",
+    "{{ '%*d'|format(1500000000, 1)|length }}",
+    "{{ '{:>{w}}'.format(1, w=1500000000)|length }}",
+    "{{ 'x'|center(1500000000)|length }}",
+    "{{ 'x'.ljust(1500000000)|length }}",
+    "{{ 'x'|indent(1500000000)|length }}",
+    "{% set a = 'x' * 5000000 %}{{ (a ~ a ~ a)|length }}",
+    "{% set a = 'x' * 5000000 %}{% set a = a ~ a %}{% set a = a ~ a %}{{ a|length }}",
+    "{{ ('x' * 1000000)|replace('x', 'xxxxxxxxxxxxxxxxxxxx')|length }}",
+    "{{ (['x' * 1000000] * 100)|join|length }}",
+    "{{ range(10)|batch(1000000000, 0)|list|length }}",
+]
+
+
+@pytest.mark.parametrize("template", HUGE_VALUES)
+def test_templates_cannot_build_huge_values(template: str) -> None:
+    """Every intermediate value is bounded before it is built: a clear error, at once."""
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(TemplateProblem, match="sandbox"):
+        render(template, {})
+    assert time.perf_counter() - started < 2
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
+        "{{ f(60) }}",
+        "{% for i in range(100000) %}{{ xs|sort|length }}{% endfor %}",
+    ],
+)
+def test_templates_have_a_work_budget(template: str) -> None:
+    """Nested loops, exponential macros and filters in big loops stop at the budget."""
+    with pytest.raises(TemplateProblem, match="steps|characters or items"):
+        render(template, {"xs": list(range(100_000))})
+
+
+def test_a_render_stops_at_its_deadline() -> None:
+    """A render given a deadline stops by itself when it passes."""
+    import time
+
+    slow = "{% for i in range(900) %}{% for j in range(1000) %}{% endfor %}{% endfor %}"
+    started = time.perf_counter()
+    with pytest.raises(TemplateProblem, match="deadline"):
+        render(slow, {}, deadline=time.monotonic() + 0.05)
+    assert time.perf_counter() - started < 0.5
+
+
+def test_long_filter_chains_are_a_located_error_fast() -> None:
+    """`x|upper|upper|...` checks in milliseconds; past the nesting limit it is an error,
+    never a RecursionError."""
+    import time
+
+    from dsl.templates import expression_names, template_names
+
+    started = time.perf_counter()
+    assert template_names("{{ x" + "|upper" * 90 + " }}") == {"x"}
+    for count in (400, 5000):
+        with pytest.raises(TemplateProblem, match="nests"):
+            template_names("{{ x" + "|upper" * count + " }}")
+        with pytest.raises(TemplateProblem, match="nests"):
+            expression_names("x" + "|upper" * count)
+    assert time.perf_counter() - started < 2
+
+
+def test_checking_never_evaluates_a_template() -> None:
+    """The checker reads names only: no constant folding runs a filter at check time."""
+    from dsl.templates import template_names
+
+    assert template_names("{{ 'x'|center(1500000000) ~ y }}") == {"y"}
+
+
+def test_ordinary_templates_still_render() -> None:
+    """The budget leaves normal templates alone."""
+    text = (
+        "{{ name }} {% for x in xs %}{{ loop.index }}{{ x ~ '!' }}{% endfor %} "
+        "{{ 2 ** 10 }} {{ 'ab' * 2 }} {{ '%05d' % 3 }} {{ xs|join(',') }} {{ 'a'.center(5) }}"
+    )
+    assert render(text, {"name": "w", "xs": [1, 2]}) == "w 11!22! 1024 abab 00003 1,2   a  "
+    assert evaluate("xs|length > 1 and name ~ '!' == 'w!'", {"xs": [1, 2], "name": "w"})
+
+
+def test_rendering_does_not_block_the_event_loop() -> None:
+    """A slow template renders in a worker: the loop keeps running, and the step's
+    timeout ends the wait."""
+    import asyncio
+    import functools
+
+    from dsl.templates import render_in_worker
+
+    slow = "{% for i in range(3000) %}{% for j in range(300) %}{% endfor %}{% endfor %}"
+
+    async def main() -> tuple[int, BaseException | None]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.005)
+
+        task = asyncio.create_task(ticker())
+        error: BaseException | None = None
+        try:
+            await render_in_worker(functools.partial(render, slow, {}), 0.1)
+        except (TimeoutError, TemplateProblem) as err:
+            error = err
+        task.cancel()
+        return ticks, error
+
+    ticks, error = asyncio.run(main())
+    assert error is not None and ticks >= 5
+
+
+def test_a_hostile_template_fails_its_step_within_the_timeout() -> None:
+    """The issue's plan: the step fails fast with a clear error, the run goes on."""
+    import time
+
+    plan = load_plan(
+        'step r: json = json_query(data: "{{ ((9**9999)**9999) > 0 }}", expression: "@")\n'
+        "    timeout 2s\n"
+        'step s: json = json_query(data: "{% for i in range(900) %}{% for j in range(1000) %}'
+        '{% endfor %}{% endfor %}", expression: "@")\n'
+        "    timeout 50ms\n"
+        'step b: float = calculate(expression: "1 + 1")\noutput r, s, b'
+    )
+    started = time.perf_counter()
+    result = Engine().run_sync(plan)
+    assert time.perf_counter() - started < 5
+    assert result.steps["r"].status == "failed" and "sandbox" in (result.steps["r"].error or "")
+    assert result.steps["s"].status == "failed"
+    assert result.steps["b"].output == 2.0
+
+
+# --- parser memory (issue 11, item 5) ------------------------------------------------
+
+_PEAK_RSS = """
+import resource, sys
+from dsl import PlanError
+from dsl.parser import parse_text
+text = open(sys.argv[1], encoding="utf-8").read()
+try:
+    plan, _ = parse_text(text, "big.plan")
+    print("ok", len(plan.steps))
+except PlanError as err:
+    print("error", err.diagnostics[0].message)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+@pytest.mark.parametrize(
+    ("literals", "size", "expected"),
+    [(4, 1_000_000, "ok 4"), (1, 20_000_000, "error string of 20,000,000 characters")],
+)
+def test_big_string_literals_parse_in_bounded_memory(
+    tmp_path: Path, literals: int, size: int, expected: str
+) -> None:
+    """Strings lex without a regex stack per character (a 5 MB literal needed 1.7 GB);
+    a literal over the limit is a located error, not a memory blow-up."""
+    import subprocess
+    import sys
+
+    plan = tmp_path / "big.plan"
+    plan.write_text(
+        "".join(f'step a{i}: str = llm(prompt: "{"x" * size}")\n' for i in range(literals))
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, str(plan)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    ).stdout.splitlines()
+    assert out[0].startswith(expected)
+    assert int(out[1]) < 400, f"peak RSS {out[1]} MB"

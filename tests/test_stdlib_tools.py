@@ -149,6 +149,93 @@ def test_missing_file_is_a_clear_error(workspace: ToolContext) -> None:
         read_file("nope.txt", workspace)
 
 
+def test_write_file_ignores_a_planted_temp_symlink(workspace: ToolContext, tmp_path: Path) -> None:
+    """A symlink planted where the old fixed temp name was cannot redirect the write."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    for name in (".out.txt.planfile-tmp", ".out.txt.tmp", "out.txt.tmp"):
+        os.symlink(victim, workspace.workspace / name)
+    write_file("out.txt", "new", workspace)
+    assert victim.read_text() == "keep me"
+    assert (workspace.workspace / "out.txt").read_text() == "new"
+
+
+def test_no_symlink_is_followed_on_the_path(workspace: ToolContext, tmp_path: Path) -> None:
+    """A symlinked folder, even one pointing inside the workspace, is never walked
+    through; a symlink at the target is refused rather than written through."""
+    (workspace.workspace / "real").mkdir()
+    os.symlink(workspace.workspace / "real", workspace.workspace / "alias")
+    os.symlink(tmp_path / "secret.txt", workspace.workspace / "out.txt")
+    with pytest.raises(WorkspaceError, match="symlink"):
+        write_file("alias/x.txt", "x", workspace)
+    with pytest.raises(WorkspaceError, match="symlink"):
+        read_file("alias/x.txt", workspace)
+    with pytest.raises(WorkspaceError, match="symlink"):
+        write_file("out.txt", "x", workspace)
+    assert (tmp_path / "secret.txt").read_text() == "outside"
+    assert list_files(workspace, "**/*") == ["notes.txt"]
+
+
+def test_concurrent_writers_end_with_one_complete_file(workspace: ToolContext) -> None:
+    """Many threads writing one path: no error, no temp files left, one whole version."""
+    texts = [f"{i}:" + str(i) * 20_000 for i in range(16)]
+    errors: list[BaseException] = []
+
+    def write(text: str) -> None:
+        try:
+            write_file("report.txt", text, workspace)
+        except BaseException as err:  # noqa: BLE001 - collected and asserted below
+            errors.append(err)
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in texts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert read_file("report.txt", workspace) in texts
+    assert sorted(os.listdir(workspace.workspace)) == ["notes.txt", "report.txt"]
+
+
+def test_list_files_patterns_are_bounded(workspace: ToolContext) -> None:
+    """Repeated `**` costs no more than one; the walk matches pathlib's files."""
+    import time
+
+    root = workspace.workspace
+    for a in range(8):
+        for b in range(8):
+            folder = root / f"d{a}" / f"e{b}"
+            folder.mkdir(parents=True)
+            for c in range(8):
+                (folder / f"f{c}.txt").write_text("x")
+    started = time.perf_counter()
+    deep = list_files(workspace, "**/**/**/**/**/**/**/**/**/**/**/**/*")
+    assert time.perf_counter() - started < 2
+    assert deep == list_files(workspace, "**/*") and len(deep) == 8 * 8 * 8 + 1
+    assert list_files(workspace, "d1/*/f7.txt") == [f"d1/e{b}/f7.txt" for b in range(8)]
+    assert list_files(workspace, "d2/**/f0.txt") == [f"d2/e{b}/f0.txt" for b in range(8)]
+    assert list_files(workspace, "*.txt") == ["notes.txt"]
+    with pytest.raises(WorkspaceError):
+        list_files(workspace, "a/" * 40 + "*")
+
+
+def test_list_files_stops_at_the_step_timeout(workspace: ToolContext) -> None:
+    """The walk runs in a thread no timeout can kill, so it stops itself at the step's
+    timeout."""
+    from types import SimpleNamespace
+
+    root = workspace.workspace
+    for a in range(40):
+        folder = root / f"d{a}"
+        folder.mkdir()
+        for c in range(100):
+            (folder / f"f{c}.txt").write_text("x")
+    step = SimpleNamespace(timeout_s=1e-9)
+    ctx = ToolContext(workspace=root, services={"step": step})
+    with pytest.raises(TimeoutError, match="time limit"):
+        list_files(ctx, "**/*")
+
+
 # --- search --------------------------------------------------------------------------
 
 

@@ -24,9 +24,10 @@ from dsl.checker import CheckedPlan, check
 from dsl.errors import PlanError
 from dsl.json_loader import load_json
 from dsl.ir import Plan, Step
+from dsl.repair import parse_model_json
 
 from engine.models.local_model import LOCAL_MODEL
-from engine.models.gateway import Gateway, parse_reply
+from engine.models.gateway import Gateway
 
 # Tools a model-written plan may call unless the user allows more: they touch nothing
 # outside the run's workspace. `http_get` and user tools need an explicit allow.
@@ -306,14 +307,15 @@ class Planner:
         self, reply: str, goal: str, attempt: Attempt
     ) -> tuple[CheckedPlan | None, list[str]]:
         try:
-            doc = parse_reply(reply)
-        except ValueError as err:
-            return None, [f"the reply is not JSON: {err}"]
-        attempt.repairs = mechanical_repairs(doc)
+            # The loader's repair (dsl/repair.py): fences, trailing commas, cut-off replies.
+            doc, notes = parse_model_json(reply, "plan.json")
+        except PlanError as err:
+            return None, [f"the reply is not JSON: {d.location}: {d.message}" for d in err.errors]
+        attempt.repairs = [d.message for d in notes] + mechanical_repairs(doc)
         if isinstance(doc, dict):
             doc.setdefault("goal", goal)
         try:
-            plan, smap = load_json(doc, "plan.json", self.tools)
+            plan, smap = load_json(doc, "plan.json", self.tools, notes=notes)
             plan = add_joiner(plan, self.tools)
             if not plan.goal:
                 plan = plan.model_copy(update={"goal": goal})

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Literal, Protocol
 
 import jinja2
 
+from dsl.checker import CheckedPlan
 from dsl.errors import PlanError
+from dsl.ir import Plan, Step
 from dsl.json_loader import load_json
 from dsl.printer import format_plan
-from dsl.ir import Plan, Step
-
+from engine.errors import RunSetupError
 from engine.models.gateway import Gateway, parse_reply
+from engine.run.session import RoundDecision, RoundEnd
 
 Trigger = Literal["failure", "step", "surprise"]
 POLICIES = ("never", "on-failure", "after-each-step", "every-n", "on-surprise")
@@ -187,7 +189,9 @@ class LLMPolicy:
 
     def __init__(self, name: str, replanner: Replanner, every: int = 3):
         if name not in POLICIES or name == "never":
-            raise ValueError(f"unknown replan policy `{name}` (policies: {', '.join(POLICIES)})")
+            raise RunSetupError(
+                f"unknown replan policy `{name}` (policies: {', '.join(POLICIES)})"
+            )
         self.name = name
         self.replanner = replanner
         self.every = max(1, every)
@@ -238,3 +242,52 @@ def revised_plan(plan: Plan, finished: set[str], decision: Decision) -> Plan:
             "outputs": tuple(o for o in outputs if any(s.id == o for s in steps)),
         }
     )
+
+
+class PolicyRounds:
+    """A replan policy wired for one run (engine.run.session.Replanning): builds the
+    request the policy sees, and checks a revision before the run takes it."""
+
+    def __init__(
+        self,
+        policy: ReplanPolicy,
+        goal: str,
+        check: Callable[[Plan], CheckedPlan],
+    ):
+        self.policy = policy
+        self.goal = goal
+        self.check = check
+
+    def wants(self, trigger: str, finished_steps: int) -> bool:
+        return self.policy.wants(trigger, finished_steps)
+
+    @property
+    def cost_usd(self) -> float:
+        """What the policy's model calls cost (a built-in policy's replanner's usage)."""
+        usage = getattr(getattr(self.policy, "replanner", None), "usage", None)
+        return float(getattr(usage, "cost_usd", 0.0) or 0.0)
+
+    async def decide(self, end: RoundEnd) -> RoundDecision:
+        request = ReplanRequest(
+            goal=self.goal,
+            plan=end.checked.plan,
+            trigger=end.trigger,  # type: ignore[arg-type]
+            step=end.step,
+            error=end.error,
+            completed=truncate_results(end.values),
+            failed={n: r.error or "failed" for n, r in end.finished.items() if r.status == "failed"},
+            replans=end.revisions,
+        )
+        decision = await self.policy.decide(request)
+        added = [s.id for s in decision.steps]
+        if decision.action == "finish":
+            return RoundDecision("finish", decision.reason, added, answer=decision.answer)
+        if decision.action != "revise":
+            return RoundDecision(decision.action, decision.reason, added)
+        try:
+            checked = self.check(revised_plan(end.checked.plan, end.done, decision))
+        except PlanError as err:
+            return RoundDecision(
+                "revise", decision.reason, added, rejected=err.diagnostics[0].message
+            )
+        return RoundDecision("revise", decision.reason, added, checked=checked)

@@ -1,5 +1,5 @@
 """The `planfile` command line."""
 
-from engine.cli.main.main import main
+from engine.cli.main import main
 
 __all__ = ["main"]

@@ -32,6 +32,8 @@ from dsl.ir import Step
 from stdlib_tools.registry import ToolContext
 
 from engine.config import Config, ConfigError, ModelSettings
+from engine.errors import ProviderError
+from engine.faults import Fault, classify
 from engine.models.ledger import BudgetExceeded, BudgetGuard, Ledger
 from engine.models.local_model import LOCAL_MODEL, PROVIDER
 
@@ -47,15 +49,17 @@ DEFAULT_MAX_TOKENS = 1024
 PROVIDER_RETRIES = 3
 
 
-class ModelCallError(Exception):
+class ModelCallError(ProviderError):
     """A model call failed for good, with a message naming the model and the fix."""
 
 
-class InvalidReply(Exception):
+class InvalidReply(ProviderError):
     """The model's structured reply did not fit the type, even after a repair attempt.
 
     Worth retrying: a retry escalates to a stronger tier.
     """
+
+    transient = True
 
 
 def litellm_module() -> Any:
@@ -569,17 +573,17 @@ class Gateway:
                 return await litellm.acompletion(**kwargs)
             except Exception as err:
                 kind = classify(err)
-                if kind == "auth":
+                if kind is Fault.AUTH:
                     raise ModelCallError(
                         f"`{model}` rejected the API key: {_first_line(err)}. Set a valid key in the "
                         f'environment variable named by api_key_env under [models."{model}"] in planfile.toml'
                     ) from None
-                if kind == "unknown_model":
+                if kind is Fault.UNKNOWN_MODEL:
                     raise ModelCallError(
                         f"unknown model `{model}`: {_first_line(err)}. Check the tier's model string "
                         "(`provider/model`, as litellm names it) in the plan, planfile.toml or --tier"
                     ) from None
-                if kind != "transient" or attempt == PROVIDER_RETRIES:
+                if kind is not Fault.TRANSIENT or attempt == PROVIDER_RETRIES:
                     raise
                 delay = retry_after(err)
                 if delay is None:
@@ -602,30 +606,6 @@ def run_adapter(run: Any, step: Step) -> TypeAdapter[Any] | None:
     if target.kind in ("json", "str"):
         return None
     return type_adapter(target, models)
-
-
-def classify(err: BaseException) -> str:
-    names = {cls.__name__ for cls in type(err).__mro__}
-    if names & {"AuthenticationError", "PermissionDeniedError"}:
-        return "auth"
-    if "NotFoundError" in names or (
-        "BadRequestError" in names and "LLM Provider NOT provided" in str(err)
-    ):
-        return "unknown_model"
-    if names & {
-        "RateLimitError",
-        "ServiceUnavailableError",
-        "InternalServerError",
-        "APIConnectionError",
-        "Timeout",
-        "APITimeoutError",
-        "BadGatewayError",
-    }:
-        return "transient"
-    status = getattr(err, "status_code", None)
-    if isinstance(status, int) and (status == 429 or status >= 500):
-        return "transient"
-    return "other"
 
 
 def retry_after(err: BaseException) -> float | None:

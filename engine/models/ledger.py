@@ -16,23 +16,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+# BudgetExceeded is defined in the error tree (engine/run needs it without
+# importing engine.models); re-exported here for the callers that import it from the ledger.
+from engine.errors import BudgetExceeded as BudgetExceeded
 from engine.store.home import data_home
 
 from engine.store.sqlite import connect_wal
-
-
-class BudgetExceeded(Exception):
-    """A call could cost more than what remains of a budget; it was not made."""
-
-    def __init__(self, scope: str, needed: float, remaining: float, model: str):
-        self.scope = scope
-        self.needed = needed
-        self.remaining = remaining
-        self.model = model
-        super().__init__(
-            f"{scope} budget exhausted: a call to `{model}` could cost ${needed:.6f}, "
-            f"${max(remaining, 0):.6f} remains"
-        )
 
 
 def today() -> str:

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.errors import ProviderError
+
 PROVIDER = "planfile-local"
 MODEL_NAME = "smollm2-135m-instruct"
 LOCAL_MODEL = f"{PROVIDER}/{MODEL_NAME}"
@@ -24,7 +26,7 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CONTEXT_TOKENS = 8192
 
 
-class LocalModelMissing(RuntimeError):
+class LocalModelMissing(ProviderError, RuntimeError):
     """The embedded model's packages are not installed."""
 
 

@@ -1,6 +1,6 @@
 """Terminal output for `planfile run`: a live step table (rich), or plain log lines.
 
-Both consume run events; neither affects the run. The live table shows each step's
+Both consume run events (as `on_event` callbacks or as run hooks); neither affects the run. The live table shows each step's
 state, elapsed time, attempts, model, tokens and cost.
 """
 
@@ -91,6 +91,8 @@ class StepTable:
         elif isinstance(event, StepCancelled):
             row.update(state="cancelled", end=now)
 
+    event = __call__  # a run hook too: Engine(hooks=[StepTable()])
+
     def render(self) -> Any:
         from rich.table import Table
 
@@ -141,6 +143,8 @@ class PlainLog:
             line = f"[{event.t:8.3f}s] cancelled {event.step}"
         if line:
             print(line, file=self.stream, flush=True)
+
+    event = __call__  # a run hook too: Engine(hooks=[PlainLog()])
 
 
 def print_summary(

@@ -9,39 +9,16 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping
 
-from dsl.checker import CheckedPlan, topological_order
-
-from dsl.dag import STATE_COLOURS
-from engine.run.result import StepRecord
+from dsl.checker import CheckedPlan
+from engine.observe.export import STATE_COLOURS
+from engine.run.result import StepRecord, observed_critical_path
 
 NODE_W, NODE_H, GAP_X, GAP_Y = 170, 38, 60, 22
 
 
-def observed_critical_chain(
-    deps: Mapping[str, tuple[str, ...]], records: Mapping[str, StepRecord]
-) -> list[str]:
-    """The chain of steps whose durations add up to the observed critical path."""
-    finish: dict[str, float] = {}
-    parent: dict[str, str | None] = {}
-    for step in topological_order(deps):
-        record = records.get(step)
-        duration = 0.0
-        if record and record.started_at is not None and record.finished_at is not None:
-            duration = record.finished_at - record.started_at
-        best = max(deps[step], key=lambda d: finish.get(d, 0.0), default=None)
-        finish[step] = duration + (finish.get(best, 0.0) if best else 0.0)
-        parent[step] = best
-    if not finish:
-        return []
-    chain = [max(finish, key=lambda s: finish[s])]
-    while parent.get(chain[-1]):
-        chain.append(parent[chain[-1]])  # type: ignore[arg-type]
-    return list(reversed(chain))
-
-
 def _dag_svg(checked: CheckedPlan, records: Mapping[str, StepRecord], critical: set[str]) -> str:
     depth: dict[str, int] = {}
-    for name in topological_order(checked.deps):
+    for name in checked.graph.order:
         depth[name] = 1 + max((depth[d] for d in checked.deps[name]), default=-1)
     columns: dict[int, list[str]] = {}
     for step in checked.plan.steps:
@@ -157,7 +134,7 @@ def render_report(
     started_at: str = "",
 ) -> str:
     """The whole report page as one HTML string."""
-    critical_chain = observed_critical_chain(checked.deps, records)
+    _, critical_chain = observed_critical_path(checked, records)
     critical = set(critical_chain)
     title = f"planfile run {run_id}: {checked.plan.name}"
     legend = "".join(

@@ -1,9 +1,10 @@
 """Optional OpenTelemetry tracing: a span per run and per step, GenAI attributes on model steps.
 
 Off unless the user installs the extra (`pip install -e '.[tracing]'`) and either passes a
-tracer provider (`Engine(tracer_provider=...)`) or configures an exporter through the
-standard environment (`OTEL_TRACES_EXPORTER`, with the SDK's autoconfiguration). When off,
-nothing is imported and nothing runs: the engine never subscribes the listener.
+tracer (`Engine(tracer=...)`, or `hooks=[TraceHook(tracer)]`) or configures an exporter
+through the standard environment (`OTEL_TRACES_EXPORTER`, with the SDK's
+autoconfiguration). When off, nothing is imported and nothing runs: the engine attaches
+no hook.
 
 Model steps carry the GenAI semantic conventions: `gen_ai.operation.name`,
 `gen_ai.request.model`, `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens`, plus
@@ -25,6 +26,7 @@ from engine.run.events import (
     StepStarted,
     StepSucceeded,
 )
+from engine.run.hooks import RunHook, RunView
 from engine.run.result import StepRecord
 
 
@@ -42,14 +44,33 @@ def tracer_from_environment() -> Any | None:
     return trace.get_tracer("planfile")
 
 
-class TraceListener:
-    """Turns run events into spans: run -> steps (one span per step, retries as events)."""
+class TraceHook(RunHook):
+    """Traces every run of the engine it is given to: one `TraceListener` per run."""
+
+    def __init__(self, tracer: Any):
+        self.tracer = tracer
+
+    def open(self, run: RunView) -> TraceListener:
+        return TraceListener(self.tracer, run.records)
+
+
+class TraceListener(RunHook):
+    """Turns run events into spans: run -> steps (one span per step, retries as events).
+
+    One listener for all rounds of a replanned run: one run span, each round's steps.
+    """
 
     def __init__(self, tracer: Any, records: Mapping[str, StepRecord]):
         self.tracer = tracer
         self.records = records
         self.run_span: Any = None
         self.steps: dict[str, Any] = {}
+
+    def round_started(self, run: RunView, carried: Mapping[str, StepRecord]) -> None:
+        self.records = run.records  # each round has its own records
+
+    def event(self, event: Event) -> None:
+        self(event)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):

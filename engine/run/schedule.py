@@ -4,7 +4,8 @@ A plain object with no I/O, tested on its own; `engine.run.driver` runs steps ar
 The DAG is held as integer ids with successor lists and in-degree counters, so the
 hot loop touches only lists. A step becomes ready the moment its last dependency
 finishes (no supersteps). When more steps are ready than there are slots, the one with
-the longest remaining critical path starts first. Slots are bounded globally and per
+the highest priority starts first: its remaining critical path, kept current by
+`engine.run.latency.Priorities`. Slots are bounded globally and per
 limit group (a tool, a tier, a model).
 """
 
@@ -26,35 +27,6 @@ class State(IntEnum):
     STANDBY = 7  # a fallback that runs only if its primary fails
     EXPANDED = 8  # a fan-out parent waiting for its items
     FALLING_BACK = 9  # failed, waiting for its fallback to finish
-
-
-def critical_tails(deps: Sequence[Sequence[int]], durations: Sequence[float]) -> list[float]:
-    """For each node: its duration plus the longest chain of work that waits on it.
-
-    Works on integer ids (Kahn's order, then one reverse pass): O(nodes + edges).
-    Nodes on a cycle (none in a checked plan) get their own duration.
-    """
-    count = len(deps)
-    successors: list[list[int]] = [[] for _ in range(count)]
-    indegree = [0] * count
-    for node, needs in enumerate(deps):
-        indegree[node] = len(needs)
-        for need in needs:
-            successors[need].append(node)
-    order = [node for node in range(count) if indegree[node] == 0]
-    for node in order:  # the list grows while it is walked: Kahn's algorithm
-        for succ in successors[node]:
-            indegree[succ] -= 1
-            if indegree[succ] == 0:
-                order.append(succ)
-    tails = list(durations)
-    for node in reversed(order):
-        best = 0.0
-        for succ in successors[node]:
-            if tails[succ] > best:
-                best = tails[succ]
-        tails[node] = durations[node] + best
-    return tails
 
 
 class Schedule:
@@ -272,19 +244,29 @@ class Schedule:
                 self.doomed.add(succ)
         return skipped
 
-    def reprioritize(self, priority: Sequence[float]) -> None:
-        """New priorities for the plan's nodes (observed latencies changed the estimates).
+    @property
+    def uses_priority(self) -> bool:
+        """Whether priorities order anything (with no slot limit every ready node starts)."""
+        return not self._unbounded
 
-        Ready nodes are re-keyed; nodes that become ready later use the new values.
+    def reprioritize(self, priority: Mapping[int, float] | Sequence[float]) -> None:
+        """New priorities for some of the plan's nodes (node -> value, or a list for all).
+
+        Fan-out items take their parent's new value; ready nodes are re-keyed (only when
+        one of them changed); nodes that become ready later use the new values.
         """
-        for node, value in enumerate(priority):
-            self.priority[node] = value
-        for node in range(len(priority), len(self.priority)):
-            parent = self.parent[node]
-            if parent >= 0:
-                self.priority[node] = self.priority[parent]
-        if not self._unbounded:
-            self._heap = [(-self.priority[node], seq, node) for _, seq, node in self._heap]
+        values = priority if isinstance(priority, Mapping) else dict(enumerate(priority))
+        own = self.priority
+        state = self.state
+        rekey = False
+        for node, value in values.items():
+            own[node] = value
+            rekey = rekey or state[node] == State.READY
+            for item in self.children.get(node, ()):
+                own[item] = value
+                rekey = rekey or state[item] == State.READY
+        if rekey and not self._unbounded:
+            self._heap = [(-own[node], seq, node) for _, seq, node in self._heap]
             heapq.heapify(self._heap)
 
     # --- fan-out ----------------------------------------------------------------------------

@@ -31,9 +31,10 @@ from typing import Any
 
 import orjson
 
+from engine.errors import JournalError
 from engine.store.home import data_home
 
-from engine.run.result import RunResult, StepRecord, jsonable
+from engine.run.result import Replan, RunResult, RunStatus, StepRecord, jsonable
 from engine.store.sqlite import connect_wal
 
 # Version 2: plans by content, step records in `step_log`, run summaries. Version-1 files
@@ -48,8 +49,6 @@ _RUN_COLUMNS = (
 _RUN_SELECT = f"SELECT {_RUN_COLUMNS} FROM runs LEFT JOIN plans ON plans.plan_hash = runs.plan_hash"
 
 
-class JournalError(RuntimeError):
-    """The journal cannot be read or written; the message says which file and why."""
 
 
 class JournalLocked(JournalError):
@@ -95,6 +94,7 @@ _LOG_FIELDS = (
     "cost_usd",
     "output",
     "error",
+    "skipped_by_when",
 )
 
 
@@ -114,11 +114,13 @@ def _log_row(step: str, r: StepRecord) -> list[Any]:
         r.cost_usd,
         output if output is None else jsonable(output),
         r.error,
+        r.skipped_by_when,
     ]
 
 
 def _from_log_row(row: list[Any]) -> tuple[str, StepRecord]:
-    fields = dict(zip(_LOG_FIELDS, row, strict=True))
+    # Rows written before `skipped_by_when` existed are one shorter; zip stops there.
+    fields = dict(zip(_LOG_FIELDS, row, strict=False))
     return fields["step"], StepRecord.from_json(fields)
 
 
@@ -421,7 +423,7 @@ class Journal:
         }
         summary = {
             "outputs": jsonable(result.outputs),
-            "replans": result.replans,
+            "replans": [replan.to_json() for replan in result.replans],
             "wall_s": result.wall_s,
             "critical_path_s": result.critical_path_s,
             "order": list(result.steps),
@@ -526,10 +528,10 @@ class Journal:
         return RunResult(
             run_id=run_id,
             plan=plan,
-            status=status,
+            status=RunStatus(status),  # written by run_finished, so a RunStatus value
             outputs=summary["outputs"],
             steps=steps,
-            replans=summary["replans"],
+            replans=[Replan.from_json(r) for r in summary["replans"]],
             cost_usd=cost_usd or 0.0,
             wall_s=summary["wall_s"],
             critical_path_s=summary["critical_path_s"],

@@ -1,0 +1,206 @@
+"""The user's path: `planfile run` as a subprocess on 10k and 100k no-op steps.
+
+What a new user measures: the CLI in its own process (journal and audit on, as the CLI
+always has them, `PLANFILE_HOME` in a temporary folder), a JSON plan of N no-op steps,
+either a chain or a fan-out from one root, calling a user tool loaded with `--tools`
+(an async no-op or a sync no-op, which runs in the thread pool). The figure is
+µs/step = (wall(N) - wall(1)) / (N - 1): start-up, imports and parsing the 1-step plan
+cancel out. Beside it, in the same run, the bare asyncio ready-queue floor
+(`peers.bare_ready_queue`) and LangGraph (skipped when not installed) on the same DAGs,
+in-process. Peak RSS of the CLI process is recorded for every size (target < 1 GB at
+100k).
+
+Run alone:  .venv/bin/pytest benchmarks/test_user_path.py -m user_path -s
+Sizes:      PLANFILE_BENCH_SIZES=10000 (default 10000,100000)
+Before:     PLANFILE_BENCH_ROOT=/path/to/other/tree measures that tree's CLI instead.
+Targets (issue 10): <= 30 µs/step async, <= 60 µs/step sync at 10k; at most 2x at 100k.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from peers import Dag, bare_ready_queue, langgraph_available, noop, run_langgraph
+
+pytestmark = pytest.mark.user_path
+
+# PLANFILE_BENCH_ROOT: measure another copy of the code (a "before" tree) with this file.
+ROOT = Path(os.environ.get("PLANFILE_BENCH_ROOT") or Path(__file__).resolve().parent.parent)
+SIZES = [int(s) for s in os.environ.get("PLANFILE_BENCH_SIZES", "10000,100000").split(",")]
+SHAPES = ("chain", "fan_out")
+TOOLS = ("async", "sync")
+TARGET_US = {"async": 30.0, "sync": 60.0}
+
+TOOLS_FILE = '''\
+"""No-op user tools for the user-path benchmark."""
+
+from stdlib_tools import tool
+
+
+@tool
+async def anoop() -> int:
+    """Do nothing, asynchronously."""
+    return 0
+
+
+@tool
+def snoop() -> int:
+    """Do nothing, in the thread pool."""
+    return 0
+'''
+
+# (shape, tool, n) -> measured figures; printed as one table at the end of the module.
+RESULTS: dict[tuple[str, str, int], dict[str, float]] = {}
+PEERS: dict[tuple[str, str, int], float] = {}
+
+
+def dag(shape: str, n: int) -> Dag:
+    """`chain`: s0 <- s1 <- ...; `fan_out`: s1..s(n-1) all after s0."""
+    if shape == "chain":
+        deps = [[i - 1] if i else [] for i in range(n)]
+    else:
+        deps = [[0] if i else [] for i in range(n)]
+    return Dag(deps, [0.0] * n)
+
+
+def plan_json(shape: str, tool: str, n: int) -> dict[str, Any]:
+    steps = []
+    for node, needs in enumerate(dag(shape, n).deps):
+        step: dict[str, Any] = {"id": f"s{node}", "tool": tool}
+        if needs:
+            step["after"] = [f"s{d}" for d in needs]
+        steps.append(step)
+    return {"name": f"{shape}_{n}", "steps": steps}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("user_path")
+    (folder / "noop_tools.py").write_text(TOOLS_FILE)
+    return folder
+
+
+def cli_run(workdir: Path, plan: Path) -> tuple[float, int]:
+    """Run `planfile run PLAN --json` in a fresh process; (wall seconds, peak RSS bytes)."""
+    env = {
+        **os.environ,
+        "PLANFILE_HOME": str(workdir / "home"),
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(ROOT),
+    }
+    argv = [
+        sys.executable,
+        "-c",
+        "import sys; from engine.cli import main; sys.exit(main())",
+        "run",
+        str(plan),
+        "--json",
+        "--tools",
+        str(workdir / "noop_tools.py"),
+    ]
+    out = workdir / "out.json"
+    with out.open("wb") as stdout, (workdir / "err.txt").open("wb") as stderr:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=stdout, stderr=stderr, cwd=workdir, env=env)
+        # wait4 rather than proc.wait(): it returns this child's own peak RSS.
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"planfile run {plan.name} exited {proc.returncode}:\n"
+            + (workdir / "err.txt").read_text()[-3000:]
+        )
+    result = json.loads(out.read_text())
+    assert result["status"] == "succeeded", result["status"]
+    return wall, usage.ru_maxrss * 1024  # Linux reports KiB
+
+
+def write_plan(workdir: Path, shape: str, tool: str, n: int) -> Path:
+    path = workdir / f"{shape}_{tool}_{n}.json"
+    path.write_text(json.dumps(plan_json(shape, tool, n)))
+    return path
+
+
+def summary_lines() -> list[str]:
+    """The figures of this run as a table (printed by conftest's terminal summary)."""
+    if not (RESULTS or PEERS):
+        return []
+    lines = [
+        "user path: planfile run (subprocess, journal + audit), µs/step over a 1-step run",
+        f"{'shape':<8} {'tool':<14} {'steps':>7} {'µs/step':>9} {'target':>7} {'peak RSS':>9}",
+    ]
+    for (shape, tool, n), row in sorted(RESULTS.items()):
+        target = TARGET_US[tool] * (1 if n <= 10_000 else 2)
+        lines.append(
+            f"{shape:<8} {tool:<14} {n:>7} {row['us_per_step']:>9.1f} {target:>7.0f}"
+            f" {row['rss_mb']:>7.0f}MB  (1-step run {row['one_step_s']:.2f}s)"
+        )
+    for (peer, shape, n), us in sorted(PEERS.items()):
+        lines.append(f"{shape:<8} {peer:<14} {n:>7} {us:>9.2f}  (in-process)")
+    return lines
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_cli_run(benchmark: Any, workdir: Path, shape: str, tool: str, n: int) -> None:
+    name = "anoop" if tool == "async" else "snoop"
+    one = write_plan(workdir, shape, name, 1)
+    big = write_plan(workdir, shape, name, n)
+    cli_run(workdir, one)  # warm the OS file cache and the .pyc files
+    base = min(cli_run(workdir, one)[0] for _ in range(2))
+    peak = [0]
+
+    def once() -> None:
+        _, rss = cli_run(workdir, big)
+        peak[0] = max(peak[0], rss)
+
+    rounds = 3 if n <= 10_000 else 1
+    benchmark.pedantic(once, rounds=rounds, iterations=1)
+    best = benchmark.stats.stats.min
+    us_per_step = (best - base) / (n - 1) * 1e6
+    RESULTS[(shape, tool, n)] = {
+        "us_per_step": us_per_step,
+        "rss_mb": peak[0] / 1e6,
+        "one_step_s": base,
+    }
+    benchmark.extra_info.update(
+        us_per_step=round(us_per_step, 2), one_step_s=round(base, 3), peak_rss_mb=peak[0] / 1e6
+    )
+    if n >= 100_000:
+        assert peak[0] < 1e9, f"peak RSS {peak[0] / 1e6:.0f} MB for {n} steps"
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_bare_asyncio_floor(benchmark: Any, shape: str, n: int) -> None:
+    graph = dag(shape, n)
+    benchmark.pedantic(lambda: asyncio.run(bare_ready_queue(graph, noop)), rounds=3, iterations=1)
+    PEERS[("asyncio floor", shape, n)] = benchmark.stats.stats.min / n * 1e6
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_langgraph(benchmark: Any, shape: str, n: int) -> None:
+    if not langgraph_available():
+        pytest.skip("langgraph is not installed (pip install -e '.[bench]')")
+    if n > 10_000:
+        pytest.skip("LangGraph compiles and runs 100k nodes in minutes; 10k shows the ratio")
+    from peers import langgraph_graph
+
+    compiled = langgraph_graph(dag(shape, n), sleep=False)
+    benchmark.pedantic(lambda: asyncio.run(run_langgraph(compiled, n)), rounds=1, iterations=1)
+    PEERS[("langgraph", shape, n)] = benchmark.stats.stats.min / n * 1e6

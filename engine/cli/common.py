@@ -1,0 +1,214 @@
+"""What the commands share: the registry, the config, flag values, and `engine_from_args`.
+
+Every command that needs an `Engine` gets it from `engine_from_args`, the one place
+that turns command-line options into engine settings. Heavy modules are imported
+inside the functions that need them, so that `check`, `fmt` and `graph` never load
+the engine, litellm or the live display.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dsl.errors import Diagnostic, ExitCode, InputError, Location
+from engine.cli.options import DEFAULT_MAX_PARALLEL
+from engine.errors import UsageError
+
+if TYPE_CHECKING:
+    from dsl.checker import CheckedPlan
+    from engine.api import Engine
+    from engine.config import Config
+    from stdlib_tools import ToolRegistry
+
+
+def exit_for_status(status: str) -> int:
+    """A finished run's exit code: 0 succeeded, 3 budget, 130 cancelled, else 1."""
+    return {
+        "succeeded": ExitCode.OK,
+        "budget_exceeded": ExitCode.BUDGET,
+        "cancelled": ExitCode.INTERRUPTED,
+    }.get(str(getattr(status, "value", status)), ExitCode.FAILED)
+
+
+def warn(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def registry(files: Sequence[str]) -> ToolRegistry:
+    """The stdlib tools plus those of each `--tools FILE.py`."""
+    from stdlib_tools import ToolRegistry
+
+    tools = ToolRegistry.standard()
+    for file in files:
+        tools.load_file(file)
+    return tools
+
+
+def load_config(path: str | None) -> Config:
+    from engine.config import load_config
+
+    return load_config(path)
+
+
+def load_checked(
+    file: str,
+    tool_files: Sequence[str],
+    tiers: Sequence[str] = (),
+    source_format: str | None = None,
+) -> tuple[CheckedPlan, ToolRegistry]:
+    """Read, parse and check one plan file (PlanError with every diagnostic otherwise)."""
+    from dsl import read_plan_file
+    from dsl.checker import check
+
+    tools = registry(tool_files)
+    plan, smap, text = read_plan_file(file, tools, source_format)
+    return check(plan, tools, smap, source=text, tiers=tiers), tools
+
+
+def _input_error(message: str, hint: str | None = None) -> InputError:
+    return InputError([Diagnostic(message, Location("--input"), hint=hint)])
+
+
+def parse_inputs(pairs: Sequence[str], checked: CheckedPlan) -> dict[str, Any]:
+    """`--input k=v` pairs, typed by the plan: text as is, anything else as JSON."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise _input_error(f"--input takes NAME=VALUE, not `{pair:.60}`")
+        declared = checked.input_types.get(name)
+        if declared is not None and declared.kind == "str":
+            values[name] = raw
+            continue
+        try:
+            values[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[name] = raw  # the input's type check reports the mismatch
+        except RecursionError:
+            raise _input_error(f"--input {name}: the value nests too deeply") from None
+        except ValueError as err:  # e.g. an integer over Python's 4,300-digit limit
+            raise _input_error(f"--input {name}: {err}") from None
+    return values
+
+
+def parse_tiers(pairs: Sequence[str]) -> dict[str, str]:
+    tiers: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, model = pair.partition("=")
+        if not sep or not name.strip().isidentifier() or not model.strip():
+            raise UsageError(
+                f"--tier takes NAME=MODEL (e.g. fast=openai/gpt-4o-mini), not `{pair:.60}`"
+            )
+        tiers[name.strip()] = model.strip()
+    return tiers
+
+
+def parse_limits(pairs: Sequence[str]) -> dict[str, int]:
+    limits: dict[str, int] = {}
+    for pair in pairs:
+        key, sep, raw = pair.rpartition("=")
+        # Digits only, and few of them: int() of a huge string is slow and may raise.
+        if not sep or ":" not in key or not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
+            raise UsageError(
+                f"--limit takes KIND:NAME=N with N from 1 to 999999999 (e.g. tool:search=2), "
+                f"not `{pair:.60}`"
+            )
+        limits[key] = int(raw)
+    return limits
+
+
+def tool_settings(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    """What the tools may do, from planfile.toml and the flags a command has."""
+    http = config.tools.http_get
+    settings: dict[str, Any] = {
+        "http_allowlist": [*http.allow_hosts, *getattr(args, "allow_host", [])],
+        "http_timeout_s": http.timeout_s,
+        "http_max_bytes": http.max_bytes,
+    }
+    if config.search.corpus:
+        settings["corpus"] = config.search.corpus
+    for flag in ("workspace", "corpus"):
+        value = getattr(args, flag, None)
+        if value:
+            if not Path(value).is_dir():
+                raise UsageError(f"--{flag} {value}: not a folder")
+            settings[flag] = str(Path(value).resolve())
+    return settings
+
+
+def journal() -> Any:
+    from engine.store.journal import Journal
+
+    return Journal()
+
+
+def engine_from_args(
+    args: argparse.Namespace,
+    config: Config,
+    tools: ToolRegistry,
+    *,
+    runs_steps: bool = True,
+) -> Engine:
+    """The one `Engine` a command uses, from its options (those it lacks keep defaults).
+
+    `runs_steps=False` (the `plan` command) leaves out what only running steps needs:
+    tool settings, the step cache, the approver.
+    """
+    from engine.api import Engine
+
+    options: dict[str, Any] = {}
+    if runs_steps:
+        from engine.store.step_cache import StepCache
+
+        limits = {k: v for k, v in config.limits.items() if k != "max_parallel"}
+        limits.update(parse_limits(getattr(args, "limit", ())))
+        max_parallel = getattr(args, "max_parallel", DEFAULT_MAX_PARALLEL)
+        if "max_parallel" in config.limits and max_parallel == DEFAULT_MAX_PARALLEL:
+            max_parallel = config.limits["max_parallel"]
+        options.update(
+            max_parallel=max_parallel,
+            limits=limits,
+            settings=tool_settings(config, args),
+            step_cache=StepCache(),
+            approver=terminal_approver(),
+            approve_all=getattr(args, "approve_all", False),
+            cache_all=getattr(args, "cache", False),
+        )
+    audit = getattr(args, "audit", None)
+    return Engine(
+        tools=tools,
+        config=config,
+        tiers=parse_tiers(getattr(args, "tier", ())),
+        budget_usd=getattr(args, "budget", None),
+        on_warning=warn,
+        journal=journal(),
+        audit=Path(audit) if audit else True,
+        **options,
+    )
+
+
+def terminal_approver() -> Any:
+    """Ask at the terminal when there is one; otherwise the run waits (approve/reject later)."""
+    if not sys.stdin.isatty():
+        return None
+
+    async def ask(run_id: str, step: str, arguments: Mapping[str, Any]) -> bool:
+        import asyncio
+
+        shown = json.dumps(arguments, default=str, ensure_ascii=False)
+        prompt = f"\nstep `{step}` of run {run_id} wants to run with {shown[:400]}\napprove? [y/N] "
+        answer = await asyncio.to_thread(_ask_line, prompt)
+        return answer.strip().lower() in ("y", "yes")
+
+    return ask
+
+
+def _ask_line(prompt: str) -> str:
+    print(prompt, end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline()

@@ -1,0 +1,98 @@
+"""Commands on journaled runs: `runs`, `show`, and `approve`/`reject` of a waiting step."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from dsl.errors import ExitCode
+from engine.cli.common import journal, registry, warn
+from engine.errors import ApprovalError
+
+
+def _status(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    rows = journal().runs(args.limit)
+    if not rows:
+        warn("no runs yet (`planfile run PLAN` records them)")
+        return ExitCode.OK
+    print(f"{'run':14} {'plan':24} {'status':16} {'started (UTC)':26} cost")
+    for row in rows:
+        print(
+            f"{row.run_id:14} {row.plan[:24]:24} {_status(row.status):16} {row.started_at:26} "
+            f"${row.cost_usd:.6f}"
+        )
+    return ExitCode.OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = journal()
+    row = store.run(args.run)
+    if args.html:
+        from dsl.checker import check
+        from dsl.ir import Plan
+        from engine.observe.report import render_report
+
+        checked = check(Plan.model_validate_json(row.plan_json), registry(args.tools))
+        page = render_report(
+            checked,
+            store.steps(row.run_id),
+            run_id=row.run_id,
+            status=row.status,
+            cost_usd=row.cost_usd,
+            started_at=row.started_at,
+        )
+        Path(args.html).write_text(page, encoding="utf-8")
+        warn(f"wrote {args.html}")
+        return ExitCode.OK
+    result = store.result_json(row.run_id)
+    if args.json:
+        print(json.dumps(result or {"run_id": row.run_id, "status": _status(row.status)}, indent=2))
+        return ExitCode.OK
+    print(
+        f"run {row.run_id}: plan {row.plan}, {_status(row.status)}, started {row.started_at}, "
+        f"${row.cost_usd:.6f}"
+    )
+    if row.inputs:
+        print(f"inputs: {json.dumps(row.inputs)}")
+    from engine.observe.display import preview
+
+    records = store.steps(row.run_id)
+    for name, record in records.items():
+        status = _status(record.status)
+        detail = record.error if status != "succeeded" else preview(record.output, 70)
+        model = f" {record.model}" if record.model else ""
+        cost = f" ${record.cost_usd:.6f}" if record.cost_usd else ""
+        print(f"  {name:20} {status:10} {record.attempts}x{model}{cost}  {detail}")
+    if _status(row.status) != "succeeded":
+        # A killed, stopped or waiting run: what `resume` would run.
+        for step in json.loads(row.plan_json)["steps"]:
+            if step["id"] not in records:
+                print(f"  {step['id']:20} {'not run':10} (`planfile resume {row.run_id}` runs it)")
+    for change in (result or {}).get("replans", []):
+        print(f"  replanned after `{change['after']}`: {change['reason']}")
+    return ExitCode.OK
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    """`approve`/`reject RUN STEP`: record the decision; `resume` acts on it."""
+    store = journal()
+    row = store.run(args.run)
+    plan_steps = [step["id"] for step in json.loads(row.plan_json)["steps"]]
+    if args.step not in plan_steps:
+        from dsl.errors import did_you_mean
+
+        raise ApprovalError(
+            f"run {row.run_id} has no step `{args.step}`", hint=did_you_mean(args.step, plan_steps)
+        )
+    store.decide(row.run_id, args.step, "approved" if args.command == "approve" else "rejected")
+    print(
+        f"{args.command}d `{args.step}` of run {row.run_id}; "
+        f"continue with `planfile resume {row.run_id}`"
+    )
+    return ExitCode.OK

@@ -1,0 +1,274 @@
+"""The `planfile` argument parser: every option block declared once, shared by parents.
+
+Importing this module imports argparse and nothing of planfile's: `planfile --help`
+and a mistyped flag cost no more than Python's start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import NoReturn
+
+DEFAULT_MAX_PARALLEL = 16
+# Upper bounds for counts given on the command line: large enough for any real use,
+# small enough for SQLite's 64-bit integers and for loops that count to them.
+MAX_COUNT = 1_000_000_000
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"planfile: error: {message}", file=sys.stderr)
+        raise SystemExit(2)  # ExitCode.INVALID, without importing the plan front end
+
+
+def _count(low: int) -> type[int]:
+    """An argparse type: an integer from `low` to MAX_COUNT (clear error otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:  # not a number, or over Python's 4,300-digit limit
+            raise argparse.ArgumentTypeError(f"expected a whole number, not `{text:.40}`") from None
+        if not low <= value <= MAX_COUNT:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {MAX_COUNT:,}, not {text:.40}")
+        return value
+
+    parse.__name__ = "count"
+    return parse  # type: ignore[return-value]
+
+
+def _usd(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an amount in USD, not `{text:.40}`") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more (and finite), not {text:.40}")
+    return value
+
+
+def _parent() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(add_help=False)
+
+
+def _shared_options() -> dict[str, argparse.ArgumentParser]:
+    """One parent parser per option block; a command lists the blocks it takes."""
+    p: dict[str, argparse.ArgumentParser] = {}
+
+    p["tools"] = _parent()
+    p["tools"].add_argument(
+        "--tools",
+        action="append",
+        default=[],
+        metavar="FILE.py",
+        help="load user tools (functions decorated with @tool) from a Python file",
+    )
+    p["from"] = _parent()
+    p["from"].add_argument(
+        "--from",
+        dest="source_format",
+        choices=["llmcompiler", "rewoo"],
+        help="read PLAN as LLMCompiler or ReWOO plan text",
+    )
+    p["config"] = _parent()
+    p["config"].add_argument(
+        "--config", metavar="FILE", help="settings file (default: ./planfile.toml if present)"
+    )
+    p["budget"] = _parent()
+    p["budget"].add_argument(
+        "--budget", type=_usd, metavar="USD", help="stop before a call could take it over USD"
+    )
+    p["tier"] = _parent()
+    p["tier"].add_argument(
+        "--tier",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL",
+        help="map a tier to a litellm model string (overrides the plan and the config)",
+    )
+    p["workspace"] = _parent()
+    p["workspace"].add_argument(
+        "--workspace", metavar="DIR", help="root folder of the file tools (default: current folder)"
+    )
+    p["parallel"] = _parent()
+    p["parallel"].add_argument(
+        "--max-parallel",
+        type=_count(1),
+        default=DEFAULT_MAX_PARALLEL,
+        metavar="N",
+        help=f"steps running at once (default {DEFAULT_MAX_PARALLEL})",
+    )
+    p["json"] = _parent()
+    p["json"].add_argument(
+        "--json", action="store_true", help="print the run result as one JSON document"
+    )
+    p["journaled"] = _parent()  # what every command that runs steps takes
+    p["journaled"].add_argument(
+        "--audit", metavar="FILE", help="also write the audit log (JSON lines) to FILE"
+    )
+    p["journaled"].add_argument(
+        "--approve-all",
+        action="store_true",
+        help="approve every `approve` step (trusted automation)",
+    )
+    p["replan"] = _parent()
+    p["replan"].add_argument(
+        "--replan",
+        default="never",
+        metavar="POLICY",
+        help="never, on-failure, after-each-step, every-N (e.g. every-3), on-surprise",
+    )
+    p["replan"].add_argument(
+        "--max-replans",
+        type=_count(0),
+        default=5,
+        metavar="N",
+        help="cap on plan revisions (default 5)",
+    )
+    p["planning"] = _parent()
+    p["planning"].add_argument("goal", metavar="GOAL")
+    p["planning"].add_argument(
+        "--max-repairs",
+        type=_count(0),
+        default=2,
+        metavar="N",
+        help="planner repair attempts (default 2)",
+    )
+    p["planning"].add_argument(
+        "--allow-tool",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="let the plan use NAME too (by default: the stdlib tools that stay in the workspace)",
+    )
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="planfile",
+        description="A declarative workflow engine for plan-and-execute LLM agents.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p = _shared_options()
+
+    def command(name: str, help: str, *blocks: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[p[b] for b in blocks])
+
+    check = command(
+        "check", "validate and type-check plans (exit 0, or 2 with errors)", "tools", "from"
+    )
+    check.add_argument("plans", nargs="+", metavar="PLAN")
+    check.add_argument("--quiet", "-q", action="store_true", help="print errors only")
+
+    run = command(
+        "run",
+        "run a plan (exit 0 ok, 1 failed, 2 invalid, 3 budget, 130 interrupted)",
+        *("tools", "from", "config", "budget", "tier", "workspace", "parallel", "json"),
+        *("journaled", "replan"),
+    )
+    run.add_argument("plan", metavar="PLAN")
+    run.add_argument(
+        "--input",
+        "-i",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a plan input (JSON for non-text types: --input topics='[\"a\"]')",
+    )
+    run.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="KEY=N",
+        help="concurrency limit per tool, tier or model: tool:search=2, tier:frontier=1, model:NAME=4",
+    )
+    run.add_argument(
+        "--corpus", metavar="DIR", help="folder the search tool indexes (default: examples/corpus)"
+    )
+    run.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="let http_get fetch from HOST (*.example.com for subdomains); off by default",
+    )
+    run.add_argument(
+        "--cache",
+        action="store_true",
+        help="reuse stored results for every step (not only `cache` steps)",
+    )
+
+    ask = command(
+        "ask",
+        "plan a goal with an LLM, run it, replan as needed, answer",
+        *("planning", "tools", "config", "budget", "tier", "workspace", "parallel", "json"),
+        *("journaled", "replan"),
+    )
+    ask.set_defaults(replan="on-failure")
+    ask.add_argument(
+        "--no-cache", action="store_true", help="always call the planner (no plan cache)"
+    )
+
+    plan = command(
+        "plan",
+        "an LLM writes a plan for a goal; it is checked and repaired",
+        *("planning", "tools", "config", "budget", "tier"),
+    )
+    plan.add_argument(
+        "-o", "--output", metavar="FILE", help="write the plan here (default: stdout)"
+    )
+    plan.add_argument(
+        "--format", choices=["plan", "json"], default="plan", help="canonical .plan text or JSON"
+    )
+
+    graph = command("graph", "print a plan's DAG (mermaid, dot or json)", "tools")
+    graph.add_argument("plan", metavar="PLAN", nargs="?", help="a plan file (or give --run)")
+    graph.add_argument("--format", choices=["mermaid", "dot", "json"], default="mermaid")
+    graph.add_argument(
+        "--run", metavar="RUN", help="colour the steps by their state in this journaled run"
+    )
+
+    fmt = command(
+        "fmt", "print a plan as canonical .plan text (JSON plans too)", "tools", "from"
+    )
+    fmt.add_argument("plan", metavar="PLAN")
+    fmt.add_argument("--write", "-w", action="store_true", help="rewrite a .plan file in place")
+    fmt.add_argument(
+        "--check",
+        dest="check_only",
+        action="store_true",
+        help="exit 1 if the file is not canonically formatted",
+    )
+
+    command("schema", "print the JSON Schema of a JSON plan")
+
+    runs = command("runs", "list journaled runs (id, plan, status, started, cost)")
+    runs.add_argument("--limit", type=_count(1), default=30, metavar="N")
+
+    show = command("show", "print one journaled run: steps, results, costs, replans", "tools")
+    show.add_argument("run", metavar="RUN", help="a run id (a unique prefix is enough)")
+    show.add_argument("--json", action="store_true", help="the run's result document")
+    show.add_argument(
+        "--html", metavar="FILE", help="write a self-contained HTML report: DAG, timeline, costs"
+    )
+
+    resume = command(
+        "resume",
+        "continue a killed, cancelled or budget-stopped run",
+        *("tools", "config", "budget", "workspace", "json", "journaled"),
+    )
+    resume.add_argument("run", metavar="RUN")
+
+    for verb in ("approve", "reject"):
+        decide = command(verb, f"{verb} a step that waits for approval (then `planfile resume RUN`)")
+        decide.add_argument("run", metavar="RUN")
+        decide.add_argument("step", metavar="STEP")
+
+    tools = command("tools", "print the tool catalogue with typed signatures", "tools")
+    tools.add_argument("--json", action="store_true", help="machine-readable catalogue")
+    return parser

@@ -1,0 +1,157 @@
+"""Commands on plan files that run nothing: check, fmt, graph, schema, tools.
+
+None of them imports the engine, litellm or the live display: they start as fast as
+the plan front end loads (see the start-up figures in the README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from dsl.errors import ExitCode, PlanError
+from engine.cli.common import journal, load_checked, registry
+from engine.errors import UsageError
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from dsl import read_plan_file
+    from dsl.checker import check
+
+    tools = registry(args.tools)
+    status = ExitCode.OK
+    for file in args.plans:
+        try:
+            plan, smap, text = read_plan_file(file, tools, args.source_format)
+            checked = check(plan, tools, smap, source=text)
+        except PlanError as err:
+            print(err.render(), file=sys.stderr)
+            print(f"{file}: {_plural(len(err.errors), 'error')}", file=sys.stderr)
+            status = ExitCode.INVALID
+            continue
+        for warning in checked.warnings:
+            print(warning.render(text), file=sys.stderr)
+        if not args.quiet:
+            warned = len(checked.warnings)
+            note = f", {_plural(warned, 'warning')}" if warned else ""
+            print(f"{file}: ok ({_plural(len(checked.plan.steps), 'step')}{note})")
+    return status
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from dsl.dag import LatencyModel, to_dot, to_json, to_mermaid
+
+    states: dict[str, str] | None = None
+    if args.run:
+        from dsl.checker import check
+        from dsl.ir import Plan
+
+        store = journal()
+        row = store.run(args.run)
+        records = store.steps(row.run_id)
+        if args.plan:
+            checked, tools = load_checked(args.plan, args.tools)
+        else:
+            tools = registry(args.tools)
+            checked = check(Plan.model_validate_json(row.plan_json), tools)
+        states = {
+            s.id: str(getattr(records[s.id].status, "value", records[s.id].status))
+            if s.id in records
+            else "pending"
+            for s in checked.plan.steps
+        }
+    elif args.plan:
+        checked, tools = load_checked(args.plan, args.tools)
+    else:
+        raise UsageError("give a PLAN file, or --run RUN")
+    if args.format == "mermaid":
+        sys.stdout.write(to_mermaid(checked, states))
+    elif args.format == "dot":
+        sys.stdout.write(to_dot(checked, states))
+    else:
+        latency = LatencyModel.from_tools(tools)
+        durations = {s.id: latency.estimate(s, tools) for s in checked.plan.steps}
+        print(json.dumps(to_json(checked, durations, states), indent=2))
+    return ExitCode.OK
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    from dsl import read_plan_file
+    from dsl.printer import format_plan
+
+    if args.write and args.plan.lower().endswith(".json"):
+        raise UsageError(
+            "--write rewrites .plan files",
+            hint="redirect the output to convert JSON: planfile fmt PLAN.json > PLAN.plan",
+        )
+    plan, _, text = read_plan_file(args.plan, registry(args.tools), args.source_format)
+    formatted = format_plan(plan)
+    if args.check_only:
+        if formatted != text:
+            print(
+                f"{args.plan}: not canonically formatted (run `planfile fmt -w`)", file=sys.stderr
+            )
+            return ExitCode.FAILED
+        return ExitCode.OK
+    if args.write:
+        if formatted != text:
+            Path(args.plan).write_text(formatted, encoding="utf-8")
+        return ExitCode.OK
+    sys.stdout.write(formatted)
+    return ExitCode.OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from dsl.ir import plan_json_schema
+
+    print(json.dumps(plan_json_schema(), indent=2))
+    return ExitCode.OK
+
+
+def cmd_tools(args: argparse.Namespace) -> int:
+    tools = registry(args.tools)
+    if args.json:
+        catalogue = [
+            {
+                "name": spec.name,
+                "signature": spec.signature(),
+                "description": spec.description,
+                "params": [
+                    {
+                        "name": p.name,
+                        "type": str(p.type),
+                        "required": p.required,
+                        "default": p.default,
+                        "description": p.description,
+                    }
+                    for p in spec.params
+                ],
+                "returns": str(spec.returns),
+                "uses_model": spec.uses_model,
+                "network": spec.network,
+                "source": spec.source,
+            }
+            for spec in tools.values()
+        ]
+        print(json.dumps(catalogue, indent=2, default=str))
+        return ExitCode.OK
+    for spec in tools.values():
+        notes = []
+        if spec.uses_model:
+            notes.append("calls a model")
+        if spec.network:
+            notes.append("network: off unless allowed")
+        if spec.source != "stdlib":
+            notes.append(f"from {spec.source}")
+        print(spec.signature() + (f"    [{'; '.join(notes)}]" if notes else ""))
+        print(f"    {spec.description}")
+        for param in spec.params:
+            if param.description:
+                print(f"      {param.name}: {param.description}")
+    return ExitCode.OK

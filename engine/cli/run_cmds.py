@@ -1,0 +1,148 @@
+"""Commands that run steps: `run`, `resume`, and `execute` (the run loop `ask` shares)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from dsl.errors import ExitCode
+from engine.cli.common import (
+    engine_from_args,
+    exit_for_status,
+    load_checked,
+    load_config,
+    parse_inputs,
+    parse_tiers,
+    registry,
+)
+
+if TYPE_CHECKING:
+    from dsl.checker import CheckedPlan
+    from engine.api import Engine
+    from engine.run.result import RunResult
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    tiers = parse_tiers(args.tier)
+    checked, tools = load_checked(
+        args.plan, args.tools, tiers=[*tiers, *config.tiers], source_format=args.source_format
+    )
+    for warning in checked.warnings:
+        print(warning.render(checked.source), file=sys.stderr)
+    inputs = parse_inputs(args.input, checked)  # before the engine opens its stores
+    engine = engine_from_args(args, config, tools)
+    try:
+        return execute(
+            engine, checked, inputs, args.json, replan=args.replan, max_replans=args.max_replans
+        )
+    finally:
+        engine.close()
+
+
+def execute(
+    engine: Engine,
+    checked: CheckedPlan,
+    inputs: dict[str, Any],
+    as_json: bool,
+    *,
+    replan: str | None = None,
+    max_replans: int = 5,
+    goal: str | None = None,
+    extra_cost: float = 0.0,
+    extra_note: str | None = None,
+    audit_preamble: list[tuple[str, str, dict[str, Any]]] | None = None,
+) -> int:
+    """Run with the live display (or plain log), report, and map the status to an exit code.
+
+    Errors (bad inputs, an unknown replan policy, a locked journal) propagate as
+    `PlanfileError`s to `main`, which maps them to their exit codes.
+    """
+    import asyncio
+
+    from engine.observe.display import PlainLog, StepTable, print_summary
+
+    holder: list[RunResult] = []
+    live = sys.stdout.isatty() and not as_json
+    table = StepTable() if live else None
+    listener = table if table is not None else (None if as_json else PlainLog())
+    options = {
+        "replan": replan,
+        "max_replans": max_replans,
+        "goal": goal,
+        "result_holder": holder,
+        "audit_preamble": audit_preamble,
+    }
+
+    async def go() -> RunResult:
+        if table is None:
+            return await engine.run(checked, inputs, on_event=listener, **options)
+        from rich.live import Live
+
+        with Live(table.render(), refresh_per_second=10, transient=False) as display:
+
+            def on_event(event: Any) -> None:
+                table(event)
+                display.update(table.render())
+
+            return await engine.run(checked, inputs, on_event=on_event, **options)
+
+    def summary(result: RunResult) -> None:
+        if extra_note:
+            print(extra_note, file=sys.stderr)
+        print_summary(result, expected_cost=checked.plan.expected_cost_usd)
+        for change in result.replans:
+            added = ", ".join(_field(change, "added") or []) or "nothing (rejected)"
+            print(
+                f"  replanned after `{_field(change, 'after')}`: {_field(change, 'reason')} (+ {added})",
+                file=sys.stderr,
+            )
+
+    try:
+        result = asyncio.run(go())
+    except KeyboardInterrupt:
+        if holder:
+            holder[0].cost_usd += extra_cost
+            report(holder[0], as_json, summary)
+        print("planfile: interrupted; the steps above had finished", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    result.cost_usd += extra_cost  # e.g. the planning call of `ask`
+    report(result, as_json, summary)
+    return exit_for_status(result.status)
+
+
+def _field(change: Any, name: str) -> Any:
+    """A replan record's field, whether it is a record type or (journaled) a dict."""
+    return change[name] if isinstance(change, dict) else getattr(change, name)
+
+
+def report(result: RunResult, as_json: bool, summary: Callable[[RunResult], None]) -> None:
+    if as_json:
+        print(result.dumps())
+    else:
+        summary(result)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from engine.observe.display import PlainLog, print_summary
+
+    config = load_config(args.config)
+    engine = engine_from_args(args, config, registry(args.tools))
+    holder: list[RunResult] = []
+    try:
+        result = asyncio.run(
+            engine.resume(
+                args.run, on_event=None if args.json else PlainLog(), result_holder=holder
+            )
+        )
+    except KeyboardInterrupt:
+        print("planfile: interrupted; resume it again later", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    finally:
+        engine.close()
+    report(result, args.json, print_summary)
+    return exit_for_status(result.status)

@@ -1,0 +1,224 @@
+"""Expected step durations and the scheduler's priorities derived from them.
+
+`LatencyModel` estimates seconds per step from tool and tier figures and refines them
+from observed durations. `CriticalTails` turns durations into priorities: each step's
+duration plus the longest chain of work waiting on it (its remaining critical path),
+updated incrementally when a duration changes. `Priorities` ties the two to one run's
+`Schedule`: when an estimate moves, only the steps using it and those of their
+ancestors whose tails change are recomputed, and only steps not yet started count.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dsl.ir import Step
+from engine.run.schedule import Schedule, State
+
+if TYPE_CHECKING:
+    from dsl.dag import CompactDag  # networkx: loaded by a run, not by importing the engine
+
+DEFAULT_TIER_LATENCY_S = {"fast": 1.0, "standard": 3.0, "frontier": 6.0}
+DEFAULT_TOOL_LATENCY_S = 0.01
+
+
+@dataclass
+class LatencyModel:
+    """Expected seconds per step, from tool and tier estimates (refined while running)."""
+
+    tool_s: dict[str, float] = field(default_factory=dict)
+    tier_s: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TIER_LATENCY_S))
+    default_tier: str = "standard"
+    smoothing: float = 0.3
+
+    @classmethod
+    def from_tools(cls, tools: Mapping[str, Any], **kwargs: Any) -> LatencyModel:
+        return cls(
+            tool_s={
+                name: float(getattr(spec, "latency_s", DEFAULT_TOOL_LATENCY_S))
+                for name, spec in tools.items()
+            },
+            **kwargs,
+        )
+
+    def key(self, step: Step, tools: Mapping[str, Any]) -> tuple[str, str]:
+        """Which estimate a step uses: ("tier", tier) for model steps, else ("tool", name)."""
+        spec = tools.get(step.tool)
+        if spec is not None and getattr(spec, "uses_model", False):
+            return "tier", step.tier or self.default_tier
+        return "tool", step.tool
+
+    def estimate(self, step: Step, tools: Mapping[str, Any]) -> float:
+        kind, key = self.key(step, tools)
+        if kind == "tier":
+            return self.tier_s.get(key, self.tier_s.get(self.default_tier, 3.0))
+        return self.tool_s.get(key, DEFAULT_TOOL_LATENCY_S)
+
+    def observe(self, step: Step, tools: Mapping[str, Any], seconds: float) -> None:
+        """Fold an observed duration into the estimate (exponential moving average)."""
+        kind, key = self.key(step, tools)
+        table = self.tier_s if kind == "tier" else self.tool_s
+        previous = table.get(key)
+        table[key] = (
+            seconds if previous is None else previous + self.smoothing * (seconds - previous)
+        )
+
+
+class Estimates(Protocol):
+    """What `Priorities` needs of a latency model (`LatencyModel` satisfies it)."""
+
+    def key(self, step: Step, tools: Mapping[str, Any]) -> Hashable: ...
+
+    def estimate(self, step: Step, tools: Mapping[str, Any]) -> float: ...
+
+    def observe(self, step: Step, tools: Mapping[str, Any], seconds: float) -> None: ...
+
+
+class CriticalTails:
+    """For each node: its duration plus the longest chain of work that waits on it.
+
+    Built in one reverse pass over a topological order, O(nodes + edges). `update`
+    changes some durations and recomputes only what they affect: the changed nodes,
+    then predecessors whose tail actually moved, each once, latest in the order first
+    (so a node is recomputed after all its successors).
+    """
+
+    __slots__ = ("durations", "position", "predecessors", "successors", "tails")
+
+    def __init__(
+        self, deps: Sequence[Sequence[int]], order: Sequence[int], durations: Sequence[float]
+    ):
+        count = len(deps)
+        self.predecessors: list[Sequence[int]] = list(deps)
+        self.successors: list[list[int]] = [[] for _ in range(count)]
+        for node, needs in enumerate(deps):
+            for need in needs:
+                self.successors[need].append(node)
+        self.position = [0] * count
+        for place, node in enumerate(order):
+            self.position[node] = place
+        self.durations = list(durations)
+        self.tails = list(durations)
+        tails, successors = self.tails, self.successors
+        for node in reversed(order):
+            best = 0.0
+            for succ in successors[node]:
+                if tails[succ] > best:
+                    best = tails[succ]
+            tails[node] = self.durations[node] + best
+
+    def update(
+        self, durations: Mapping[int, float], live: Callable[[int], bool] | None = None
+    ) -> list[int]:
+        """Set new durations; returns the nodes whose tail changed.
+
+        `live(node)` false means the node's tail no longer matters (it started or
+        finished, and so did everything before it): it is neither updated nor walked past.
+        """
+        position, tails, successors = self.position, self.tails, self.successors
+        heap: list[tuple[int, int]] = []
+        queued: set[int] = set()
+        for node, seconds in durations.items():
+            self.durations[node] = seconds
+            if live is None or live(node):
+                heap.append((-position[node], node))
+                queued.add(node)
+        heapq.heapify(heap)
+        changed: list[int] = []
+        while heap:
+            _, node = heapq.heappop(heap)
+            best = 0.0
+            for succ in successors[node]:
+                if tails[succ] > best:
+                    best = tails[succ]
+            tail = self.durations[node] + best
+            if tail == tails[node]:
+                continue
+            tails[node] = tail
+            changed.append(node)
+            for pred in self.predecessors[node]:
+                if pred not in queued and (live is None or live(pred)):
+                    queued.add(pred)
+                    heapq.heappush(heap, (-position[pred], pred))
+        return changed
+
+
+# Tail updates are paid for by completions: each observed duration buys this many node
+# visits, so re-prioritising stays amortised O(1) per step however many steps share an
+# estimate (a fan-out of 10,000 calls to one tool under a slot limit), while small or
+# varied plans re-prioritise at every change.
+VISITS_PER_OBSERVATION = 32
+# Steps whose tail still matters: not started yet (or a fan-out whose items may wait).
+_LIVE = frozenset({State.PENDING, State.READY, State.STANDBY, State.EXPANDED})
+
+
+class Priorities:
+    """One run's scheduler priorities, kept current as latency estimates are refined.
+
+    `observe` is the run's hook for each step's measured duration. With no slot limit
+    every ready step starts at once, so priorities are moot and nothing is computed.
+    """
+
+    def __init__(
+        self,
+        dag: CompactDag,
+        steps: Sequence[Step],
+        latency: Estimates,
+        tools: Mapping[str, Any],
+        schedule: Schedule,
+    ):
+        self.latency, self.tools, self.schedule = latency, tools, schedule
+        self.steps = list(steps)
+        self.active = schedule.uses_priority
+        self.credit = 0
+        self.dirty: set[Hashable] = set()
+        self.index = dag.index
+        self.key_of: list[Hashable] = []
+        self.by_key: dict[Hashable, list[int]] = {}
+        if not self.active:
+            return
+        for node, step in enumerate(self.steps):
+            key = latency.key(step, tools)
+            self.key_of.append(key)
+            self.by_key.setdefault(key, []).append(node)
+        durations = [latency.estimate(step, tools) for step in self.steps]
+        self.tails = CriticalTails(dag.deps, dag.order, durations)
+        schedule.reprioritize(dict(enumerate(self.tails.tails)))
+
+    def _live(self, node: int) -> bool:
+        return self.schedule.state[node] in _LIVE
+
+    def observe(self, step: Step, seconds: float) -> None:
+        """Fold a measured duration into the estimates; re-prioritise what it changes."""
+        self.latency.observe(step, self.tools, seconds)
+        if not self.active:
+            return
+        self.dirty.add(self.key_of[self.index[step.id]])
+        self.credit += VISITS_PER_OBSERVATION
+        if self.credit > 0:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Apply the estimates changed since the last refresh to the waiting steps."""
+        changes: dict[int, float] = {}
+        visits = 0
+        for key in self.dirty:
+            waiting = [node for node in self.by_key[key] if self._live(node)]
+            visits += len(self.by_key[key])
+            self.by_key[key] = waiting  # started steps never wait again: drop them once
+            if not waiting:
+                continue
+            seconds = self.latency.estimate(self.steps[waiting[0]], self.tools)
+            durations = self.tails.durations
+            for node in waiting:
+                if durations[node] != seconds:
+                    changes[node] = seconds
+        self.dirty.clear()
+        changed = self.tails.update(changes, self._live) if changes else []
+        self.credit -= visits + len(changes) + len(changed)
+        if changed:
+            tails = self.tails.tails
+            self.schedule.reprioritize({node: tails[node] for node in changed})
