@@ -4,7 +4,9 @@ Overhead: no-op steps on chains and fan-outs of 1k/10k/100k, for a bare asyncio 
 queue (the floor), planfile's scheduler (Schedule + Driver), the whole engine (plans of
 `noop()` tool steps: arguments, validation, records), and LangGraph (optional).
 Makespan: random layered DAGs with simulated latencies, unbounded and with 4 slots,
-critical-path priority against FIFO.
+critical-path priority against FIFO; and the whole engine with 4 slots, learning its
+tools' latencies while it runs (incremental critical-path priorities) against the same
+engine that never updates its first estimates.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from peers import (
 )
 
 from engine import Engine, load_plan
+from engine.run.latency import LatencyModel
 from stdlib_tools import tool
 
 SHAPES = {"chain": chain, "fanout": fan_out}
@@ -133,3 +136,48 @@ def test_makespan_four_slots(benchmark: Any, order: str) -> None:
         dag,
         bound,
     )
+
+
+@tool
+async def quick_tool() -> None:
+    """Ten milliseconds of waiting."""
+    await asyncio.sleep(0.01)
+
+
+@tool
+async def slow_tool() -> None:
+    """Two hundred milliseconds of waiting."""
+    await asyncio.sleep(0.2)
+
+
+class FixedLatency(LatencyModel):
+    """The first estimates, never refined (what priorities would be without learning)."""
+
+    def observe(self, step: Any, tools: Any, seconds: float) -> None:
+        return None
+
+
+@pytest.mark.parametrize("estimates", ["learned", "fixed"])
+def test_makespan_four_slots_engine(benchmark: Any, estimates: str) -> None:
+    """The engine with 4 slots on a layered DAG of quick and slow tools, both estimated
+    at 10 ms at the start: learning the slow tool's latency reorders the ready steps
+    (target <= 1.05x max(critical path, work / 4))."""
+    dag = layered(200, 10)
+    slow = [d > 0.145 for d in dag.durations]  # ~30% of steps are slow
+    dag.durations = [0.2 if s else 0.01 for s in slow]
+    lines = []
+    for node, needs in enumerate(dag.deps):
+        after = f" after {', '.join(f's{d}' for d in needs)}" if needs else ""
+        lines.append(f"step s{node} = {'slow_tool' if slow[node] else 'quick_tool'}(){after}")
+    tools = [quick_tool, slow_tool]
+    checked = load_plan("\n".join(lines) + "\n", tools=tools)
+    bound = max(dag.critical_path(), sum(dag.durations) / 4)
+
+    async def run() -> None:
+        model = (LatencyModel if estimates == "learned" else FixedLatency).from_tools(
+            {t.name: t for t in tools}
+        )
+        result = await Engine(tools=tools, max_parallel=4, latency=model).run(checked)
+        assert result.status == "succeeded"
+
+    makespan(benchmark, run, dag, bound)

@@ -2,17 +2,21 @@
 
 What a new user measures: the CLI in its own process (journal and audit on, as the CLI
 always has them, `PLANFILE_HOME` in a temporary folder), a JSON plan of N no-op steps,
-either a chain or a fan-out from one root, calling a user tool loaded with `--tools`
-(an async no-op or a sync no-op, which runs in the thread pool). The figure is
+either a chain or a fan-out from one root, calling a user tool loaded with `--tools`:
+an async no-op, a sync no-op (run in the thread pool), or a sync no-op declared
+`@tool(inline=True)` (run on the event loop). The figure is
 µs/step = (wall(N) - wall(1)) / (N - 1): start-up, imports and parsing the 1-step plan
-cancel out. Beside it, in the same run, the bare asyncio ready-queue floor
+cancel out. The same difference in CPU time (user + sys of the CLI process) is shown
+beside it: on a shared machine it moves far less than wall time. Beside it, in the same run, the bare asyncio ready-queue floor
 (`peers.bare_ready_queue`) and LangGraph (skipped when not installed) on the same DAGs,
 in-process. Peak RSS of the CLI process is recorded for every size (target < 1 GB at
 100k).
 
 Run alone:  .venv/bin/pytest benchmarks/test_user_path.py -m user_path -s
 Sizes:      PLANFILE_BENCH_SIZES=10000 (default 10000,100000)
-Before:     PLANFILE_BENCH_ROOT=/path/to/other/tree measures that tree's CLI instead.
+Tools:      PLANFILE_BENCH_TOOLS=async,sync (default async,sync,inline)
+Before:     PLANFILE_BENCH_ROOT=/path/to/other/tree measures that tree's CLI instead
+            (with PLANFILE_BENCH_TOOLS=async,sync if that tree has no `inline`).
 Targets (issue 10): <= 30 µs/step async, <= 60 µs/step sync at 10k; at most 2x at 100k.
 """
 
@@ -39,26 +43,36 @@ pytestmark = pytest.mark.user_path
 ROOT = Path(os.environ.get("PLANFILE_BENCH_ROOT") or Path(__file__).resolve().parent.parent)
 SIZES = [int(s) for s in os.environ.get("PLANFILE_BENCH_SIZES", "10000,100000").split(",")]
 SHAPES = ("chain", "fan_out")
-TOOLS = ("async", "sync")
-TARGET_US = {"async": 30.0, "sync": 60.0}
+TOOLS = tuple(os.environ.get("PLANFILE_BENCH_TOOLS", "async,sync,inline").split(","))
+TARGET_US = {"async": 30.0, "sync": 60.0, "inline": 60.0}  # inline: a sync tool too
+TOOL_NAMES = {"async": "anoop", "sync": "snoop", "inline": "inoop"}
 
-TOOLS_FILE = '''\
-"""No-op user tools for the user-path benchmark."""
-
-from stdlib_tools import tool
-
-
+# One no-op tool per kind; the tools file holds only the kinds measured (a "before"
+# tree may not know `inline`).
+TOOL_SOURCES = {
+    "async": '''
 @tool
 async def anoop() -> int:
     """Do nothing, asynchronously."""
     return 0
-
-
+''',
+    "sync": '''
 @tool
 def snoop() -> int:
     """Do nothing, in the thread pool."""
     return 0
-'''
+''',
+    "inline": '''
+@tool(inline=True)
+def inoop() -> int:
+    """Do nothing, on the event loop (declared pure and quick)."""
+    return 0
+''',
+}
+TOOLS_FILE = (
+    '"""No-op user tools for the user-path benchmark."""\n\nfrom stdlib_tools import tool\n'
+    + "".join("\n" + TOOL_SOURCES[kind] for kind in TOOLS)
+)
 
 # (shape, tool, n) -> measured figures; printed as one table at the end of the module.
 RESULTS: dict[tuple[str, str, int], dict[str, float]] = {}
@@ -91,8 +105,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def cli_run(workdir: Path, plan: Path) -> tuple[float, int]:
-    """Run `planfile run PLAN --json` in a fresh process; (wall seconds, peak RSS bytes)."""
+def cli_run(workdir: Path, plan: Path) -> tuple[float, float, int]:
+    """Run `planfile run PLAN --json` in a fresh process: wall and CPU seconds, and
+    peak RSS bytes."""
     env = {
         **os.environ,
         "PLANFILE_HOME": str(workdir / "home"),
@@ -125,7 +140,8 @@ def cli_run(workdir: Path, plan: Path) -> tuple[float, int]:
         )
     result = json.loads(out.read_text())
     assert result["status"] == "succeeded", result["status"]
-    return wall, usage.ru_maxrss * 1024  # Linux reports KiB
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, cpu, usage.ru_maxrss * 1024  # Linux reports KiB
 
 
 def write_plan(workdir: Path, shape: str, tool: str, n: int) -> Path:
@@ -140,12 +156,14 @@ def summary_lines() -> list[str]:
         return []
     lines = [
         "user path: planfile run (subprocess, journal + audit), µs/step over a 1-step run",
-        f"{'shape':<8} {'tool':<14} {'steps':>7} {'µs/step':>9} {'target':>7} {'peak RSS':>9}",
+        f"{'shape':<8} {'tool':<14} {'steps':>7} {'µs/step':>9} {'cpu µs':>7} {'target':>7}"
+        f" {'peak RSS':>9}",
     ]
     for (shape, tool, n), row in sorted(RESULTS.items()):
         target = TARGET_US[tool] * (1 if n <= 10_000 else 2)
         lines.append(
-            f"{shape:<8} {tool:<14} {n:>7} {row['us_per_step']:>9.1f} {target:>7.0f}"
+            f"{shape:<8} {tool:<14} {n:>7} {row['us_per_step']:>9.1f}"
+            f" {row['cpu_us_per_step']:>7.1f} {target:>7.0f}"
             f" {row['rss_mb']:>7.0f}MB  (1-step run {row['one_step_s']:.2f}s)"
         )
     for (peer, shape, n), us in sorted(PEERS.items()):
@@ -157,28 +175,35 @@ def summary_lines() -> list[str]:
 @pytest.mark.parametrize("tool", TOOLS)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_cli_run(benchmark: Any, workdir: Path, shape: str, tool: str, n: int) -> None:
-    name = "anoop" if tool == "async" else "snoop"
+    name = TOOL_NAMES[tool]
     one = write_plan(workdir, shape, name, 1)
     big = write_plan(workdir, shape, name, n)
     cli_run(workdir, one)  # warm the OS file cache and the .pyc files
-    base = min(cli_run(workdir, one)[0] for _ in range(2))
-    peak = [0]
+    ones = [cli_run(workdir, one) for _ in range(2)]
+    base, base_cpu = min(r[0] for r in ones), min(r[1] for r in ones)
+    peak, cpus = [0], []
 
     def once() -> None:
-        _, rss = cli_run(workdir, big)
+        _, cpu, rss = cli_run(workdir, big)
         peak[0] = max(peak[0], rss)
+        cpus.append(cpu)
 
     rounds = 3 if n <= 10_000 else 1
     benchmark.pedantic(once, rounds=rounds, iterations=1)
     best = benchmark.stats.stats.min
     us_per_step = (best - base) / (n - 1) * 1e6
+    cpu_us_per_step = (min(cpus) - base_cpu) / (n - 1) * 1e6
     RESULTS[(shape, tool, n)] = {
         "us_per_step": us_per_step,
+        "cpu_us_per_step": cpu_us_per_step,
         "rss_mb": peak[0] / 1e6,
         "one_step_s": base,
     }
     benchmark.extra_info.update(
-        us_per_step=round(us_per_step, 2), one_step_s=round(base, 3), peak_rss_mb=peak[0] / 1e6
+        us_per_step=round(us_per_step, 2),
+        cpu_us_per_step=round(cpu_us_per_step, 2),
+        one_step_s=round(base, 3),
+        peak_rss_mb=peak[0] / 1e6,
     )
     if n >= 100_000:
         assert peak[0] < 1e9, f"peak RSS {peak[0] / 1e6:.0f} MB for {n} steps"

@@ -311,7 +311,8 @@ class _Checker:
                 self.template_deps(value, path, step, scope)
             return literal_type(value)
         if isinstance(value, list):
-            return _join([self.value_type(v, (*path, i), step, scope) for i, v in enumerate(value)])
+            items = [self.value_type(v, (*path, i), step, scope) for i, v in enumerate(value)]
+            return Type("list", item=_join(items))
         if isinstance(value, dict):
             return Type(
                 "dict",

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import networkx as nx
 
+from dsl.errors import gc_paused
+
 if TYPE_CHECKING:
     from dsl.checker import CheckedPlan
 
@@ -43,8 +45,9 @@ class PlanGraph:
     def __init__(self, checked: CheckedPlan):
         self.checked = checked
         graph = nx.DiGraph(name=checked.plan.name)
-        graph.add_nodes_from(checked.deps)  # plan order: networkx keeps insertion order
-        graph.add_edges_from((dep, user) for user, deps in checked.deps.items() for dep in deps)
+        with gc_paused():  # tens of thousands of small dicts, no reference cycles
+            graph.add_nodes_from(checked.deps)  # plan order: networkx keeps insertion order
+            graph.add_edges_from((dep, user) for user, deps in checked.deps.items() for dep in deps)
         self.nx = graph
 
     @cached_property
@@ -57,12 +60,13 @@ class PlanGraph:
         names = list(self.nx)
         index = {name: i for i, name in enumerate(names)}
         pred = self.nx.pred
-        return CompactDag(
-            names=names,
-            index=index,
-            deps=[[index[dep] for dep in pred[name]] for name in names],
-            order=[index[name] for name in self.order],
-        )
+        with gc_paused():
+            return CompactDag(
+                names=names,
+                index=index,
+                deps=[[index[dep] for dep in pred[name]] for name in names],
+                order=[index[name] for name in self.order],
+            )
 
     def longest_path(self, weights: Mapping[str, float]) -> tuple[float, list[str]]:
         """The chain of steps with the largest total weight: (total, steps in order).

@@ -143,7 +143,9 @@ def _syntax_error(err: UnexpectedInput, text: str, file: str | None, kind: str) 
     )
 
 
-def _tool(name: str, tools: Mapping[str, Any]) -> str:
+def _tool(name: str, tools: Mapping[str, Any], tool_map: Mapping[str, str] | None) -> str:
+    if tool_map and name in tool_map:
+        return tool_map[name]  # the user's `--map-tool` / `[tools.map]` comes first
     lowered = name.lower()
     if name in tools:
         return name
@@ -213,7 +215,12 @@ def _items(kind: str, text: str, file: str | None) -> list[Any]:
     return items
 
 
-def import_llmcompiler(text: str, tools: Mapping[str, Any], file: str | None = None) -> Plan:
+def import_llmcompiler(
+    text: str,
+    tools: Mapping[str, Any],
+    file: str | None = None,
+    tool_map: Mapping[str, str] | None = None,
+) -> Plan:
     items = _items("llmcompiler", text, file)
     ids: dict[str, str] = {}
     steps: list[Step] = []
@@ -239,7 +246,7 @@ def import_llmcompiler(text: str, tools: Mapping[str, Any], file: str | None = N
         if str(name) == "join":
             join_at = len(steps)
             continue
-        tool = _tool(str(name), tools)
+        tool = _tool(str(name), tools, tool_map)
         if tool not in tools:
             problems.append(
                 Diagnostic(
@@ -303,7 +310,12 @@ def import_llmcompiler(text: str, tools: Mapping[str, Any], file: str | None = N
     return Plan(name="llmcompiler_plan", steps=tuple(steps), outputs=outputs)
 
 
-def import_rewoo(text: str, tools: Mapping[str, Any], file: str | None = None) -> Plan:
+def import_rewoo(
+    text: str,
+    tools: Mapping[str, Any],
+    file: str | None = None,
+    tool_map: Mapping[str, str] | None = None,
+) -> Plan:
     items = _items("rewoo", text, file)
     ids: dict[str, str] = {}
     steps: list[Step] = []
@@ -324,7 +336,7 @@ def import_rewoo(text: str, tools: Mapping[str, Any], file: str | None = None) -
                 )
             )
             continue
-        tool = _tool(str(name), tools)
+        tool = _tool(str(name), tools, tool_map)
         params = [p.name for p in getattr(tools.get(tool), "params", ())]
         value = _reference(raw_input, _EVIDENCE, ids)
         args = {params[0]: value} if params else ({"input": value} if raw_input else {})
@@ -339,10 +351,17 @@ def import_rewoo(text: str, tools: Mapping[str, Any], file: str | None = None) -
     return Plan(name="rewoo_plan", steps=tuple(steps))
 
 
-def import_plan(kind: str, text: str, tools: Mapping[str, Any], file: str | None = None) -> Plan:
-    """Parse LLMCompiler or ReWOO plan text into the IR; raise PlanError."""
+def import_plan(
+    kind: str,
+    text: str,
+    tools: Mapping[str, Any],
+    file: str | None = None,
+    tool_map: Mapping[str, str] | None = None,
+) -> Plan:
+    """Parse LLMCompiler or ReWOO plan text into the IR; raise PlanError. `tool_map`
+    renames tools the text names (before the papers' own aliases)."""
     if kind == "llmcompiler":
-        return import_llmcompiler(text, tools, file)
+        return import_llmcompiler(text, tools, file, tool_map)
     if kind == "rewoo":
-        return import_rewoo(text, tools, file)
+        return import_rewoo(text, tools, file, tool_map)
     raise ValueError(f"unknown plan format `{kind}` (formats: {', '.join(FORMATS)})")

@@ -10,11 +10,14 @@ steps); `{"step": "action", "params": {...}}` action lists. Values a model wrote
 are coerced where lossless (dsl/coerce.py) and every change is a note; `tool_map` renames
 tools a model invented. Every error names the JSON path in the original document. The
 table of shapes: specs/plan-shapes.md.
+
+Over 400 lines because one walk over the document must see every shape at once (a step's
+keys decide each other's meaning); the tables are in dsl/shapes.py, value coercion in
+dsl/coerce.py and JSON repair in dsl/repair.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from collections.abc import Mapping
@@ -28,116 +31,27 @@ from .coerce import NOT_COERCED, coerce, describe, duration_seconds
 from .errors import Diagnostic, Location, Path, PlanError, did_you_mean, gc_paused
 from .parser import SourceMap, decode_source, default_plan_name
 from .repair import parse_model_json
+from .shapes import (
+    CANONICAL_STEP_KEYS,
+    DEP_KEYS,
+    IGNORED_STEP_KEYS,
+    PLAN_KEYS,
+    REQUEST_PARAMS,
+    STEP_ID_KEYS,
+    TASK_ALIASES,
+    TEXT_KEYS,
+    TIER_ALIASES,
+    TIER_KEYS,
+    TIMEOUT_KEYS,
+    is_tool_call,
+    tool_call,
+)
 from .types import INT
 
 MAX_JSON_DEPTH = 64
 
-_PLAN_KEYS = {
-    "name": "name",
-    "plan_name": "name",
-    "title": "name",
-    "goal": "goal",
-    "objective": "goal",
-    "task": "goal",
-    "question": "goal",
-    "inputs": "inputs",
-    "tiers": "tiers",
-    "types": "types",
-    "steps": "steps",
-    "plan": "steps",
-    "outputs": "outputs",
-    "output": "outputs",
-    "expected_cost_usd": "expected_cost_usd",
-    "expectedCost": "expected_cost_usd",
-    "expected_cost": "expected_cost_usd",
-    "estimated_cost": "expected_cost_usd",
-    "$schema": None,
-    "tool_calls": "steps",
-    "role": None,
-    "content": None,
-    "refusal": None,
-    "reasoning": None,
-    "thought": None,
-    "thoughts": None,
-}
-
-_STEP_ID_KEYS = ("id", "step_number", "step_id", "stepNumber", "step", "number")
-_DEP_KEYS = ("after", "depends_on", "dependencies", "dependsOn", "deps", "requires")
-_TEXT_KEYS = ("prompt", "description", "instruction", "instructions", "action", "query_text")
-_TIER_KEYS = ("tier", "requiredModel", "required_model", "model_tier", "modelTier")
-_CANONICAL_STEP_KEYS = {
-    "id",
-    "tool",
-    "args",
-    "type",
-    "for_each",
-    "after",
-    "tier",
-    "model",
-    "task",
-    "retry",
-    "when",
-    "on_error",
-    "check",
-    "description",
-    "cache",
-    "approve",
-}
-_IGNORED_STEP_KEYS = {
-    "reasoning",
-    "thought",
-    "rationale",
-    "expected_output",
-    "expectedOutput",
-    "expected_cost",
-    "expectedCost",
-    "estimated_tokens",
-    "status",
-    "output",
-}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NUMBERED_REF = re.compile(r"\$\{?(\d+)\}?|#E(\d+)\b")
-_TASK_ALIASES = {
-    "search": "search",
-    "research": "search",
-    "lookup": "search",
-    "retrieval": "search",
-    "analyze": "analyze",
-    "analysis": "analyze",
-    "analyse": "analyze",
-    "code": "code",
-    "coding": "code",
-    "reasoning": "reasoning",
-    "reason": "reasoning",
-    "math": "reasoning",
-    "writing": "writing",
-    "write": "writing",
-    "summarize": "writing",
-}
-_TIER_ALIASES = {
-    "fast": "fast",
-    "cheap": "fast",
-    "small": "fast",
-    "mini": "fast",
-    "standard": "standard",
-    "medium": "standard",
-    "default": "standard",
-    "frontier": "frontier",
-    "strong": "frontier",
-    "large": "frontier",
-    "planner": "frontier",
-}
-
-
-_REQUEST_PARAMS = {"query", "question", "prompt", "instruction", "task", "topic", "request"}
-_TIMEOUT_KEYS = {  # key -> the unit of a bare number
-    "timeout_s": "s",
-    "timeout": "ms",  # the ExecutionPlan shape (TypeScript `timeout: number`) is in ms
-    "timeout_ms": "ms",
-    "timeoutMs": "ms",
-    "timeout_seconds": "s",
-    "timeoutSeconds": "s",
-}
 
 
 class _Loader:
@@ -192,7 +106,7 @@ class _Loader:
             raise PlanError(self.problems)
         if isinstance(doc, dict) and "tool_calls" in doc:
             self.independent = True
-        if isinstance(doc, list) and doc and all(_is_tool_call(item) for item in doc):
+        if isinstance(doc, list) and doc and all(is_tool_call(item) for item in doc):
             self.independent = True
         if isinstance(doc, list):
             self.llm_shaped = True
@@ -200,12 +114,12 @@ class _Loader:
         elif isinstance(doc, dict):
             raw_steps, steps_path = None, ("steps",)
             for key, value in doc.items():
-                target = _PLAN_KEYS.get(key, "?")
+                target = PLAN_KEYS.get(key, "?")
                 if target == "?":
                     self.error(
                         (key,),
                         f"unknown plan field `{key}`",
-                        hint=did_you_mean(key, [k for k, v in _PLAN_KEYS.items() if v])
+                        hint=did_you_mean(key, [k for k, v in PLAN_KEYS.items() if v])
                         or "plan fields: name, goal, inputs, tiers, types, steps, outputs",
                     )
                     continue
@@ -276,7 +190,7 @@ class _Loader:
             path = (*base, index)
             step_id = f"step_{index + 1}"
             if isinstance(raw, dict):
-                key = next((k for k in _STEP_ID_KEYS if k in raw), None)
+                key = next((k for k in STEP_ID_KEYS if k in raw), None)
                 if key is not None:
                     value = raw[key]
                     if key != "id":
@@ -302,7 +216,7 @@ class _Loader:
             for index, step_id in enumerate(ids):
                 aliases.setdefault(str(index + 1), step_id)
         declares_deps = any(
-            isinstance(raw, dict) and any(k in raw for k in _DEP_KEYS) for raw in raw_steps
+            isinstance(raw, dict) and any(k in raw for k in DEP_KEYS) for raw in raw_steps
         )
         steps: list[dict[str, Any]] = []
         for index, raw in enumerate(raw_steps):
@@ -350,20 +264,20 @@ class _Loader:
     ) -> dict[str, Any]:
         ir_path: Path = ("steps", index)
         step: dict[str, Any] = {"id": ids[index]}
-        for key in _STEP_ID_KEYS:
+        for key in STEP_ID_KEYS:
             if key in raw:
                 self.smap.json_paths[(*ir_path, "id")] = (*path, key)
                 break
         text = None
         text_key = None
-        for key in _TEXT_KEYS:
+        for key in TEXT_KEYS:
             if key in raw and isinstance(raw[key], str):
                 text, text_key = raw[key], key
                 break
-        handled = set(_STEP_ID_KEYS) | set(_TEXT_KEYS) | _IGNORED_STEP_KEYS
+        handled = set(STEP_ID_KEYS) | set(TEXT_KEYS) | IGNORED_STEP_KEYS
 
         # Dependencies
-        deps_key = next((k for k in _DEP_KEYS if k in raw), None)
+        deps_key = next((k for k in DEP_KEYS if k in raw), None)
         if deps_key is not None:
             handled.add(deps_key)
             deps = raw[deps_key]
@@ -395,7 +309,7 @@ class _Loader:
             step["after"] = after
 
         # Tier and task type (LLM shapes)
-        tier_key = next((k for k in _TIER_KEYS if k in raw), None)
+        tier_key = next((k for k in TIER_KEYS if k in raw), None)
         if tier_key is not None:
             handled.add(tier_key)
             tier = raw[tier_key]
@@ -406,20 +320,20 @@ class _Loader:
                     hint="a tier: fast, standard or frontier (or one the plan declares)",
                 )
             elif isinstance(tier, str):
-                step["tier"] = _TIER_ALIASES.get(tier.lower(), tier) if tier_key != "tier" else tier
+                step["tier"] = TIER_ALIASES.get(tier.lower(), tier) if tier_key != "tier" else tier
                 self.smap.json_paths[(*ir_path, "tier")] = (*path, tier_key)
             elif tier is not None:
                 self.error(
                     (*path, tier_key), "a tier is a name like `fast`, `standard`, `frontier`"
                 )
-        call = _tool_call(raw)
+        call = tool_call(raw)
         if call is not None:
             handled.update(("type", "function", "name", "input"))
         result_type = raw.get("type")
         if "type" in raw and call is None:
             handled.add("type")
             choices = result_type.split("|") if isinstance(result_type, str) else []
-            if len(choices) > 1 and all(c.strip().lower() in _TASK_ALIASES for c in choices):
+            if len(choices) > 1 and all(c.strip().lower() in TASK_ALIASES for c in choices):
                 self.error(
                     (*path, "type"),
                     f"`type` lists the choices {json.dumps(result_type)}: pick one",
@@ -427,10 +341,10 @@ class _Loader:
                 )
             elif (
                 isinstance(result_type, str)
-                and result_type.lower() in _TASK_ALIASES
+                and result_type.lower() in TASK_ALIASES
                 and result_type not in self.record_names
             ):
-                step["task"] = _TASK_ALIASES[result_type.lower()]
+                step["task"] = TASK_ALIASES[result_type.lower()]
                 self.smap.json_paths[(*ir_path, "task")] = (*path, "type")
             elif result_type is not None:
                 step["type"] = result_type
@@ -438,8 +352,8 @@ class _Loader:
         if "task" in raw:
             handled.add("task")
             task = raw["task"]
-            if isinstance(task, str) and task.lower() in _TASK_ALIASES:
-                step["task"] = _TASK_ALIASES[task.lower()]
+            if isinstance(task, str) and task.lower() in TASK_ALIASES:
+                step["task"] = TASK_ALIASES[task.lower()]
                 self.smap.json_paths[(*ir_path, "task")] = (*path, "task")
             elif task is not None:
                 self.error(
@@ -450,7 +364,9 @@ class _Loader:
 
         # Tool and arguments
         tool = raw.get("tool", raw.get("tool_name", raw.get("action_name")))
-        tool_key = next((k for k in ("tool", "tool_name", "action_name") if k in raw), None)
+        tool_key: str | None = next(
+            (k for k in ("tool", "tool_name", "action_name") if k in raw), None
+        )
         # `{"step": "fetch_market_data", "params": {...}}`: the step names its action.
         action_step = (
             tool_key is None
@@ -463,7 +379,7 @@ class _Loader:
             tool, tool_key = raw["step"], "step"
         if tool_key is not None:
             handled.add(tool_key)
-        args_key = next(
+        args_key: str | None = next(
             (
                 k
                 for k in (
@@ -492,8 +408,8 @@ class _Loader:
             )
         if action_step and raw_args is None:
             # `{"step": "search_academic_databases", "query": "...", "limit": 10}`
-            loose = {k: v for k, v in raw.items() if k not in handled and k not in _TIMEOUT_KEYS}
-            loose = {k: v for k, v in loose.items() if k not in _CANONICAL_STEP_KEYS}
+            loose = {k: v for k, v in raw.items() if k not in handled and k not in TIMEOUT_KEYS}
+            loose = {k: v for k, v in loose.items() if k not in CANONICAL_STEP_KEYS}
             if loose:
                 raw_args, args_key = loose, None
                 handled.update(loose)
@@ -557,7 +473,7 @@ class _Loader:
                 if number is not NOT_COERCED:
                     self.note((*path, key), f"coerced {describe(value)} to int {number}")
                     value = number
-            if key in _CANONICAL_STEP_KEYS:
+            if key in CANONICAL_STEP_KEYS:
                 step[key] = value
                 self.smap.json_paths[(*ir_path, key)] = (*path, key)
                 continue
@@ -567,7 +483,7 @@ class _Loader:
                 hint=did_you_mean(
                     key,
                     sorted(
-                        _CANONICAL_STEP_KEYS | set(_DEP_KEYS) | set(_TIMEOUT_KEYS) | {"tool_input"}
+                        CANONICAL_STEP_KEYS | set(DEP_KEYS) | set(TIMEOUT_KEYS) | {"tool_input"}
                     ),
                 )
                 or "see `planfile schema`",
@@ -597,7 +513,7 @@ class _Loader:
         handled: set[str],
     ) -> None:
         """`timeout_s`, `timeout` (ms), `timeout_ms`, duration text -> `timeout_s`."""
-        keys = [k for k in _TIMEOUT_KEYS if k in raw]
+        keys = [k for k in TIMEOUT_KEYS if k in raw]
         handled.update(keys)
         if not keys:
             return
@@ -605,7 +521,7 @@ class _Loader:
             self.error((*path, keys[1]), f"`{keys[1]}` repeats `{keys[0]}`: give one timeout")
             return
         key = keys[0]
-        value, unit = raw[key], _TIMEOUT_KEYS[key]
+        value, unit = raw[key], TIMEOUT_KEYS[key]
         if value is None:
             return
         seconds = duration_seconds(value, unit)
@@ -634,7 +550,7 @@ class _Loader:
         required = [p for p in params if p.required]
         if len(required) != 1 or required[0].type.kind != "str":
             return {}
-        if required[0].name not in _REQUEST_PARAMS:
+        if required[0].name not in REQUEST_PARAMS:
             return {}
         name = required[0].name
         self.smap.json_paths[(*ir_path, "args", name)] = path
@@ -716,33 +632,6 @@ class _Loader:
         first = params[0].name
         self.smap.json_paths[(*ir_path, "args", first)] = (*path, key)
         return {first: _convert_refs(raw_args, aliases)}
-
-
-def _is_tool_call(item: Any) -> bool:
-    return isinstance(item, dict) and _tool_call(item) is not None
-
-
-def _tool_call(raw: dict[str, Any]) -> tuple[Any, str, Any, str, Any] | None:
-    """An OpenAI tool call (`{"function": {"name", "arguments"}}`) or an Anthropic
-    `tool_use` block -> (tool, tool key, arguments, arguments key, path mapper)."""
-    function = raw.get("function")
-    if isinstance(function, dict) and "name" in function:
-        arguments = function.get("arguments")
-        if isinstance(arguments, str):
-            # OpenAI sends arguments as JSON text; an empty string means none.
-            # Text that is not JSON stays text: it goes to the tool's first parameter.
-            with contextlib.suppress(ValueError):
-                arguments = json.loads(arguments) if arguments.strip() else None
-        return (
-            function["name"],
-            "name",
-            arguments,
-            "arguments",
-            lambda path: (*path, "function"),
-        )
-    if raw.get("type") == "tool_use" and "name" in raw:
-        return raw["name"], "name", raw.get("input"), "input", lambda path: path
-    return None
 
 
 def _escape_template(text: str) -> str:

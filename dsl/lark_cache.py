@@ -7,13 +7,17 @@ start-up; loading them from lark's cache takes a few milliseconds. lark's own
 - it writes a pickle into the shared temp folder, and loading a pickle another local
   user could have put there runs their code: the cache here lives in the user's own
   cache folder (`$XDG_CACHE_HOME/planfile`, else `~/.cache/planfile`, mode 0700);
-- one fixed file name per grammar is rewritten in place when the grammar or lark
-  changes, and without the optional `atomicwrites` package a concurrent reader can
-  see half a file: here the file name carries a hash of the grammar, the options,
-  lark's and Python's versions (a changed grammar gets a new file, never a rewrite),
-  and a new file is written under a temporary name and renamed into place;
-- the transformer is not part of lark's cache key (it is given again at load), so a
-  changed transformer needs no new cache, and a changed grammar always gets one.
+- lark's cache key includes the value of the `cache` option itself, so the file
+  cannot be written under a temporary name and renamed into place (the next process
+  would compute another key and rebuild): the path passed is always the final one;
+- with a fixed path, a changed grammar or lark would rewrite the file in place, and
+  (without the optional `atomicwrites` package) a concurrent reader could see half a
+  file: here the file name carries a hash of the grammar, the options, lark's and
+  Python's versions, so a file is written once, by the first process that needs it;
+- lark checks the grammar's hash on the file's first line and treats a file it cannot
+  read (half written, corrupt) as missing: it rebuilds and rewrites it, so the worst
+  case of a race between two first runs is one extra build, never a wrong parser;
+- the transformer is not part of the cache (it is given again at load).
 
 A cache folder that cannot be created or written only costs the build time: lark
 logs its own read and write failures (at a level it keeps silent) and carries on.
@@ -46,17 +50,8 @@ def cached_lark(grammar: str, name: str, **options: Any) -> Lark:
         repr((grammar, sorted(hashed.items()), lark.__version__, sys.version_info[:2])).encode()
     ).hexdigest()[:20]
     folder = cache_folder()
-    path = folder / f"{name}-{key}.lark"
-    if path.is_file():
-        return Lark(grammar, cache=str(path), **options)
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError:
         return Lark(grammar, **options)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    parser = Lark(grammar, cache=str(partial), **options)
-    try:
-        os.replace(partial, path)
-    except OSError:
-        partial.unlink(missing_ok=True)
-    return parser
+    return Lark(grammar, cache=str(folder / f"{name}-{key}.lark"), **options)

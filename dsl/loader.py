@@ -49,7 +49,7 @@ def read_plan_file(
         from .importers import import_plan
 
         return (
-            import_plan(source_format, text, tools or {}, file),
+            import_plan(source_format, text, tools or {}, file, tool_map),
             SourceMap(file, is_json=True),
             text,
         )

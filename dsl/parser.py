@@ -29,6 +29,7 @@ from .lark_cache import cached_lark
 MAX_NESTING = 64
 MAX_PLAN_BYTES = 32 * 1024 * 1024
 MAX_STRING_CHARS = 1024 * 1024  # one literal; longer text belongs in a file
+MAX_NUMBER_CHARS = 4_000  # under Python's 4,300-digit int() limit
 
 
 @dataclass
@@ -157,6 +158,11 @@ class _Builder(Transformer[Token, Any]):
     def number(self, children: list[Token]) -> Val:
         (token,) = children
         text = str(token)
+        if len(text) > MAX_NUMBER_CHARS:  # int() refuses over 4,300 digits; say where
+            raise _SyntaxProblem(
+                f"number of {len(text):,} characters; the limit is {MAX_NUMBER_CHARS}",
+                _pos(token),
+            )
         value: int | float = int(text) if token.type == "INT" else float(text)
         if isinstance(value, float) and value in (float("inf"), float("-inf")):
             raise _SyntaxProblem(f"number {text[:20]} is too large", _pos(token))
@@ -462,6 +468,34 @@ def decode_source(data: bytes, file: str | None) -> str:
     return text.removeprefix("\ufeff")
 
 
+class Comment(NamedTuple):
+    """A `# ...` comment: its 1-based line, its text, and whether code precedes it."""
+
+    line: int
+    text: str
+    after_code: bool
+
+
+# The grammar's string terminals, so `#` inside a string is not a comment.
+_COMMENT_SCAN = re.compile(r'"""[\s\S]*?"""|"[^"\\\n]*(?:\\.[^"\\\n]*)*"|#[^\n]*')
+
+
+def scan_comments(source: str) -> list[Comment]:
+    """The comments of `.plan` text, in order (the parser ignores them; `fmt` keeps them)."""
+    comments: list[Comment] = []
+    line = 1
+    position = 0
+    for match in _COMMENT_SCAN.finditer(source):
+        if match.group(0)[0] != "#":
+            continue
+        line += source.count("\n", position, match.start())
+        position = match.start()
+        start_of_line = source.rfind("\n", 0, match.start()) + 1
+        after_code = source[start_of_line : match.start()].strip() != ""
+        comments.append(Comment(line, match.group(0).rstrip(), after_code))
+    return comments
+
+
 def default_plan_name(file: str | None) -> str:
     stem = PurePath(file).stem if file else "plan"
     name = re.sub(r"[^A-Za-z0-9_]", "_", stem) or "plan"
@@ -724,7 +758,7 @@ def _build_step(
             for j, token in enumerate(value):
                 positions[(*path, "after", j)] = _pos(token)
         elif kind == "retry":
-            count = int(str(value))
+            count = int(str(value)) if len(str(value)) <= 6 else 1_000_000
             if count < 0 or count > 100:
                 problem(_pos(value), "retry count must be between 0 and 100")
                 ok = False

@@ -1,25 +1,32 @@
 """The printer: Plan IR -> canonical `.plan` text (`planfile fmt`).
 
 The output parses back to the same IR (`parse(print(plan)) == plan`, a property test),
-so a JSON plan written by an LLM can be read, diffed and edited as text.
+so a JSON plan written by an LLM can be read, diffed and edited as text. Given the source
+text and its source map, comments are kept: a comment on its own line stays above the
+statement that follows it, one after code moves to the end of its statement's last line
+(several such comments of one statement are joined there).
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
+from collections import defaultdict
 from typing import Any
 
 from dsl.ir import Plan, Ref, Step
 
-from .parser import decode_long_string, default_plan_name
+from .parser import SourceMap, decode_long_string, default_plan_name, scan_comments
 
 INDENT = "    "
 
 
 def format_string(text: str, indent: str = "") -> str:
-    """A string literal: triple-quoted when multi-line and exact, else JSON-escaped."""
-    if "\n" in text and '"""' not in text and "\\" not in text and "\r" not in text:
+    """A string literal: triple-quoted when multi-line (or quoting quotes) and exact, else
+    JSON-escaped."""
+    readable = "\n" in text or text.count('"') >= 2
+    if readable and '"""' not in text and "\\" not in text and "\r" not in text:
         body = "\n".join(f"{indent}{INDENT}{line}" if line else "" for line in text.split("\n"))
         candidate = f'"""\n{body}\n{indent}{INDENT}"""'
         if decode_long_string(candidate) == text:
@@ -108,36 +115,93 @@ def format_step(step: Step) -> str:
     return "\n".join(lines)
 
 
-def format_plan(plan: Plan) -> str:
-    """The canonical `.plan` text of a plan."""
+Key = tuple[str, ...]
+
+
+class _Comments:
+    """The comments of a source, attached to the statements the printer writes."""
+
+    def __init__(self, plan: Plan, source: str | None, smap: SourceMap | None) -> None:
+        self.leading: dict[Key, list[str]] = defaultdict(list)
+        self.trailing: dict[Key, list[str]] = defaultdict(list)
+        self.tail: list[str] = []
+        if source is None or smap is None or smap.is_json or "#" not in source:
+            return
+        starts: list[tuple[int, Key]] = []
+        positions = smap.positions
+        candidates: list[tuple[Key, tuple[Any, ...]]] = [(("plan",), ("name",))]
+        candidates += [(("input", str(i)), ("inputs", i)) for i in range(len(plan.inputs))]
+        candidates += [(("tier", name), ("tiers", name)) for name in plan.tiers]
+        candidates += [(("type", str(i)), ("types", i)) for i in range(len(plan.types))]
+        candidates += [(("step", str(i)), ("steps", i)) for i in range(len(plan.steps))]
+        candidates.append((("output",), ("outputs", 0)))
+        for key, path in candidates:
+            if path in positions:
+                starts.append((positions[path][0], key))
+        starts.sort()
+        lines = [line for line, _ in starts]
+        for comment in scan_comments(source):
+            if comment.after_code:
+                index = bisect.bisect_right(lines, comment.line) - 1
+                if index >= 0:
+                    self.trailing[starts[index][1]].append(comment.text)
+                    continue
+            index = bisect.bisect_right(lines, comment.line)
+            if index < len(starts):
+                self.leading[starts[index][1]].append(comment.text)
+            else:
+                self.tail.append(comment.text)
+
+    def wrap(self, key: Key, text: str) -> str:
+        """`text` with its statement's comments: above it, and at the end of its last line."""
+        if key in self.trailing:
+            text += "  " + " ".join(self.trailing[key])
+        if key in self.leading:
+            text = "\n".join(self.leading[key]) + "\n" + text
+        return text
+
+
+def format_plan(plan: Plan, source: str | None = None, smap: SourceMap | None = None) -> str:
+    """The canonical `.plan` text of a plan; with its `.plan` source, comments are kept."""
+    notes = _Comments(plan, source, smap)
     blocks: list[str] = []
     header = f"plan {plan.name}"
     if plan.goal is not None:
         header += f" {format_string(plan.goal)}"
     if plan.expected_cost_usd is not None:
         header += f" expected_cost {format_number(plan.expected_cost_usd)}"
-    blocks.append(header)
+    blocks.append(notes.wrap(("plan",), header))
     if plan.inputs:
         lines = []
-        for decl in plan.inputs:
+        for index, decl in enumerate(plan.inputs):
             line = f"input {decl.name}: {decl.type}"
             if decl.default is not None:
                 line += f" = {format_value(decl.default)}"
             if decl.description is not None:
                 line += f" describe {format_string(decl.description)}"
-            lines.append(line)
+            lines.append(notes.wrap(("input", str(index)), line))
         blocks.append("\n".join(lines))
     if plan.tiers:
         blocks.append(
-            "\n".join(f"tier {name} = {format_string(model)}" for name, model in plan.tiers.items())
+            "\n".join(
+                notes.wrap(("tier", name), f"tier {name} = {format_string(model)}")
+                for name, model in plan.tiers.items()
+            )
         )
-    for record in plan.types:
+    for index, record in enumerate(plan.types):
         fields = "".join(f"{INDENT}{name}: {type_}\n" for name, type_ in record.fields.items())
-        blocks.append(f"type {record.name} {{\n{fields}}}")
+        blocks.append(notes.wrap(("type", str(index)), f"type {record.name} {{\n{fields}}}"))
     if plan.steps:
-        blocks.append("\n\n".join(format_step(step) for step in plan.steps))
+        blocks.append(
+            "\n\n".join(
+                notes.wrap(("step", str(index)), format_step(step))
+                for index, step in enumerate(plan.steps)
+            )
+        )
     if plan.outputs:
-        blocks.append(f"output {', '.join(plan.outputs)}")
+        blocks.append(notes.wrap(("output",), f"output {', '.join(plan.outputs)}"))
+    if notes.tail:
+        blocks.append("\n".join(notes.tail))
     return "\n\n".join(blocks) + "\n"
 
 

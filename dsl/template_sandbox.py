@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -37,6 +38,7 @@ MAX_ITEMS = 100_000  # `batch`/`slice` counts, like jinja2's own `range` limit
 MAX_STEPS = 500_000  # loop iterations, calls, filters and operators in one render
 MAX_WORK = 20_000_000  # characters and items those steps touch
 DEFAULT_SECONDS = 10.0  # a render with no deadline of its own
+ON_LOOP_SECONDS = 1.0  # one on an event loop thread (a condition), which it blocks
 MAX_DEPTH = 100  # nesting of one expression (`x|f|f|...`, `((...))`)
 
 
@@ -86,11 +88,27 @@ class budget_scope:
         deadline = self.deadline
         if deadline is None:
             deadline = getattr(_local, "deadline", None)
+        if deadline is None and _on_event_loop():
+            # `when`/`check` conditions evaluate on the run's event loop: keep them short.
+            deadline = time.monotonic() + ON_LOOP_SECONDS
         _local.budget = Budget(deadline)
         return _local.budget
 
     def __exit__(self, *exc: object) -> None:
         _local.budget = self.outer
+
+
+def _on_event_loop() -> bool:
+    # No loop can be running unless asyncio was imported; not importing it here keeps
+    # it (~50 ms with ssl and sockets) out of `planfile check`'s start-up.
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def set_thread_deadline(deadline: float | None) -> None:
@@ -304,7 +322,7 @@ def _guard_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]
     def guarded(*args: Any, **kwargs: Any) -> Any:
         value = args[skip] if len(args) > skip else None
         sized = isinstance(value, str | list | tuple | dict)
-        current_budget().tick(weight * len(value) if sized else 1)
+        current_budget().tick(weight * len(value) if sized and value is not None else 1)
         if check is not None:
             check(value, args[skip + 1 :], kwargs)
         return check_value(function(*args, **kwargs))
@@ -405,7 +423,7 @@ def prepare(template: nodes.Template) -> nodes.Template:
             raise TemplateLimit(f"template nests more than {MAX_DEPTH} levels deep")
         for child in node.iter_child_nodes():
             stack.append((child, depth + 1))
-        if isinstance(node, nodes.For):
+        if isinstance(node, nodes.For) and isinstance(node.iter, nodes.Expr):
             node.iter = _filter_node(node.iter, "_planfile_iterate")
         for name in node.fields:
             value = getattr(node, name, None)

@@ -22,6 +22,7 @@ from jinja2.environment import TemplateExpression
 from jinja2.parser import Parser
 from jinja2.sandbox import SecurityError
 
+from .errors import PlanfileError
 from .ir import is_template
 from .template_sandbox import (
     MAX_VALUE_CHARS,
@@ -36,7 +37,7 @@ MAX_RENDERED_CHARS = MAX_VALUE_CHARS
 T = TypeVar("T")
 
 
-class TemplateProblem(Exception):
+class TemplateProblem(PlanfileError):
     """A template is malformed or failed to render; `line` is 1-based within it."""
 
     def __init__(self, message: str, line: int | None = None, hint: str | None = None):
@@ -72,6 +73,8 @@ def _parse(text: str) -> nodes.Template:
         raise TemplateProblem(f"template error: {err.message}", err.lineno) from None
     except TemplateLimit as err:
         raise _limit_problem(err) from None
+    except ValueError as err:  # e.g. an integer literal over Python's 4,300 digits
+        raise TemplateProblem(f"template error: {err}") from None
     except RecursionError:
         raise TemplateProblem("template nests too deeply") from None
 
@@ -150,6 +153,8 @@ def _compiled_expression(text: str) -> TemplateExpression:
         raise TemplateProblem(f"expression error: {err.message}", err.lineno) from None
     except TemplateLimit as err:
         raise _limit_problem(err) from None
+    except ValueError as err:
+        raise TemplateProblem(f"expression error: {err}") from None
     except RecursionError:
         raise TemplateProblem("expression nests too deeply") from None
     return TemplateExpression(_compile(ast), undefined_to_none=True)

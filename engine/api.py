@@ -31,7 +31,7 @@ from engine.agent.replan import POLICIES, LLMPolicy, PolicyRounds, Replanner, Re
 from engine.config import Config
 from engine.errors import RunSetupError
 from engine.models.gateway import Gateway, ModelSelector, TierSelector
-from engine.models.ledger import BudgetGuard, Ledger
+from engine.models.ledger import BudgetGuard, Ledger, usd_problem
 from engine.models.local_model import LOCAL_MODEL
 from engine.observe.audit import AuditHook, secrets_from
 from engine.observe.tracing import TraceHook, tracer_from_environment
@@ -67,9 +67,11 @@ def load_plan(
     *,
     tools: Iterable[ToolSpec | Callable[..., Any]] | ToolRegistry | None = None,
     tiers: Iterable[str] = (),
+    tool_map: Mapping[str, str] | None = None,
 ) -> CheckedPlan:
-    """Load a plan from a `.plan`/`.json` path, text, a JSON value or IR, and check it."""
-    return load_and_check(source, build_registry(tools), tiers=tuple(tiers))
+    """Load a plan from a `.plan`/`.json` path, text, a JSON value or IR, and check it;
+    `tool_map` renames tools a JSON plan names (`{"web_search": "search"}`)."""
+    return load_and_check(source, build_registry(tools), tiers=tuple(tiers), tool_map=tool_map)
 
 
 def resolve_inputs(checked: CheckedPlan, provided: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -169,6 +171,8 @@ class Engine:
     ):
         if max_parallel < 1:
             raise RunSetupError("max_parallel must be at least 1")
+        if budget_usd is not None and (problem := usd_problem(budget_usd)) is not None:
+            raise RunSetupError(f"budget_usd {problem}")
         self.registry = build_registry(tools)
         self.max_parallel = max_parallel
         self.limits = dict(limits or {})
@@ -219,7 +223,9 @@ class Engine:
     def check(self, plan: PlanSource | CheckedPlan) -> CheckedPlan:
         if isinstance(plan, CheckedPlan):
             return plan
-        return load_and_check(plan, self.registry, tiers=tuple(self.tiers))
+        return load_and_check(
+            plan, self.registry, tiers=tuple(self.tiers), tool_map=self.config.tools.map
+        )
 
     async def run(
         self,
@@ -255,6 +261,7 @@ class Engine:
                     revised, self.registry, tiers=tuple(self.tier_map(revised.tiers))
                 ),
             )
+        self._open_stores(checked)
         setup = self._setup(audit_preamble or (), hooks)
         session = RunSession(setup, checked, values, on_event=on_event)
         return await session.run(rounds, max_replans=max_replans, result_holder=result_holder)
@@ -278,9 +285,14 @@ class Engine:
         if journal is None:
             raise RunSetupError("resume needs a journal: Engine(journal=Journal())")
         row = journal.run(run_id)
+        # Own the run before reading what finished: a second `resume` stops here.
+        note = journal.acquire(row.run_id)
+        if note is not None and self.on_warning is not None:
+            self.on_warning(f"warning: {note}")
         plan = Plan.model_validate_json(row.plan_json)
         checked = self.check(plan)
         inputs = resolve_inputs(checked, row.inputs)
+        self._open_stores(checked)
         finished = {
             name: record for name, record in journal.steps(row.run_id).items() if record.is_done
         }
@@ -345,6 +357,20 @@ class Engine:
         return LLMPolicy(name, replanner, every)
 
     # --- wiring: the concrete classes a run plugs in ------------------------------------
+    def _open_stores(self, checked: CheckedPlan) -> None:
+        """Open and check the stores a run writes before it starts (so before it spends):
+        a broken journal or ledger is a clear error now; a broken cache is rebuilt."""
+        if self.journal is not None:
+            self.journal.open()
+        if isinstance(self.step_cache, StepCache):  # a user's own cache opens itself
+            if self.step_cache.on_warning is None:
+                self.step_cache.on_warning = self.on_warning
+            self.step_cache.open()
+        if any(self.registry[step.tool].uses_model for step in checked.plan.steps):
+            if self.ledger is None:
+                self.ledger = Ledger()  # one per engine: planning and runs share it
+            self.ledger.open()
+
     def _setup(
         self, audit_preamble: Iterable[tuple[str, str, dict[str, Any]]], extra: Iterable[Any]
     ) -> RunSetup:
@@ -405,6 +431,7 @@ class Engine:
         if self.ledger is None:
             self.ledger = Ledger()  # one per engine: planning and runs share it
         ledger = self.ledger
+        ledger.open()  # a broken ledger is an error before the first call
         run_budget = self.budget_usd if self.budget_usd is not None else self.config.budget.run_usd
         guard = BudgetGuard(ledger, run_budget, self.config.budget.daily_usd)
 

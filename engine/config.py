@@ -1,6 +1,8 @@
 """`planfile.toml`: tiers, per-model settings and prices, limits, budgets, tool settings.
 
 ```toml
+model_timeout_s = 120                     # each model call's deadline (default 120; per
+                                          # model: timeout_s under [models."..."])
 [tiers]
 fast = "openai/gpt-4o-mini"
 
@@ -13,7 +15,7 @@ max_concurrency = 8                       # optional
 rpm = 500                                 # optional: requests per minute
 tpm = 200000                              # optional: tokens per minute
 
-[budget]
+[budget]                                  # finite, zero or more
 daily_usd = 5.0
 run_usd = 0.50
 
@@ -48,6 +50,7 @@ from dsl.errors import did_you_mean
 from engine.errors import ConfigError as ConfigError  # the configuration phase of the error tree
 
 CONFIG_FILE = "planfile.toml"
+DEFAULT_MODEL_TIMEOUT_S = 120.0
 
 
 class _Strict(BaseModel):
@@ -66,7 +69,8 @@ class ModelSettings(_Strict):
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
-    timeout_s: float | None = Field(default=None, gt=0)
+    # This model's call deadline (overrides `model_timeout_s`).
+    timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     structured_output: str | None = Field(
         default=None,
         description="`json_schema` (OpenAI style), `json_object_schema` (llama.cpp style), or `none`",
@@ -93,13 +97,14 @@ class ModelSettings(_Strict):
 
 
 class Budget(_Strict):
-    daily_usd: float | None = Field(default=None, ge=0)
-    run_usd: float | None = Field(default=None, ge=0)
+    # Finite: `nan` would compare false with every cost and switch the budget off.
+    daily_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    run_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class HttpSettings(_Strict):
     allow_hosts: list[str] = Field(default_factory=list)
-    timeout_s: float | None = Field(default=None, gt=0)
+    timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_bytes: int | None = Field(default=None, ge=1)
 
 
@@ -125,6 +130,9 @@ class Config(_Strict):
     tools: ToolsSettings = Field(default_factory=ToolsSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
     default_tier: str = "standard"
+    # Every model call's deadline, its provider retries included (litellm's own default
+    # is 600 s per attempt); a model's `timeout_s` and a step's `timeout` may shorten it.
+    model_timeout_s: float = Field(default=DEFAULT_MODEL_TIMEOUT_S, gt=0, allow_inf_nan=False)
     fallback_to_local: bool = True
     source: str | None = Field(default=None, exclude=True)
 

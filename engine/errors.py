@@ -1,8 +1,9 @@
 """The engine's phases of the error tree: one `PlanfileError` subclass per phase.
 
-The root (`PlanfileError`, `ExitCode`) and the plan and input phases (`PlanError`,
-`InputError`) live in `dsl.errors`, because `dsl` imports nothing from `engine`; they
-are re-exported here so that `engine.errors` names the whole tree. Concrete errors
+The root (`PlanfileError`, `ExitCode`), the plan and input phases (`PlanError`,
+`InputError`) and `ToolError` (a tool refused its job; `stdlib_tools` sits below
+`engine`) live in `dsl.errors`, because `dsl` imports nothing from `engine`; they are
+re-exported here so that `engine.errors` names the whole tree. Concrete errors
 stay in the module that raises them and subclass a phase here, for example
 `engine.store.journal.JournalLocked(JournalError)` or
 `engine.models.gateway.ModelCallError(ProviderError)`. Tool loading
@@ -10,12 +11,12 @@ stay in the module that raises them and subclass a phase here, for example
 `stdlib_tools` sits below `engine`.
 
 Exit codes (what the CLI returns for each phase) are on the classes: see `ExitCode`.
-This module imports nothing heavy: the CLI imports it before it knows the command.
+The table of classes and exit codes is in specs/cli.md.
 """
 
 from __future__ import annotations
 
-from dsl.errors import ExitCode, InputError, Location, PlanError, PlanfileError
+from dsl.errors import ExitCode, InputError, Location, PlanError, PlanfileError, ToolError
 
 __all__ = [
     "ApprovalError",
@@ -31,6 +32,7 @@ __all__ = [
     "RunError",
     "RunSetupError",
     "StoreError",
+    "ToolError",
     "UsageError",
 ]
 
@@ -76,10 +78,6 @@ class BudgetExceeded(PlanfileError):
             f"${max(remaining, 0):.6f} remains",
             hint="raise the budget (--budget USD, or `[budget]` in planfile.toml)",
         )
-
-    def __reduce__(self) -> tuple[object, ...]:
-        # Rebuilt from its fields (the default reduce passes only the message).
-        return (type(self), (self.scope, self.needed, self.remaining, self.model))
 
 
 class StoreError(PlanfileError, RuntimeError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -90,39 +91,49 @@ def _power(base: Number, exponent: Number) -> Number:
         raise CalculationError(f"{base} ** {exponent} is too large") from None
 
 
-def _evaluate(node: ast.AST) -> Number:
-    # Recursion depth is bounded by the parser's nesting limit and MAX_EXPRESSION_CHARS.
+def _binary(op: ast.operator, left: Number, right: Number) -> Number:
+    if isinstance(op, ast.Pow):
+        return _power(left, right)
+    function = _BINARY.get(type(op))
+    if function is None:
+        raise CalculationError(f"operator {type(op).__name__} is not allowed")
+    if (
+        isinstance(op, ast.Mult)
+        and isinstance(left, int)
+        and isinstance(right, int)
+        and left.bit_length() + right.bit_length() > MAX_INT_BITS + 1
+    ):
+        raise CalculationError("result is too large (over about 1,200 digits)")
+    try:
+        return _check_size(function(left, right))
+    except ZeroDivisionError:
+        raise CalculationError(f"division by zero ({_SYMBOLS[type(op)]})") from None
+    except OverflowError:
+        raise CalculationError("result is too large") from None
+
+
+def _call(node: ast.Call, args: list[Number]) -> Number:
+    assert isinstance(node.func, ast.Name)
+    function, _, _ = _FUNCTIONS[node.func.id]
+    try:
+        return _check_size(function(*args))
+    except (OverflowError, ValueError) as err:
+        raise CalculationError(f"{node.func.id}(): {err}") from None
+
+
+def _children(node: ast.AST) -> list[ast.AST]:
+    """The operands of an allowed node (raising for anything not allowed)."""
     if isinstance(node, ast.Expression):
-        return _evaluate(node.body)
+        return [node.body]
     if isinstance(node, ast.Constant):
         value = node.value
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise CalculationError(f"only numbers are allowed, not {value!r}")
-        return _check_size(value)
+        return []
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        operand = _evaluate(node.operand)
-        return -operand if isinstance(node.op, ast.USub) else operand
+        return [node.operand]
     if isinstance(node, ast.BinOp):
-        left = _evaluate(node.left)
-        right = _evaluate(node.right)
-        if isinstance(node.op, ast.Pow):
-            return _power(left, right)
-        function = _BINARY.get(type(node.op))
-        if function is None:
-            raise CalculationError(f"operator {type(node.op).__name__} is not allowed")
-        if (
-            isinstance(node.op, ast.Mult)
-            and isinstance(left, int)
-            and isinstance(right, int)
-            and left.bit_length() + right.bit_length() > MAX_INT_BITS + 1
-        ):
-            raise CalculationError("result is too large (over about 1,200 digits)")
-        try:
-            return _check_size(function(left, right))
-        except ZeroDivisionError:
-            raise CalculationError(f"division by zero ({_SYMBOLS[type(node.op)]})") from None
-        except OverflowError:
-            raise CalculationError("result is too large") from None
+        return [node.left, node.right]
     if isinstance(node, ast.Call):
         if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS:
             shown = node.func.id if isinstance(node.func, ast.Name) else "that"
@@ -131,14 +142,10 @@ def _evaluate(node: ast.AST) -> Number:
             )
         if node.keywords:
             raise CalculationError("keyword arguments are not allowed")
-        function, low, high = _FUNCTIONS[node.func.id]
+        _, low, high = _FUNCTIONS[node.func.id]
         if not low <= len(node.args) <= high:
             raise CalculationError(f"{node.func.id}() takes {low} to {high} arguments")
-        args = [_evaluate(arg) for arg in node.args]
-        try:
-            return _check_size(function(*args))
-        except (OverflowError, ValueError) as err:
-            raise CalculationError(f"{node.func.id}(): {err}") from None
+        return list(node.args)
     if isinstance(node, ast.Name):
         raise CalculationError(f"names are not allowed: `{node.id}`")
     if isinstance(node, ast.Attribute):
@@ -146,6 +153,48 @@ def _evaluate(node: ast.AST) -> Number:
     if isinstance(node, ast.Tuple):
         raise CalculationError("commas separate function arguments only; write 150000, not 150,000")
     raise CalculationError(f"{type(node).__name__} is not allowed in arithmetic")
+
+
+def _evaluate(root: ast.AST) -> Number:
+    """Post-order walk with an explicit stack: a flat sum of thousands of terms is a
+    left-deep tree as deep as it is long, so recursion would fail on it."""
+    values: list[Number] = []
+    stack: list[tuple[ast.AST, bool]] = [(root, False)]
+    while stack:
+        node, operands_done = stack.pop()
+        if not operands_done:
+            children = _children(node)
+            stack.append((node, True))
+            stack.extend((child, False) for child in reversed(children))
+            continue
+        if isinstance(node, ast.Constant):
+            assert isinstance(node.value, int | float)  # _children checked it
+            values.append(_check_size(node.value))
+        elif isinstance(node, ast.UnaryOp):
+            operand = values.pop()
+            values.append(-operand if isinstance(node.op, ast.USub) else operand)
+        elif isinstance(node, ast.BinOp):
+            right = values.pop()
+            left = values.pop()
+            values.append(_binary(node.op, left, right))
+        elif isinstance(node, ast.Call):
+            count = len(node.args)
+            args = values[len(values) - count :]
+            del values[len(values) - count :]
+            values.append(_call(node, args))
+    (result,) = values
+    return result
+
+
+def as_float(value: Number) -> float:
+    """The result as a float, or a CalculationError saying it does not fit in one."""
+    try:
+        return float(value)
+    except OverflowError:
+        digits = len(str(abs(int(value))))
+        raise CalculationError(
+            f"result has {digits} digits; results must be below about 1.8e308"
+        ) from None
 
 
 def evaluate(expression: str) -> Number:
@@ -156,12 +205,51 @@ def evaluate(expression: str) -> Number:
     if not text:
         raise CalculationError("empty expression")
     try:
-        tree = ast.parse(text, mode="eval")
+        tree: ast.AST = ast.parse(text, mode="eval")
+    except SyntaxError as err:
+        raise CalculationError(f"not an arithmetic expression: {err.msg}") from None
+    except (RecursionError, MemoryError, ValueError):
+        tree = _parse_long_sum(text)
+    return _evaluate(tree)
+
+
+_EXPONENT_END = re.compile(r"(?:^|[^A-Za-z0-9_.])[0-9][0-9_]*(?:\.[0-9_]*)?[eE]$")
+
+
+def _parse_long_sum(text: str) -> ast.AST:
+    """Python's parser recurses once per operator of a chain, so a sum of ~3,000 terms
+    fails there; split it at the top-level `+`/`-` and parse the terms one by one."""
+    terms: list[tuple[type[ast.operator], str]] = []
+    depth = 0
+    start = 0
+    operator_kind: type[ast.operator] = ast.Add
+    previous = ""
+    for index, char in enumerate(text):
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        elif (
+            char in "+-"
+            and depth == 0
+            and (previous.isalnum() or previous in "._)]")
+            and not _EXPONENT_END.search(text[start:index].rstrip())
+        ):
+            terms.append((operator_kind, text[start:index]))
+            operator_kind = ast.Add if char == "+" else ast.Sub
+            start = index + 1
+        if not char.isspace():
+            previous = char
+    terms.append((operator_kind, text[start:]))
+    try:
+        parsed = [(kind, ast.parse(term.strip(), mode="eval").body) for kind, term in terms]
     except SyntaxError as err:
         raise CalculationError(f"not an arithmetic expression: {err.msg}") from None
     except (RecursionError, MemoryError, ValueError):
         raise CalculationError("expression nests too deeply") from None
-    try:
-        return _evaluate(tree)
-    except RecursionError:
-        raise CalculationError("expression nests too deeply") from None
+    if len(parsed) < 2:
+        raise CalculationError("expression nests too deeply")
+    tree = parsed[0][1]
+    for kind, node in parsed[1:]:
+        tree = ast.BinOp(left=tree, op=kind(), right=node)
+    return ast.Expression(body=tree)

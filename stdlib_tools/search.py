@@ -118,37 +118,50 @@ class CorpusIndex:
     def ensure(self) -> None:
         """Build or refresh the index if the corpus changed since it was built."""
         with self._lock:
-            files = self._files()
-            manifest = self._manifest(files)
-            conn = self._connect()
             try:
-                conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-                row = conn.execute("SELECT value FROM meta WHERE key='manifest'").fetchone()
-                if row and row[0] == manifest:
-                    return
-                with conn:
-                    conn.execute("DROP TABLE IF EXISTS passages")
-                    conn.execute(
-                        "CREATE VIRTUAL TABLE passages USING fts5("
-                        "title, source UNINDEXED, text, tokenize='porter unicode61')"
+                self._ensure()
+            except sqlite3.DatabaseError as err:
+                if isinstance(err, sqlite3.OperationalError):
+                    raise  # locked, or the disk: not the file's fault
+                # The index is only a cache of the corpus: a broken file (not SQLite,
+                # damaged) is removed and built again.
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+                self._ensure()
+
+    def _ensure(self) -> None:
+        """`ensure`'s work; the caller holds the lock."""
+        files = self._files()
+        manifest = self._manifest(files)
+        conn = self._connect()
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            row = conn.execute("SELECT value FROM meta WHERE key='manifest'").fetchone()
+            if row and row[0] == manifest:
+                return
+            with conn:
+                conn.execute("DROP TABLE IF EXISTS passages")
+                conn.execute(
+                    "CREATE VIRTUAL TABLE passages USING fts5("
+                    "title, source UNINDEXED, text, tokenize='porter unicode61')"
+                )
+                for path in files:
+                    if path.stat().st_size > MAX_FILE_BYTES:
+                        continue
+                    raw = path.read_text(encoding="utf-8", errors="replace")
+                    text = _plain_text(path, raw)
+                    title = _title(path, text)
+                    source = str(path.relative_to(self.corpus))
+                    conn.executemany(
+                        "INSERT INTO passages (title, source, text) VALUES (?, ?, ?)",
+                        [(title, source, passage) for passage in _passages(text)],
                     )
-                    for path in files:
-                        if path.stat().st_size > MAX_FILE_BYTES:
-                            continue
-                        raw = path.read_text(encoding="utf-8", errors="replace")
-                        text = _plain_text(path, raw)
-                        title = _title(path, text)
-                        source = str(path.relative_to(self.corpus))
-                        conn.executemany(
-                            "INSERT INTO passages (title, source, text) VALUES (?, ?, ?)",
-                            [(title, source, passage) for passage in _passages(text)],
-                        )
-                    conn.execute(
-                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('manifest', ?)",
-                        (manifest,),
-                    )
-            finally:
-                conn.close()
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('manifest', ?)",
+                    (manifest,),
+                )
+        finally:
+            conn.close()
 
     def search(self, query: str, k: int = 3) -> list[Hit]:
         self.ensure()

@@ -13,7 +13,7 @@ from typing import Any
 import jmespath
 import jmespath.exceptions
 
-from .calculator import evaluate
+from .calculator import as_float, evaluate
 from .listing import list_matching
 from .llm_tools import extract, llm, summarize
 from .registry import ToolContext, ToolSpec, tool
@@ -34,7 +34,7 @@ def calculate(expression: str) -> float:
     Args:
         expression: the arithmetic, e.g. `150000 * 0.30`
     """
-    return float(evaluate(expression))
+    return as_float(evaluate(expression))
 
 
 def _corpus(ctx: ToolContext) -> Path:

@@ -21,12 +21,14 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from dsl.errors import ToolError
+
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-class WorkspaceError(PermissionError):
+class WorkspaceError(ToolError, PermissionError):
     """A path would leave the workspace, or is otherwise not allowed."""
 
 

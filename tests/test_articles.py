@@ -166,3 +166,44 @@ def test_002_langgraph_and_eino_string_steps_are_a_chain(doc: Any, registry: Too
 def test_002_replanner_final_answer_is_not_a_plan(registry: ToolRegistry) -> None:
     with pytest.raises(PlanError, match=r"final answer \(`response`\), not a plan"):
         parse_plan_text('{"response": "Austin leaves more."}', "plan.json", registry)
+
+
+def test_cli_check_prints_tiers_cost_and_notes(capsys: pytest.CaptureFixture[str]) -> None:
+    """`planfile check` on the 000 example: its tiers, expected cost and the unit notes."""
+    from engine.cli import main
+
+    assert main(["check", str(ARTICLES / "000_execution_plan.json")]) == 0
+    out, err = capsys.readouterr()
+    assert "ok (3 steps; tiers fast (1), standard (2); expected cost $0.05; 3 notes)" in out
+    assert "note: `timeout` 30000 read as milliseconds: timeout_s 30" in err
+
+
+def test_cli_map_tool_flag_and_config(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--map-tool NAME=TOOL` and `[tools.map]` in planfile.toml rename tools on load."""
+    from engine.cli import main
+
+    plan = str(ARTICLES / "004_research_plan.json")
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", plan]) == 2
+    flags = ["--map-tool", "web_search=search", "--map-tool", "research_db=search"]
+    (tmp_path / "planfile.toml").write_text(
+        '[tools.map]\nanalysis = "llm"\nsummary_generator = "llm"\nweb_search = "nothing"\n'
+    )
+    capsys.readouterr()
+    assert main(["check", plan, *flags]) == 0
+    assert "tool `web_search` mapped to `search`" in capsys.readouterr().err
+    assert main(["check", plan, "--map-tool", "web_search"]) == 2
+
+
+def test_cli_run_of_003_prints_housing_and_remaining(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`planfile run` of the 003 example, offline: 45000 for housing, 105000 remaining."""
+    from engine.cli import main
+
+    monkeypatch.chdir(ROOT / "examples" / "workspace")
+    assert main(["run", str(ARTICLES / "003_cost_of_living.json")]) == 0
+    out = capsys.readouterr().out
+    assert "step_3: 45000" in out and "step_4: 105000" in out

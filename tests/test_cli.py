@@ -159,8 +159,17 @@ def test_console_script_starts_without_litellm() -> None:
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    """Unknown commands and flags exit 2."""
-    with pytest.raises(SystemExit) as info:
-        main(["frobnicate"])
-    assert info.value.code == 2
+    """Unknown commands and flags exit 2 (main returns the code; `planfile` exits with it)."""
+    assert main(["frobnicate"]) == 2
+    assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
     assert main([]) == 2
+
+
+def test_shared_option_blocks_keep_each_commands_defaults() -> None:
+    """`run` does not replan unless asked; `ask` replans on failure (one declaration each)."""
+    from engine.cli.options import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["run", "p.plan"]).replan == "never"
+    assert parser.parse_args(["ask", "a goal"]).replan == "on-failure"
+    assert parser.parse_args(["run", "p.plan"]).max_parallel == 16

@@ -162,6 +162,43 @@ def test_when_condition() -> None:
     assert result.outputs == {"a": "big"}
 
 
+def test_why_a_step_was_skipped_is_a_field_that_the_journal_keeps(tmp_path: Path) -> None:
+    """A `when` skip is done for good (resume and replanning keep it); a skip because a
+    dependency failed is not. The record says which, and the journal keeps it."""
+    from engine.store.journal import Journal
+
+    journal = Journal(tmp_path / "journal.sqlite")
+    result = run(
+        'input n: int = 1\nstep a = echo(value: "big") when "n > 5"\n'
+        "step f = boom()\nstep g = echo(value: f)",
+        journal=journal,
+    )
+    a, g = result.steps["a"], result.steps["g"]
+    assert a.status == g.status == "skipped"
+    assert a.skipped_by_when and a.is_done
+    assert not g.skipped_by_when and not g.is_done
+    stored = journal.steps(result.run_id)
+    assert stored["a"].skipped_by_when and not stored["g"].skipped_by_when
+    journal.close()
+
+
+def test_statuses_are_enums_that_read_as_the_contract_strings() -> None:
+    """Typed outcomes compare equal to, and serialise as, the `--json` strings."""
+    import json
+
+    from engine.run.result import RunStatus, StepStatus, StopReason
+
+    result = run("step a = boom()\nstep b = echo(value: 1)")
+    assert result.status is RunStatus.FAILED and result.status == "failed"
+    assert result.steps["b"].status is StepStatus.SUCCEEDED
+    doc = json.loads(result.dumps())
+    assert doc["status"] == "failed" and doc["steps"]["a"]["status"] == "failed"
+    assert json.dumps({"s": StepStatus.SKIPPED}) == '{"s": "skipped"}'
+    assert StepStatus.SKIPPED.is_final and StepStatus.RUNNING.is_open
+    assert StopReason.BUDGET_EXCEEDED.run_status is RunStatus.BUDGET_EXCEEDED
+    assert StopReason.JOURNAL.run_status is RunStatus.FAILED
+
+
 def test_fan_out_gathers_in_order() -> None:
     """One call per item, bounded by the limits, results in input order."""
     GAUGE.peak = 0
@@ -387,3 +424,48 @@ def test_observed_latencies_refine_the_estimates() -> None:
     )
     eng.close()
     assert before < 0.01 and 0.04 < eng.latency.tool_s["sleep"] < 0.2
+
+
+def test_inline_sync_tools_run_on_the_loop_unless_a_timeout_needs_the_pool() -> None:
+    """`@tool(inline=True)` skips the thread pool; a step timeout still gets the pool
+    (only a pool call can be abandoned); plain sync tools always use the pool."""
+    import threading
+
+    from stdlib_tools import tool
+
+    @tool(inline=True)
+    def where_inline() -> bool:
+        """True on the thread that runs the event loop."""
+        return threading.current_thread() is threading.main_thread()
+
+    @tool
+    def where_pooled() -> bool:
+        """True on the thread that runs the event loop."""
+        return threading.current_thread() is threading.main_thread()
+
+    eng = Engine(tools=[*TEST_TOOLS, where_inline, where_pooled], retry=FAST_RETRY)
+    try:
+        plan = load_plan(
+            "step a = where_inline()\nstep b = where_inline() timeout 5s\n"
+            "step c = where_pooled()\noutput a, b, c",
+            tools=eng.registry,
+        )
+        result = eng.run_sync(plan)
+    finally:
+        eng.close()
+    assert result.outputs == {"a": True, "b": False, "c": False}
+
+
+def test_result_adapters_are_built_once_per_declared_type() -> None:
+    """One pydantic adapter per declared type, shared by steps, runs and the checker;
+    records of the same name but other fields never share one."""
+    from dsl.types import build_record_models, parse_type, type_adapter
+
+    same = build_record_models({"City": {"name": "str"}})
+    again = build_record_models({"City": {"name": "str"}})
+    other = build_record_models({"City": {"name": "str", "pop": "int"}})
+    cities = parse_type("list[City]")
+    assert type_adapter(cities, same) is type_adapter(cities, again)
+    assert type_adapter(cities, same) is not type_adapter(cities, other)
+    assert type_adapter(cities, other).validate_python([{"name": "x", "pop": 1}])[0].pop == 1
+    assert type_adapter(parse_type("int"), {}) is type_adapter(parse_type("int"), other)

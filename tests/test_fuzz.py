@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -154,3 +155,53 @@ def test_random_json_gives_plan_errors_only(doc: Any) -> None:
 def test_generated_plans_check_without_crashing(plan: Any) -> None:
     """Arbitrary IR (unknown tools, bad types, cycles) gives PlanError or a checked plan."""
     _only_plan_errors(lambda: check(plan, REGISTRY))
+
+
+# --- mutation fuzzing over the shipped examples (issue 11) ---------------------------
+# The mutators and the oracle are benchmarks/fuzz_plans.py's; the suite runs a few
+# hundred seeded cases of each kind, the script runs for minutes.
+
+from benchmarks.fuzz_plans import make_case, run_case  # noqa: E402
+
+
+def _cases(kind: str, seed: int, count: int) -> list[tuple[str, Any]]:
+    import random
+
+    rng = random.Random(seed)
+    cases: list[tuple[str, Any]] = []
+    while len(cases) < count:
+        case = make_case(rng)
+        if case[0] == kind:
+            cases.append(case)
+    return cases
+
+
+@given(st.integers(0, 2**32))
+@settings(max_examples=40)
+def test_mutated_plans_end_in_plan_errors(seed: int) -> None:
+    """Mutated examples (hostile numbers, nesting, template bombs, shuffled lines) load
+    and survive `fmt` with their comments, or fail with PlanError; never anything else."""
+    for case in _cases("plan", seed, 10):
+        run_case(case)
+
+
+@given(st.integers(0, 2**32))
+@settings(max_examples=40)
+def test_mutated_templates_end_in_template_problems(seed: int) -> None:
+    """Random compositions of template pieces (bombs included) render or fail with
+    TemplateProblem, each within its deadline."""
+    for case in _cases("template", seed, 10):
+        run_case(case)
+
+
+@pytest.mark.xfail(
+    reason="issue 11 item 10 (json_loader: integers over 4,300 digits, inf expected_cost, "
+    "huge ms timeouts) belongs to the exit-codes work; remove this mark when it lands",
+    strict=False,
+)
+@given(st.integers(0, 2**32))
+@settings(max_examples=40)
+def test_mutated_json_plans_end_in_plan_errors(seed: int) -> None:
+    """Mutated JSON plans (hostile values at random paths) load or fail with PlanError."""
+    for case in _cases("json", seed, 10):
+        run_case(case)

@@ -66,7 +66,11 @@ def test_numbers_and_booleans_as_strings() -> None:
 
 
 def test_fenced_reply_with_prose() -> None:
-    same_ir("Sure! Here is the plan:\n```json\n" + json.dumps(CANONICAL, indent=2) + "\n```\nHope it helps.")
+    same_ir(
+        "Sure! Here is the plan:\n```json\n"
+        + json.dumps(CANONICAL, indent=2)
+        + "\n```\nHope it helps."
+    )
 
 
 def test_python_literals_and_single_quotes() -> None:

@@ -334,3 +334,38 @@ def test_tool_calls_are_independent_steps(registry: ToolRegistry) -> None:
     assert checked.plan.steps[1].args == {"query": "rent SF", "k": 2}
     bad = {"tool_calls": [{"id": "c", "function": {"name": "serch", "arguments": "{}"}}]}
     assert errors(bad, registry)[0].startswith("p.json:tool_calls[0].function.name: unknown tool")
+
+
+def test_planner_reads_replies_through_the_same_repair(tmp_path: Any) -> None:
+    """A fenced reply with a trailing comma is repaired (and listed), not sent back."""
+    import asyncio
+
+    from .test_planner import GOOD, PROVIDER, Reply, planner
+
+    PROVIDER.reset()
+    text = json.dumps(GOOD, indent=1)
+    broken = "```json\n" + text[: text.rindex("]")] + ",]\n}\n```"  # a trailing comma
+    PROVIDER.add("planner", Reply(broken))
+    planned = asyncio.run(planner(tmp_path).plan("What is 15% of 2400?"))
+    assert planned.ok and len(planned.attempts) == 1
+    assert (
+        "repaired: removed the code fence around the JSON at line 1" in planned.attempts[0].repairs
+    )
+    assert any(r.startswith("repaired: trailing comma") for r in planned.attempts[0].repairs)
+
+
+def test_plan_text_language_stays_strict(registry: ToolRegistry) -> None:
+    """Coercion is for model-written JSON: in `.plan` text `"5"` for an int is an error."""
+    plan, smap = parse_text('step a = search(query: "x", k: "5")', "t.plan")
+    with pytest.raises(PlanError, match=r"t.plan:1:\d+: `k` of `search` is `int`, but the value"):
+        check(plan, registry, smap)
+
+
+def test_tool_map_applies_to_llmcompiler_text(registry: ToolRegistry) -> None:
+    """`--map-tool` names reach the LLMCompiler/ReWOO importers, before their aliases."""
+    from dsl.importers import import_plan
+
+    plan = import_plan(
+        "llmcompiler", '1. lookup("rent")\n2. join()', registry, None, {"lookup": "search"}
+    )
+    assert (plan.steps[0].tool, plan.steps[0].args) == ("search", {"query": "rent"})

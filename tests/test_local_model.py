@@ -52,6 +52,67 @@ def test_local_structured_output_always_parses() -> None:
     assert isinstance(result.outputs["c"]["population"], int)
 
 
+def test_long_inputs_are_cut_to_the_prompt_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step whose inputs exceed the embedded model's prompt budget is sent a prompt cut to
+    it (the question kept); the step record and a warning say how many tokens went."""
+    monkeypatch.setenv("PLANFILE_LOCAL_PROMPT_TOKENS", "256")
+    notes = " ".join(f"Fact {i}: the river is {i} metres deep at mile {i}." for i in range(200))
+    plan = load_plan(
+        "input notes: str\n"
+        'step a: str = llm(prompt: "Notes: {{ notes }}\\nHow deep is the river? One line.", '
+        "max_tokens: 16)\noutput a"
+    )
+    result = Engine().run_sync(plan, inputs={"notes": notes})
+    record = result.steps["a"]
+    assert result.status == "succeeded", record.error
+    assert record.prompt_tokens_trimmed > 2000
+    assert record.input_tokens <= 256
+    assert result.to_json()["steps"]["a"]["prompt_tokens_trimmed"] == record.prompt_tokens_trimmed
+    assert any("prompt tokens cut" in warning for warning in result.warnings)
+
+
+def test_fitting_keeps_the_schema_request_and_instructions() -> None:
+    """The local glue: the reply's schema and the system message are never cut."""
+    from engine.models.local_model import fit_messages, prompt_budget, tokenizer
+
+    request = '\n\nReply with only a JSON value matching this JSON schema:\n{"type":"object"}'
+    prompt = "Question: which is deeper? Facts: " + "the river is deep. " * 2000
+    messages = [
+        {"role": "system", "content": "You answer briefly."},
+        {"role": "user", "content": prompt + request},
+    ]
+    fitted, cut = fit_messages(
+        messages, prompt, request, "Question: which is deeper? Facts: {{ f }}"
+    )
+    words = tokenizer()
+    sent = sum(len(words.encode(m["content"])) for m in fitted)
+    assert cut > 0 and sent <= prompt_budget()
+    assert fitted[0] == messages[0]
+    assert fitted[1]["content"].startswith("Question: which is deeper? Facts: the river")
+    assert fitted[1]["content"].endswith(request)
+
+
+def test_the_shipped_weights_are_converted_once_to_a_fast_format(tmp_path: Path) -> None:
+    """Q4_1 has no fast CPU matrix kernel in llama.cpp; the cached Q8_0 copy is used instead."""
+    from engine.models.local_model import fast_gguf
+
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
+    code = (
+        "from engine.models.local_model import fast_gguf, gguf_path; print(fast_gguf(gguf_path()))"
+    )
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    converted = Path(first.stdout.strip())
+    assert converted.parent == tmp_path / "planfile" / "models" and ".Q8_0." in converted.name
+    assert converted.read_bytes()[:4] == b"GGUF"
+    assert not first.stderr  # llama.cpp's conversion log is kept quiet
+    assert not list(converted.parent.glob("*.partial"))
+    stamp = converted.stat().st_mtime_ns
+    again = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert Path(again.stdout.strip()) == converted and converted.stat().st_mtime_ns == stamp
+    assert fast_gguf(tmp_path / "mine.gguf") == tmp_path / "mine.gguf"
+
+
 def test_main_example_runs_offline(tmp_path: Path) -> None:
     """The README's first command: cost_of_living runs with no keys, on the local model."""
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}

@@ -96,7 +96,7 @@ def test_templates_cannot_build_huge_values(template: str) -> None:
 )
 def test_templates_have_a_work_budget(template: str) -> None:
     """Nested loops, exponential macros and filters in big loops stop at the budget."""
-    with pytest.raises(TemplateProblem, match="steps|characters or items"):
+    with pytest.raises(TemplateProblem, match=r"steps|characters or items"):
         render(template, {"xs": list(range(100_000))})
 
 
@@ -167,14 +167,14 @@ def test_rendering_does_not_block_the_event_loop() -> None:
         task = asyncio.create_task(ticker())
         error: BaseException | None = None
         try:
-            await render_in_worker(functools.partial(render, slow, {}), 0.1)
+            await render_in_worker(functools.partial(render, slow, {}), 0.3)
         except (TimeoutError, TemplateProblem) as err:
             error = err
         task.cancel()
         return ticks, error
 
     ticks, error = asyncio.run(main())
-    assert error is not None and ticks >= 5
+    assert error is not None and ticks >= 3  # a blocked loop would tick once
 
 
 def test_a_hostile_template_fails_its_step_within_the_timeout() -> None:
@@ -239,3 +239,26 @@ def test_big_string_literals_parse_in_bounded_memory(
     ).stdout.splitlines()
     assert out[0].startswith(expected)
     assert int(out[1]) < 400, f"peak RSS {out[1]} MB"
+
+
+# --- inputs (issue 11, item 13) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", ["[NaN, Infinity]", "NaN", "-Infinity", '{"a": [1, NaN]}'])
+def test_nan_and_infinity_inputs_are_refused(registry: ToolRegistry, raw: str) -> None:
+    """`--input j=[NaN, Infinity]` is not JSON: a clear error naming the input, not
+    floats that later print as strings."""
+    from dsl import check, parse_text
+    from dsl.errors import InputError
+    from engine.cli.common import parse_inputs
+
+    plan, smap = parse_text(
+        'input j: json\ninput f: float = 1\nstep a: json = json_query(data: j, expression: "@")'
+    )
+    checked = check(plan, registry, smap)
+    with pytest.raises(InputError) as info:
+        parse_inputs([f"j={raw}"], checked)
+    assert "not a JSON number" in str(info.value.diagnostics[0].message)
+    with pytest.raises(InputError):
+        parse_inputs(["f=NaN"], checked)
+    assert parse_inputs(["j=[1, 2.5, null]"], checked) == {"j": [1, 2.5, None]}

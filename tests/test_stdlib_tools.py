@@ -99,6 +99,71 @@ def test_calculate_never_crashes(text: str) -> None:
     assert not (isinstance(result, float) and math.isnan(result))
 
 
+def test_calculate_takes_long_flat_expressions() -> None:
+    """A flat sum of 1,000 (or 4,000) terms is arithmetic, not "nesting"."""
+    assert calculate(" + ".join(["1"] * 1000)) == 1000.0
+    assert evaluate("-".join(["2"] * 4000)) == 2 - 2 * 3999
+    assert evaluate("*".join(["1.5"] * 100)) == pytest.approx(1.5**100)
+
+
+@pytest.mark.parametrize("expression", ["10**400", "10**300 * 10**100", "2**1100 + 1"])
+def test_huge_results_are_a_clear_calculator_error(expression: str) -> None:
+    """Results a float cannot hold are a CalculationError, never Python's OverflowError."""
+    with pytest.raises(CalculationError, match="digits") as info:
+        calculate(expression)
+    assert "int too large" not in str(info.value)
+
+
+_small = st.integers(-50, 50)
+_leaf = st.one_of(_small.map(str), st.floats(-1e6, 1e6, allow_nan=False).map(repr))
+_tree = st.recursive(
+    _leaf,
+    lambda inner: st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "//", "%"]), inner).map(
+        lambda t: f"({t[0]} {t[1]} {t[2]})"
+    ),
+    max_leaves=30,
+)
+
+
+@given(_tree)
+def test_calculate_agrees_with_python_arithmetic(text: str) -> None:
+    """Any tree of + - * / // % over numbers gives Python's value, or a CalculationError
+    exactly when Python would raise (division by zero, overflow)."""
+    try:
+        expected = eval(text, {"__builtins__": {}})
+    except (ZeroDivisionError, OverflowError):
+        with pytest.raises(CalculationError):
+            evaluate(text)
+        return
+    if isinstance(expected, float) and not math.isfinite(expected):
+        with pytest.raises(CalculationError):
+            evaluate(text)
+        return
+    assert evaluate(text) == pytest.approx(expected, rel=1e-9, nan_ok=False)
+
+
+@given(st.lists(st.integers(-(10**9), 10**9), min_size=1, max_size=1500))
+def test_flat_sums_of_any_length(terms: list[int]) -> None:
+    """Sums of up to 1,500 terms evaluate to Python's sum."""
+    text = " + ".join(f"({t})" for t in terms)
+    if len(text) > 10_000:
+        with pytest.raises(CalculationError, match="longer than"):
+            evaluate(text)
+    else:
+        assert evaluate(text) == sum(terms)
+
+
+@given(st.integers(0, 2000), st.integers(-5, 5000))
+def test_powers_are_bounded_and_clear(base: int, exponent: int) -> None:
+    """Any power is a number or a CalculationError naming the problem."""
+    try:
+        value = calculate(f"{base} ** {exponent}")
+    except CalculationError as err:
+        assert "too large" in str(err) or "digits" in str(err) or "zero" in str(err)
+        return
+    assert math.isfinite(value)
+
+
 # --- files -------------------------------------------------------------------------
 
 
@@ -184,7 +249,7 @@ def test_concurrent_writers_end_with_one_complete_file(workspace: ToolContext) -
     def write(text: str) -> None:
         try:
             write_file("report.txt", text, workspace)
-        except BaseException as err:  # noqa: BLE001 - collected and asserted below
+        except BaseException as err:
             errors.append(err)
 
     threads = [threading.Thread(target=write, args=(t,)) for t in texts]

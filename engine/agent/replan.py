@@ -25,7 +25,7 @@ from dsl.json_loader import load_json
 from dsl.printer import format_plan
 from engine.errors import RunSetupError
 from engine.models.gateway import Gateway, parse_reply
-from engine.run.session import RoundDecision, RoundEnd
+from engine.run.replanning import RoundDecision, RoundEnd
 
 Trigger = Literal["failure", "step", "surprise"]
 POLICIES = ("never", "on-failure", "after-each-step", "every-n", "on-surprise")
@@ -245,7 +245,7 @@ def revised_plan(plan: Plan, finished: set[str], decision: Decision) -> Plan:
 
 
 class PolicyRounds:
-    """A replan policy wired for one run (engine.run.session.Replanning): builds the
+    """A replan policy wired for one run (engine.run.replanning.Replanning): builds the
     request the policy sees, and checks a revision before the run takes it."""
 
     def __init__(

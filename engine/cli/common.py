@@ -55,23 +55,54 @@ def load_config(path: str | None) -> Config:
     return load_config(path)
 
 
+def config_if_present() -> Config | None:
+    """./planfile.toml for commands that only read plans (`check`, `fmt`): None when
+    there is none, without importing the config models (start-up)."""
+    # The name is engine.config.CONFIG_FILE, spelled out to keep that import lazy.
+    return load_config(None) if (Path.cwd() / "planfile.toml").exists() else None
+
+
+def tool_map(pairs: Sequence[str], config: Config | None = None) -> dict[str, str]:
+    """`[tools.map]` of the config, then each `--map-tool NAME=TOOL` (the flag wins)."""
+    mapping = dict(config.tools.map) if config is not None else {}
+    for pair in pairs:
+        name, sep, target = pair.partition("=")
+        if not sep or not name.strip() or not target.strip().isidentifier():
+            raise UsageError(
+                f"--map-tool takes NAME=TOOL (e.g. web_search=search), not `{pair:.60}`"
+            )
+        mapping[name.strip()] = target.strip()
+    return mapping
+
+
 def load_checked(
     file: str,
     tool_files: Sequence[str],
     tiers: Sequence[str] = (),
     source_format: str | None = None,
+    tool_names: Mapping[str, str] | None = None,
 ) -> tuple[CheckedPlan, ToolRegistry]:
-    """Read, parse and check one plan file (PlanError with every diagnostic otherwise)."""
+    """Read, parse and check one plan file (PlanError with every diagnostic otherwise);
+    `tool_names` renames the tools a JSON plan names (see `tool_map`)."""
     from dsl import read_plan_file
     from dsl.checker import check
 
     tools = registry(tool_files)
-    plan, smap, text = read_plan_file(file, tools, source_format)
+    plan, smap, text = read_plan_file(file, tools, source_format, tool_map=tool_names)
     return check(plan, tools, smap, source=text, tiers=tiers), tools
 
 
 def _input_error(message: str, hint: str | None = None) -> InputError:
     return InputError([Diagnostic(message, Location("--input"), hint=hint)])
+
+
+class _NotJSONNumber(ValueError):
+    pass
+
+
+def _no_json_constant(name: str) -> Any:
+    """`NaN`/`Infinity` are not JSON; Python's json would accept them as floats."""
+    raise _NotJSONNumber(f"`{name}` is not a JSON number; use a finite number or null")
 
 
 def parse_inputs(pairs: Sequence[str], checked: CheckedPlan) -> dict[str, Any]:
@@ -87,13 +118,18 @@ def parse_inputs(pairs: Sequence[str], checked: CheckedPlan) -> dict[str, Any]:
             values[name] = raw
             continue
         try:
-            values[name] = json.loads(raw)
+            values[name] = json.loads(raw, parse_constant=_no_json_constant)
         except json.JSONDecodeError:
             values[name] = raw  # the input's type check reports the mismatch
         except RecursionError:
-            raise _input_error(f"--input {name}: the value nests too deeply") from None
-        except ValueError as err:  # e.g. an integer over Python's 4,300-digit limit
-            raise _input_error(f"--input {name}: {err}") from None
+            raise _input_error(f"input `{name}`: the value nests too deeply") from None
+        except _NotJSONNumber as err:
+            raise _input_error(f"input `{name}`: {err}") from None
+        except ValueError:  # the one other ValueError json raises: an over-long integer
+            raise _input_error(
+                f"input `{name}`: the value is too large to read",
+                hint="integers may have at most 4,300 digits",
+            ) from None
     return values
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -41,12 +40,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def command(name: str) -> Callable[[Any], int]:
     module, function = COMMANDS[name]
-    return getattr(importlib.import_module(f"engine.cli.{module}"), function)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(f"engine.cli.{module}"), function)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help (0), or a bad flag (2, already reported)
+        return done.code if isinstance(done.code, int) else 2
     if args.command is None:
         parser.print_help()
         return 2  # ExitCode.INVALID
@@ -59,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(command(args.command)(args))
         except PlanfileError as err:
             if debug:
-                traceback.print_exc()
+                _print_traceback()
             print(err.render(), file=sys.stderr)
             return int(err.exit_code)
         except KeyboardInterrupt:
@@ -71,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as err:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         print(
             f"planfile: internal error: {type(err).__name__}: {_first_line(err)}\n"
             "  hint: this is a bug in planfile; rerun with --debug for the traceback "
@@ -79,6 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1  # ExitCode.FAILED
+
+
+def _print_traceback() -> None:
+    import traceback  # here, not at the top: only --debug needs it (start-up)
+
+    traceback.print_exc()
 
 
 def _first_line(err: BaseException) -> str:

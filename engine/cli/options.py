@@ -50,13 +50,13 @@ def _usd(text: str) -> float:
     return value
 
 
-def _parent() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(add_help=False)
+def _parent() -> _Parser:
+    return _Parser(add_help=False)
 
 
-def _shared_options() -> dict[str, argparse.ArgumentParser]:
+def _shared_options() -> dict[str, _Parser]:
     """One parent parser per option block; a command lists the blocks it takes."""
-    p: dict[str, argparse.ArgumentParser] = {}
+    p: dict[str, _Parser] = {}
 
     p["tools"] = _parent()
     p["tools"].add_argument(
@@ -72,6 +72,14 @@ def _shared_options() -> dict[str, argparse.ArgumentParser]:
         dest="source_format",
         choices=["llmcompiler", "rewoo"],
         help="read PLAN as LLMCompiler or ReWOO plan text",
+    )
+    p["from"].add_argument(
+        "--map-tool",
+        action="append",
+        default=[],
+        metavar="NAME=TOOL",
+        help="load a JSON plan's tool NAME as TOOL (e.g. web_search=search); also [tools.map]"
+        " in planfile.toml",
     )
     p["config"] = _parent()
     p["config"].add_argument(
@@ -114,20 +122,24 @@ def _shared_options() -> dict[str, argparse.ArgumentParser]:
         action="store_true",
         help="approve every `approve` step (trusted automation)",
     )
-    p["replan"] = _parent()
-    p["replan"].add_argument(
-        "--replan",
-        default="never",
-        metavar="POLICY",
-        help="never, on-failure, after-each-step, every-N (e.g. every-3), on-surprise",
-    )
-    p["replan"].add_argument(
-        "--max-replans",
-        type=_count(0),
-        default=5,
-        metavar="N",
-        help="cap on plan revisions (default 5)",
-    )
+    # Two blocks, not one with `set_defaults`: parents share their action objects, so
+    # changing a default on one command would change it on every command of the parent.
+    for block, default in (("replan", "never"), ("replan-ask", "on-failure")):
+        p[block] = _parent()
+        p[block].add_argument(
+            "--replan",
+            default=default,
+            metavar="POLICY",
+            help="never, on-failure, after-each-step, every-N (e.g. every-3), on-surprise "
+            f"(default {default})",
+        )
+        p[block].add_argument(
+            "--max-replans",
+            type=_count(0),
+            default=5,
+            metavar="N",
+            help="cap on plan revisions (default 5)",
+        )
     p["planning"] = _parent()
     p["planning"].add_argument("goal", metavar="GOAL")
     p["planning"].add_argument(
@@ -207,9 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
         "ask",
         "plan a goal with an LLM, run it, replan as needed, answer",
         *("planning", "tools", "config", "budget", "tier", "workspace", "parallel", "json"),
-        *("journaled", "replan"),
+        *("journaled", "replan-ask"),
     )
-    ask.set_defaults(replan="on-failure")
     ask.add_argument(
         "--no-cache", action="store_true", help="always call the planner (no plan cache)"
     )
@@ -233,9 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--run", metavar="RUN", help="colour the steps by their state in this journaled run"
     )
 
-    fmt = command(
-        "fmt", "print a plan as canonical .plan text (JSON plans too)", "tools", "from"
-    )
+    fmt = command("fmt", "print a plan as canonical .plan text (JSON plans too)", "tools", "from")
     fmt.add_argument("plan", metavar="PLAN")
     fmt.add_argument("--write", "-w", action="store_true", help="rewrite a .plan file in place")
     fmt.add_argument(
@@ -265,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("run", metavar="RUN")
 
     for verb in ("approve", "reject"):
-        decide = command(verb, f"{verb} a step that waits for approval (then `planfile resume RUN`)")
+        decide = command(
+            verb, f"{verb} a step that waits for approval (then `planfile resume RUN`)"
+        )
         decide.add_argument("run", metavar="RUN")
         decide.add_argument("step", metavar="STEP")
 

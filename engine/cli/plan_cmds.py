@@ -10,10 +10,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dsl.errors import ExitCode, PlanError
-from engine.cli.common import journal, load_checked, registry
+from engine.cli.common import config_if_present, journal, load_checked, registry, tool_map
 from engine.errors import UsageError
+
+if TYPE_CHECKING:
+    from dsl.checker import CheckedPlan
 
 
 def _plural(n: int, word: str) -> str:
@@ -25,10 +29,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     from dsl.checker import check
 
     tools = registry(args.tools)
+    names = tool_map(args.map_tool, config_if_present())
     status = ExitCode.OK
     for file in args.plans:
         try:
-            plan, smap, text = read_plan_file(file, tools, args.source_format)
+            plan, smap, text = read_plan_file(file, tools, args.source_format, tool_map=names)
             checked = check(plan, tools, smap, source=text)
         except PlanError as err:
             print(err.render(), file=sys.stderr)
@@ -38,14 +43,31 @@ def cmd_check(args: argparse.Namespace) -> int:
         for warning in checked.warnings:
             print(warning.render(text), file=sys.stderr)
         if not args.quiet:
-            warned = len(checked.warnings)
-            note = f", {_plural(warned, 'warning')}" if warned else ""
-            print(f"{file}: ok ({_plural(len(checked.plan.steps), 'step')}{note})")
+            print(f"{file}: ok ({_check_summary(checked)})")
     return status
 
 
+def _check_summary(checked: CheckedPlan) -> str:
+    """`3 steps; tiers fast (1), standard (2); expected cost $0.05; 3 notes`."""
+    plan = checked.plan
+    parts = [_plural(len(plan.steps), "step")]
+    tiers: dict[str, int] = {}
+    for step in plan.steps:
+        if step.tier:
+            tiers[step.tier] = tiers.get(step.tier, 0) + 1
+    if tiers:
+        parts.append("tiers " + ", ".join(f"{t} ({n})" for t, n in tiers.items()))
+    if plan.expected_cost_usd is not None:
+        parts.append(f"expected cost ${plan.expected_cost_usd:g}")
+    notes = sum(1 for d in checked.warnings if d.severity == "note")
+    warned = len(checked.warnings) - notes
+    counts = [_plural(n, w) for n, w in ((warned, "warning"), (notes, "note")) if n]
+    return "; ".join(parts + ([", ".join(counts)] if counts else []))
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
-    from dsl.dag import LatencyModel, to_dot, to_json, to_mermaid
+    from engine.observe.export import to_dot, to_json, to_mermaid
+    from engine.run.latency import LatencyModel
 
     states: dict[str, str] | None = None
     if args.run:
@@ -90,8 +112,13 @@ def cmd_fmt(args: argparse.Namespace) -> int:
             "--write rewrites .plan files",
             hint="redirect the output to convert JSON: planfile fmt PLAN.json > PLAN.plan",
         )
-    plan, _, text = read_plan_file(args.plan, registry(args.tools), args.source_format)
-    formatted = format_plan(plan)
+    names = tool_map(args.map_tool, config_if_present())
+    plan, smap, text = read_plan_file(
+        args.plan, registry(args.tools), args.source_format, tool_map=names
+    )
+    for note in smap.notes:  # what the JSON loader repaired, coerced or mapped
+        print(note.render(), file=sys.stderr)
+    formatted = format_plan(plan, text, smap)  # the source's comments are kept
     if args.check_only:
         if formatted != text:
             print(

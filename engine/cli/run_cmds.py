@@ -16,6 +16,7 @@ from engine.cli.common import (
     parse_inputs,
     parse_tiers,
     registry,
+    tool_map,
 )
 
 if TYPE_CHECKING:
@@ -28,7 +29,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     tiers = parse_tiers(args.tier)
     checked, tools = load_checked(
-        args.plan, args.tools, tiers=[*tiers, *config.tiers], source_format=args.source_format
+        args.plan,
+        args.tools,
+        tiers=[*tiers, *config.tiers],
+        source_format=args.source_format,
+        tool_names=tool_map(args.map_tool, config),
     )
     for warning in checked.warnings:
         print(warning.render(checked.source), file=sys.stderr)
@@ -68,7 +73,7 @@ def execute(
     live = sys.stdout.isatty() and not as_json
     table = StepTable() if live else None
     listener = table if table is not None else (None if as_json else PlainLog())
-    options = {
+    options: dict[str, Any] = {
         "replan": replan,
         "max_replans": max_replans,
         "goal": goal,

@@ -9,6 +9,11 @@
   stops with `budget_exceeded`.
 - Cost comes from the provider's reported usage, priced from the config, else litellm's
   price table; a model with no known price is priced at 0 and warned about.
+- Every call has a deadline (per model `timeout_s`, else `model_timeout_s` in
+  planfile.toml, default 120 s; shortened to the step's `timeout`), passed to litellm
+  and enforced here around the call and its provider retries (`ModelTimeout`).
+- A call whose real cost takes the spending past a budget is recorded at that cost and
+  raises `BudgetOverrun` (engine/models/ledger.py): the run stops, `budget_exceeded`.
 - A step whose declared type is a record, list or number gets structured output: the
   type's JSON schema goes to the model, the reply is validated by pydantic, and an
   invalid reply is retried once with the validation error.
@@ -34,8 +39,8 @@ from stdlib_tools.registry import ToolContext
 from engine.config import Config, ConfigError, ModelSettings
 from engine.errors import ProviderError
 from engine.faults import Fault, classify
-from engine.models.ledger import BudgetExceeded, BudgetGuard, Ledger
-from engine.models.local_model import LOCAL_MODEL, PROVIDER
+from engine.models.ledger import BudgetExceeded, BudgetGuard, BudgetOverrun, Ledger
+from engine.models.local_model import LOCAL_MODEL, PROVIDER, fit_messages, prompt_budget
 
 TIER_ORDER = ("fast", "standard", "frontier")
 TASK_TIERS = {
@@ -51,6 +56,12 @@ PROVIDER_RETRIES = 3
 
 class ModelCallError(ProviderError):
     """A model call failed for good, with a message naming the model and the fix."""
+
+
+class ModelTimeout(ModelCallError):
+    """A model call passed its deadline (worth a retry: the provider may recover)."""
+
+    transient = True
 
 
 class InvalidReply(ProviderError):
@@ -380,12 +391,13 @@ class Gateway:
         messages: list[dict[str, Any]] = []
         if system:
             messages.append({"role": "system", "content": system})
+        request = ""
         if schema is not None:
-            prompt = (
-                f"{prompt}\n\nReply with only a JSON value matching this JSON schema:\n"
+            request = (
+                "\n\nReply with only a JSON value matching this JSON schema:\n"
                 f"{json.dumps(schema, separators=(',', ':'))}"
             )
-        messages.append({"role": "user", "content": prompt})
+        messages.append({"role": "user", "content": prompt + request})
         litellm = litellm_module()
         choice = self.select(step, ctx.attempt, 0, max_tokens or DEFAULT_MAX_TOKENS)
         model = choice.model
@@ -399,6 +411,23 @@ class Gateway:
             model = choice.model
             settings = self.config.model_settings(model)
         record.model = model
+        if model == LOCAL_MODEL:
+            # The embedded model reads prompts slowly: long step inputs are cut to its budget.
+            template = step.args.get("prompt", step.args.get("text"))
+            messages, cut = await asyncio.to_thread(
+                fit_messages,
+                messages,
+                prompt,
+                request,
+                template if isinstance(template, str) else None,
+            )
+            if cut:
+                record.prompt_tokens_trimmed += cut
+                self.warnings.once(
+                    f"trim:{step.id}",
+                    f"warning: step `{step.id}`: {cut} prompt tokens cut from its inputs to fit the "
+                    f"embedded model's budget of {prompt_budget()} (PLANFILE_LOCAL_PROMPT_TOKENS)",
+                )
         price = self.pricing.price(model)
         if not price.known:
             self.warnings.once(
@@ -489,6 +518,7 @@ class Gateway:
             schema=schema,
             prompt_tokens=prompt_tokens,
             mock=ctx.settings.get("mock_response"),
+            timeout_s=ctx.services["step"].timeout_s,
         )
 
     async def call(
@@ -504,11 +534,12 @@ class Gateway:
         schema: dict[str, Any] | None = None,
         prompt_tokens: int | None = None,
         mock: str | None = None,
+        timeout_s: float | None = None,
     ) -> str:
         """One priced, budgeted, rate-limited, ledgered model call; returns the reply text.
 
         `usage` is any object with input_tokens/output_tokens/cost_usd counters (a step's
-        record, or the planner's).
+        record, or the planner's). `timeout_s` (the step's) shortens the call's deadline.
         """
         litellm = litellm_module()
         settings = self.config.model_settings(model)
@@ -532,8 +563,8 @@ class Gateway:
             raise ModelCallError(str(err)) from None
         if key:
             kwargs["api_key"] = key
-        if settings.timeout_s:
-            kwargs["timeout"] = settings.timeout_s
+        deadline = min(settings.timeout_s or self.config.model_timeout_s, timeout_s or float("inf"))
+        kwargs["timeout"] = deadline  # litellm's own default is 600 s per attempt
         if schema is not None:
             response_format = self._response_format(model, settings, schema)
             if response_format is not None:
@@ -550,9 +581,9 @@ class Gateway:
             await limiter.admit(prompt_tokens + max_tokens)
             if limiter.semaphore is not None:
                 async with limiter.semaphore:
-                    response = await self._with_retries(litellm, kwargs, model)
+                    response = await self._within(deadline, litellm, kwargs, model)
             else:
-                response = await self._with_retries(litellm, kwargs, model)
+                response = await self._within(deadline, litellm, kwargs, model)
             usage = getattr(response, "usage", None)
             input_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
             output_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -564,8 +595,28 @@ class Gateway:
                 self.ledger.record(run_id, step_id, model, input_tokens, output_tokens, cost)
         finally:
             self.budget.settle(reservation, cost)
+        # The provider may bill past the worst case reserved (more tokens than
+        # max_tokens): the call stays recorded at its real cost, and the run stops.
+        passed = self.budget.passed() if self.budget.active else None
+        if passed is not None:
+            raise BudgetOverrun(passed[0], passed[1], passed[2], model, cost)
         content = response.choices[0].message.content
         return content if isinstance(content, str) else json.dumps(content)
+
+    async def _within(
+        self, deadline: float, litellm: Any, kwargs: dict[str, Any], model: str
+    ) -> Any:
+        """The call and its provider retries, cut off at `deadline` seconds in all (a
+        provider that hangs, or ignores litellm's timeout, holds nothing longer)."""
+        try:
+            async with asyncio.timeout(deadline):
+                return await self._with_retries(litellm, kwargs, model)
+        except TimeoutError:
+            raise ModelTimeout(
+                f"`{model}` did not answer within {deadline:g} s",
+                hint=f'raise timeout_s under [models."{model}"] or model_timeout_s in '
+                "planfile.toml (or the step's timeout)",
+            ) from None
 
     async def _with_retries(self, litellm: Any, kwargs: dict[str, Any], model: str) -> Any:
         for attempt in range(PROVIDER_RETRIES + 1):
@@ -647,6 +698,7 @@ __all__ = [
     "Gateway",
     "ModelCallError",
     "ModelSelector",
+    "ModelTimeout",
     "Pricing",
     "TierSelector",
     "litellm_module",

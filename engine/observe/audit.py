@@ -14,11 +14,14 @@ import json
 import os
 import re
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
+
+import orjson
 
 from dsl.printer import format_plan
 from engine.run.events import (
@@ -68,14 +71,17 @@ class AuditLog:
     def __init__(self, paths: Iterable[Path], secrets: Iterable[str] = ()):
         self.paths = list(paths)
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._secret_bytes = [(s.encode(), _REDACTED_BYTES) for s in self._secrets]
         self._lock = threading.Lock()
-        self._files: list[TextIO] = []
+        self._files: list[BinaryIO] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._last_millis = -1
+        self._last_ts = ""
         for path in self.paths:
             path.parent.mkdir(parents=True, exist_ok=True)
         try:
             for path in self.paths:
-                self._files.append(path.open("a", encoding="utf-8", buffering=1 << 16))
+                self._files.append(path.open("ab", buffering=1 << 16))
         except BaseException:
             self.close()
             raise
@@ -97,16 +103,33 @@ class AuditLog:
         return text
 
     def write(self, phase: str, kind: str, **data: Any) -> None:
-        line = {
-            "ts": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
-            "phase": phase,
-            "event": kind,
-            **{k: jsonable(v) for k, v in data.items()},
-        }
-        text = self.redact(json.dumps(line, ensure_ascii=False, default=str)) + "\n"
+        line = {"ts": self._timestamp(), "phase": phase, "event": kind}
+        for key, value in data.items():
+            line[key] = value if type(value) in _PLAIN else jsonable(value)
+        self._put(line)
+
+    def _timestamp(self) -> str:
+        """Now, to the millisecond; formatted once per millisecond, not once per line."""
+        now = time.time()
+        millis = int(now * 1000)
+        if millis != self._last_millis:
+            self._last_millis = millis
+            self._last_ts = dt.datetime.fromtimestamp(now, dt.UTC).isoformat(
+                timespec="milliseconds"
+            )
+        return self._last_ts
+
+    def _put(self, line: dict[str, Any]) -> None:
+        try:
+            raw = orjson.dumps(line)
+        except orjson.JSONEncodeError:  # integers beyond 64 bits
+            raw = json.dumps(line, ensure_ascii=False, default=str).encode()
+        for secret, mask in self._secret_bytes:
+            raw = raw.replace(secret, mask)
+        raw += b"\n"
         with self._lock:
             for handle in self._files:
-                handle.write(text)
+                handle.write(raw)
         if self._timer is None:
             self._schedule_flush()
 
@@ -143,14 +166,18 @@ class AuditLog:
 
     def __call__(self, event: Event) -> None:
         """Run events -> execution-phase lines (results stay in the journal, not here)."""
-        if isinstance(event, _AUDITED):
-            data = {
-                f.name: getattr(event, f.name) for f in fields(event) if f.name not in _LEFT_OUT
-            }
-            self.write("execution", event.kind, **data)
+        names = _AUDITED.get(type(event))
+        if names is None:
+            return
+        line = {"ts": self._timestamp(), "phase": "execution", "event": event.kind}
+        for name in names:
+            value = getattr(event, name)
+            # Event fields are mostly plain values: only the others need converting.
+            line[name] = value if type(value) in _PLAIN else jsonable(value)
+        self._put(line)
 
 
-def _close_files(files: list[TextIO]) -> None:
+def _close_files(files: list[BinaryIO]) -> None:
     for handle in files:
         if not handle.closed:
             handle.close()
@@ -207,13 +234,19 @@ class _AuditRun(RunHook):
             self.log.close()
 
 
-_AUDITED = (
-    RunStarted,
-    StepStarted,
-    StepRetrying,
-    StepSucceeded,
-    StepFailed,
-    StepSkipped,
-    RunFinished,
-)
 _LEFT_OUT = frozenset({"t", "output", "outputs"})
+# The audited events and the fields written for each (computed once, not per event).
+_AUDITED: dict[type, tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls) if f.name not in _LEFT_OUT)
+    for cls in (
+        RunStarted,
+        StepStarted,
+        StepRetrying,
+        StepSucceeded,
+        StepFailed,
+        StepSkipped,
+        RunFinished,
+    )
+}
+_PLAIN = frozenset({str, int, bool, type(None)})
+_REDACTED_BYTES = REDACTED.encode()

@@ -108,18 +108,17 @@ Listener = Callable[[Event], None]
 class EventBus:
     """Fan-out of events to listeners; a listener's exception never breaks the run."""
 
-    __slots__ = ("_listeners", "errors")
+    __slots__ = ("_listeners", "active", "errors")
 
     def __init__(self, listeners: list[Listener] | None = None):
         self._listeners: list[Listener] = list(listeners or [])
+        # A plain attribute, not a property: the executor reads it several times a step.
+        self.active = bool(self._listeners)
         self.errors: list[BaseException] = []
-
-    @property
-    def active(self) -> bool:
-        return bool(self._listeners)
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
+        self.active = True
 
     def emit(self, event: Event) -> None:
         for listener in self._listeners:

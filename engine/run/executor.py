@@ -146,6 +146,12 @@ class RunContext:
         return time.perf_counter() - self.started
 
 
+# Enum members bound once: `StepStatus.RUNNING` is a class-attribute lookup through the
+# enum machinery (~0.3 µs), paid several times per step otherwise.
+_RUNNING = StepStatus.RUNNING
+_SUCCEEDED = StepStatus.SUCCEEDED
+
+
 class StepRunner:
     """The driver's NodeRunner for a checked plan's steps."""
 
@@ -162,13 +168,12 @@ class StepRunner:
             bool(s.args) or s.when is not None or s.for_each is not None or s.check is not None
             for s in self.steps
         ]
+        self._templated = [has_templates(s.args) for s in self.steps]
         self.models = build_record_models({r.name: dict(r.fields) for r in plan.types})
-        # Per node, filled on first use: (adapter of the result, adapter of one item).
+        # Per node, filled on first use: how to check (the result, one item of it).
         # `type_adapter` shares one adapter per declared type across steps and runs.
-        self._adapters: list[tuple[TypeAdapter[Any] | None, TypeAdapter[Any] | None] | None] = [
-            None
-        ] * len(order)
-        self._by_type: dict[Type, TypeAdapter[Any]] = {}
+        self._checks: list[tuple[_ResultCheck, _ResultCheck] | None] = [None] * len(order)
+        self._by_type: dict[Type, _ResultCheck] = {}
 
     # --- values ---------------------------------------------------------------------
     def scope(self, step: Step, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -202,51 +207,64 @@ class StepRunner:
         return value
 
     def adapter(self, step: Step, item: bool) -> TypeAdapter[Any] | None:
-        node = self.index[step.id]
-        pair = self._adapters[node]
+        """The validator of a step's result (or of one item of a `for` step's result)."""
+        return self._check(self.index[step.id], item).adapter
+
+    def _check(self, node: int, item: bool) -> _ResultCheck:
+        pair = self._checks[node]
         if pair is None:
-            declared: Type | None = self.ctx.checked.result_types.get(step.id)
-            whole = self._adapter_for(declared)
+            declared: Type | None = self.ctx.checked.result_types.get(self.order[node])
+            whole = self._check_for(declared)
             each = (
-                self._adapter_for(declared.item)
+                self._check_for(declared.item)
                 if declared is not None and declared.kind == "list"
                 else whole
             )
-            pair = self._adapters[node] = (whole, each)
+            pair = self._checks[node] = (whole, each)
         return pair[1] if item else pair[0]
 
-    def _adapter_for(self, declared: Type | None) -> TypeAdapter[Any] | None:
+    def _check_for(self, declared: Type | None) -> _ResultCheck:
         if declared is None or declared.kind == "json":
-            return None
-        adapter = self._by_type.get(declared)
-        if adapter is None:
-            adapter = self._by_type[declared] = type_adapter(declared, self.models)
-        return adapter
+            return _NO_CHECK
+        check = self._by_type.get(declared)
+        if check is None:
+            check = _ResultCheck(
+                type_adapter(declared, self.models), _EXACT.get(declared.kind, _NONE_TYPE)
+            )
+            self._by_type[declared] = check
+        return check
 
-    def validate_result(self, step: Step, value: Any, item: bool) -> Any:
-        if isinstance(value, BaseModel):
-            value = value.model_dump(mode="json")
-        adapter = self.adapter(step, item)
-        if adapter is not None:
-            try:
-                checked = adapter.validate_python(value)
-            except ValidationError as err:
-                declared = self.ctx.checked.result_types[step.id]
-                shown = declared.item if item and declared.item else declared
-                first = err.errors()[0]
-                where = ".".join(str(p) for p in first["loc"])
-                raise StepError(
-                    f"result does not fit `{shown}`"
-                    + (f" at `{where}`" if where else "")
-                    + f": {first['msg']} (got {_preview(value)})"
-                ) from None
-            value = adapter.dump_python(checked, mode="python")
+    def validate_result(self, node: int, value: Any, item: bool) -> Any:
+        """The result, checked against the declared type (coerced losslessly) and size."""
+        check = self._check(node, item)
+        adapter = check.adapter
+        # A plain str/int/float/bool of the declared type: pydantic would return it as is.
+        if type(value) is not check.exact:
+            if isinstance(value, BaseModel):
+                value = value.model_dump(mode="json")
+            if adapter is not None:
+                value = self._validated(node, adapter, value, item)
         size = _size(value)
         if size > self.ctx.max_result_bytes:
             raise StepError(
                 f"result is {size / 1e6:.1f} MB; the limit is {self.ctx.max_result_bytes / 1e6:.0f} MB"
             )
         return value
+
+    def _validated(self, node: int, adapter: TypeAdapter[Any], value: Any, item: bool) -> Any:
+        try:
+            checked = adapter.validate_python(value)
+        except ValidationError as err:
+            declared = self.ctx.checked.result_types[self.order[node]]
+            shown = declared.item if item and declared.item else declared
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise StepError(
+                f"result does not fit `{shown}`"
+                + (f" at `{where}`" if where else "")
+                + f": {first['msg']} (got {_preview(value)})"
+            ) from None
+        return adapter.dump_python(checked, mode="python")
 
     # --- NodeRunner -------------------------------------------------------------------
     async def run(self, node: int) -> Outcome:
@@ -267,7 +285,7 @@ class StepRunner:
                     )
                 if len(items) > MAX_FAN_OUT:
                     raise StepError(f"fan-out over {len(items)} items; the limit is {MAX_FAN_OUT}")
-                record.status = StepStatus.RUNNING
+                record.status = _RUNNING
                 record.started_at = self.ctx.now()
                 if self.ctx.events.active:
                     self.ctx.events.emit(
@@ -295,7 +313,7 @@ class StepRunner:
             error = f"{len(failures)} of {len(outcomes)} items failed; item {index}: {first.error}"
             return self._fail(parent, step, record, error, started=True, count_attempt=False)
         values = [o.value for o in outcomes if o.kind == "ok"]
-        record.status = StepStatus.SUCCEEDED
+        record.status = _SUCCEEDED
         record.output = values
         if failures:
             record.error = f"{len(failures)} of {len(outcomes)} items failed and were left out"
@@ -337,7 +355,7 @@ class StepRunner:
         record = self.ctx.records[step.id]
         fallback_id = self.order[fallback]
         if outcome.kind == "ok":
-            record.status = StepStatus.SUCCEEDED
+            record.status = _SUCCEEDED
             record.output = self.ctx.values.get(fallback_id)
             self.ctx.values[step.id] = record.output
             record.error = f"{record.error} (result from fallback `{fallback_id}`)"
@@ -407,7 +425,7 @@ class StepRunner:
             if record.started_at is None:
                 record.started_at = now
             if not item:
-                record.status = StepStatus.RUNNING
+                record.status = _RUNNING
             model = (
                 ctx.select_model(step, spec, attempt)
                 if ctx.select_model and spec.uses_model
@@ -425,7 +443,7 @@ class StepRunner:
                     await render_in_worker(
                         functools.partial(self._arguments, step, spec, scope), step.timeout_s
                     )
-                    if has_templates(step.args)
+                    if self._templated[node]
                     else self._arguments(step, spec, scope)
                 )
                 if (step.approve or spec.needs_approval) and not ctx.approve_all:
@@ -443,13 +461,13 @@ class StepRunner:
                     key = step_key(step.tool, kwargs, model, step.type)
                     cached = ctx.step_cache.get(key)
                     if cached is not MISS:
-                        value = self.validate_result(step, cached, item)
+                        value = self.validate_result(node, cached, item)
                         record.cache_hits += 1
                         if item:
                             return Outcome("ok", value=value)
                         return self._succeed(step, record, value, cached=True)
                 value = await self._invoke(step, spec, kwargs, attempt, model)
-                value = self.validate_result(step, value, item)
+                value = self.validate_result(node, value, item)
                 if key is not None:
                     ctx.step_cache.put(key, value)
                 if (
@@ -493,7 +511,7 @@ class StepRunner:
     def _succeed(self, step: Step, record: StepRecord, value: Any, cached: bool = False) -> Outcome:
         ctx = self.ctx
         record.finished_at = ctx.now()
-        record.status = StepStatus.SUCCEEDED
+        record.status = _SUCCEEDED
         record.output = value
         ctx.values[step.id] = value
         if ctx.on_final is not None:
@@ -565,10 +583,17 @@ class StepRunner:
             )
         if spec.is_async:
             call = spec.fn(**kwargs)
+        elif spec.inline and step.timeout_s is None:
+            # Sync tools run in the pool: they may block (files, CPU), and only a pool
+            # call can be abandoned at its timeout. The hop costs ~30-50 µs of CPU and
+            # ~100 µs of wall time per call on a busy 2-core machine (10k chained no-op
+            # calls; benchmarks/test_user_path.py), more than the rest of a step. A tool
+            # declared `@tool(inline=True)` (pure, microseconds) skips it unless its step
+            # sets a timeout; a slow "inline" tool stalls every other step meanwhile.
+            return spec.fn(**kwargs)
         else:
             loop = asyncio.get_running_loop()
-            # Sync tools run in the pool; a timed-out thread cannot be killed, so its
-            # late result is discarded.
+            # A timed-out thread cannot be killed, so its late result is discarded.
             call = loop.run_in_executor(ctx.pool, functools.partial(spec.fn, **kwargs))
         if step.timeout_s is not None:
             return await asyncio.wait_for(call, step.timeout_s)
@@ -576,6 +601,20 @@ class StepRunner:
 
 
 _NO_SCOPE: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class _ResultCheck:
+    """How one declared result type is checked: its adapter, and the Python type a value
+    may have to skip pydantic (validating an int as `int` gives the same int back)."""
+
+    adapter: TypeAdapter[Any] | None
+    exact: type  # NoneType: no shortcut (None must go through the adapter)
+
+
+_NONE_TYPE = type(None)
+_NO_CHECK = _ResultCheck(None, _NONE_TYPE)
+_EXACT: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
 
 
 def _cwd() -> Any:

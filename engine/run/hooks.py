@@ -26,10 +26,18 @@ if TYPE_CHECKING:
 class RunView(Protocol):
     """What a hook sees of a run (the per-run object implements it)."""
 
-    run_id: str
-    checked: CheckedPlan
-    inputs: Mapping[str, Any]
-    records: Mapping[str, StepRecord]  # the current round's records
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def checked(self) -> CheckedPlan: ...
+
+    @property
+    def inputs(self) -> Mapping[str, Any]: ...
+
+    @property
+    def records(self) -> Mapping[str, StepRecord]:
+        """The current round's records."""
 
     def stop(self, reason: str, message: str) -> None:
         """Stop the run: start nothing new; `message` becomes the result's error."""
@@ -141,7 +149,7 @@ class Hooks:
         if not calls:
             return None
         if len(calls) == 1:
-            return calls[0]  # type: ignore[no-any-return]
+            return calls[0]
 
         def fan_out(step_id: str) -> None:
             for call in calls:
@@ -197,11 +205,12 @@ class Approver(RunHook):
     def approval(
         self, run: RunView, step_id: str, arguments: dict[str, Any]
     ) -> bool | Awaitable[bool | None] | None:
-        return self.approver(run.run_id, step_id, arguments)  # type: ignore[no-any-return]
+        answer: bool | Awaitable[bool | None] | None = self.approver(run.run_id, step_id, arguments)
+        return answer
 
 
 class EventCallback(RunHook):
     """A plain `on_event(event)` callable as a hook."""
 
     def __init__(self, callback: Callable[[Event], None]):
-        self.event = callback  # type: ignore[method-assign]
+        self.event = callback  # type: ignore[method-assign, assignment]

@@ -146,11 +146,16 @@ class CriticalTails:
         return changed
 
 
-# Tail updates are paid for by completions: each observed duration buys this many node
-# visits, so re-prioritising stays amortised O(1) per step however many steps share an
-# estimate (a fan-out of 10,000 calls to one tool under a slot limit), while small or
-# varied plans re-prioritise at every change.
-VISITS_PER_OBSERVATION = 32
+# Tail updates are paid for by completions: each observed duration buys this many units
+# of work (a unit: one step visited, updated or re-keyed, ~0.5 us), and a run starts
+# with some in hand. Re-prioritising so costs at most ~2 us per step however many steps
+# share an estimate (a fan-out of 10,000 calls to one tool under a slot limit), plus one
+# update pass, while a small plan re-prioritises at every change that matters.
+WORK_PER_OBSERVATION = 4
+WORK_IN_HAND = 256
+# An estimate that moved by less than this fraction since its steps were last updated
+# is left alone: the steps' order barely changes, and no-op tools jitter by this much.
+RELATIVE_CHANGE = 0.2
 # Steps whose tail still matters: not started yet (or a fan-out whose items may wait).
 _LIVE = frozenset({State.PENDING, State.READY, State.STANDBY, State.EXPANDED})
 
@@ -173,18 +178,21 @@ class Priorities:
         self.latency, self.tools, self.schedule = latency, tools, schedule
         self.steps = list(steps)
         self.active = schedule.uses_priority
-        self.credit = 0
+        self.credit = WORK_IN_HAND
         self.dirty: set[Hashable] = set()
         self.index = dag.index
         self.key_of: list[Hashable] = []
         self.by_key: dict[Hashable, list[int]] = {}
+        self.applied: dict[Hashable, float] = {}  # each key's estimate its steps now use
         if not self.active:
             return
+        durations = []
         for node, step in enumerate(self.steps):
             key = latency.key(step, tools)
             self.key_of.append(key)
             self.by_key.setdefault(key, []).append(node)
-        durations = [latency.estimate(step, tools) for step in self.steps]
+            durations.append(latency.estimate(step, tools))
+            self.applied[key] = durations[-1]
         self.tails = CriticalTails(dag.deps, dag.order, durations)
         schedule.reprioritize(dict(enumerate(self.tails.tails)))
 
@@ -196,29 +204,35 @@ class Priorities:
         self.latency.observe(step, self.tools, seconds)
         if not self.active:
             return
-        self.dirty.add(self.key_of[self.index[step.id]])
-        self.credit += VISITS_PER_OBSERVATION
-        if self.credit > 0:
+        key = self.key_of[self.index[step.id]]
+        applied = self.applied[key]
+        estimate = self.latency.estimate(step, self.tools)
+        if abs(estimate - applied) > RELATIVE_CHANGE * applied:
+            self.dirty.add(key)
+        self.credit += WORK_PER_OBSERVATION
+        if self.dirty and self.credit > 0:
             self.refresh()
 
     def refresh(self) -> None:
         """Apply the estimates changed since the last refresh to the waiting steps."""
         changes: dict[int, float] = {}
-        visits = 0
+        work = 0
+        state = self.schedule.state
         for key in self.dirty:
-            waiting = [node for node in self.by_key[key] if self._live(node)]
-            visits += len(self.by_key[key])
+            nodes = self.by_key[key]
+            work += len(nodes)
+            waiting = [node for node in nodes if state[node] in _LIVE]
             self.by_key[key] = waiting  # started steps never wait again: drop them once
             if not waiting:
                 continue
             seconds = self.latency.estimate(self.steps[waiting[0]], self.tools)
-            durations = self.tails.durations
+            self.applied[key] = seconds
             for node in waiting:
-                if durations[node] != seconds:
-                    changes[node] = seconds
+                changes[node] = seconds
         self.dirty.clear()
         changed = self.tails.update(changes, self._live) if changes else []
-        self.credit -= visits + len(changes) + len(changed)
+        work += len(changes) + len(changed)
         if changed:
             tails = self.tails.tails
-            self.schedule.reprioritize({node: tails[node] for node in changed})
+            work += self.schedule.reprioritize({node: tails[node] for node in changed})
+        self.credit -= work

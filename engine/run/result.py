@@ -119,7 +119,7 @@ class Replan:
         )
 
 
-@dataclass
+@dataclass(slots=True)  # slots: ~40% less memory a record, 100k of them in a big run
 class StepRecord:
     """What happened to one step; the `steps` entries of the JSON result."""
 
@@ -138,6 +138,9 @@ class StepRecord:
     # Skipped because its own `when` was false (not because a dependency failed): such a
     # step is done for good; resume and replanning keep it. Journaled, not in `--json`.
     skipped_by_when: bool = False
+    # Prompt tokens cut from the step's inputs to fit the embedded model's prompt budget
+    # (engine/models/trim.py); in `--json` only when some were cut.
+    prompt_tokens_trimmed: int = 0
 
     @property
     def is_done(self) -> bool:
@@ -148,7 +151,7 @@ class StepRecord:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc = {
             "status": str(self.status),
             "tool": self.tool,
             "model": self.model,
@@ -161,6 +164,9 @@ class StepRecord:
             "output": jsonable(self.output),
             "error": self.error,
         }
+        if self.prompt_tokens_trimmed:
+            doc["prompt_tokens_trimmed"] = self.prompt_tokens_trimmed
+        return doc
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> StepRecord:
@@ -178,6 +184,7 @@ class StepRecord:
             output=data.get("output"),
             error=data.get("error"),
             skipped_by_when=bool(data.get("skipped_by_when", False)),
+            prompt_tokens_trimmed=int(data.get("prompt_tokens_trimmed", 0)),
         )
 
 

@@ -249,11 +249,12 @@ class Schedule:
         """Whether priorities order anything (with no slot limit every ready node starts)."""
         return not self._unbounded
 
-    def reprioritize(self, priority: Mapping[int, float] | Sequence[float]) -> None:
+    def reprioritize(self, priority: Mapping[int, float] | Sequence[float]) -> int:
         """New priorities for some of the plan's nodes (node -> value, or a list for all).
 
         Fan-out items take their parent's new value; ready nodes are re-keyed (only when
-        one of them changed); nodes that become ready later use the new values.
+        one of them changed); nodes that become ready later use the new values. Returns
+        how many ready entries were re-keyed (the work it took).
         """
         values = priority if isinstance(priority, Mapping) else dict(enumerate(priority))
         own = self.priority
@@ -265,9 +266,11 @@ class Schedule:
             for item in self.children.get(node, ()):
                 own[item] = value
                 rekey = rekey or state[item] == State.READY
-        if rekey and not self._unbounded:
-            self._heap = [(-own[node], seq, node) for _, seq, node in self._heap]
-            heapq.heapify(self._heap)
+        if not rekey or self._unbounded:
+            return 0
+        self._heap = [(-own[node], seq, node) for _, seq, node in self._heap]
+        heapq.heapify(self._heap)
+        return len(self._heap)
 
     # --- fan-out ----------------------------------------------------------------------------
     def expand(self, node: int, count: int) -> list[int]:

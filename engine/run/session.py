@@ -19,13 +19,14 @@ from typing import Any, Protocol
 
 from dsl.checker import CheckedPlan
 from dsl.ir import Step
+from engine.errors import StoreError
 from engine.run.driver import Driver
 from engine.run.events import EventBus, RunFinished, RunStarted
 from engine.run.executor import RetryPolicy, RunContext, StepRunner
 from engine.run.hooks import EventCallback, Hooks
 from engine.run.latency import Estimates, Priorities
+from engine.run.replanning import Replanning, run_rounds
 from engine.run.result import (
-    Replan,
     RunResult,
     RunStatus,
     StepRecord,
@@ -62,42 +63,6 @@ class RunSetup:
     # The gateway for a plan that calls models: (checked plan, the run's warnings) -> it.
     models: Callable[[CheckedPlan, list[str]], ModelService] | None = None
     on_warning: Callable[[str], None] | None = None
-
-
-@dataclass
-class RoundEnd:
-    """Where a replanning round stopped, for the policy to decide on."""
-
-    checked: CheckedPlan
-    trigger: str  # failure, step, surprise
-    step: str
-    error: str | None
-    finished: dict[str, StepRecord]  # succeeded, skipped or failed
-    values: dict[str, Any]  # results of the succeeded steps
-    done: set[str]  # what truly finished: successes and `when` skips
-    revisions: int
-
-
-@dataclass
-class RoundDecision:
-    """The policy's answer; for `revise`, the revised plan already checked."""
-
-    action: str  # continue, revise, finish
-    reason: str = ""
-    added: list[str] = field(default_factory=list)
-    answer: Any = None
-    checked: CheckedPlan | None = None
-    rejected: str | None = None  # a revision the checker refused: why
-
-
-class Replanning(Protocol):
-    """A replan policy wired for a run (engine.agent.replan.PolicyRounds)."""
-
-    cost_usd: float  # what asking it cost so far
-
-    def wants(self, trigger: str, finished_steps: int) -> bool: ...
-
-    async def decide(self, end: RoundEnd) -> RoundDecision: ...
 
 
 def _preset_state(record: StepRecord, on_error: str) -> State:
@@ -167,9 +132,9 @@ class RunSession:
         try:
             self.hooks.call("run_started", self)
             if replanning is None:
-                result = await self._round(None, first=True)
+                result = await self.round(None, first=True)
             else:
-                result = await self._rounds(replanning, max_replans)
+                result = await run_rounds(self, replanning, max_replans)
             self._finish(result, result_holder)
             if self.cancelled:
                 raise asyncio.CancelledError
@@ -177,82 +142,7 @@ class RunSession:
         finally:
             self.hooks.close()
 
-    async def _rounds(self, replanning: Replanning, max_replans: int) -> RunResult:
-        """Run, stop where the policy wants to decide, go on / revise / finish; repeat."""
-        replans: list[Replan] = []
-        first = True
-        while True:
-            revisions = sum(1 for r in replans if r.accepted)
-            wants = replanning.wants if revisions < max_replans else None
-            result = await self._round(wants, first)
-            first = False
-            if self.cancelled or self.trigger is None:
-                break
-            kind, step_id, error = self.trigger
-            finished = {
-                n: r
-                for n, r in result.steps.items()
-                if r.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED, StepStatus.FAILED)
-            }
-            done = {n for n, r in finished.items() if r.is_done}
-            end = RoundEnd(
-                checked=self.checked,
-                trigger=kind,
-                step=step_id,
-                error=error,
-                finished=finished,
-                values={
-                    n: self.values.get(n)
-                    for n, r in finished.items()
-                    if r.status == StepStatus.SUCCEEDED
-                },
-                done=done,
-                revisions=revisions,
-            )
-            decision = await replanning.decide(end)
-            self.hooks.call(
-                "replanned",
-                self,
-                {
-                    "trigger": kind,
-                    "step": step_id,
-                    "error": error,
-                    "action": decision.action,
-                    "reason": decision.reason,
-                    "added": decision.added,
-                },
-            )
-            self.carried = finished
-            if decision.action == "finish":
-                result = self._finished_early(result, finished, decision.answer)
-                break
-            if decision.action != "revise":
-                continue
-            if decision.checked is None:
-                replans.append(Replan(step_id, f"revision rejected: {decision.rejected}"))
-                continue
-            # Kept: what truly finished (successes, `when` skips). A failed step and the
-            # steps skipped because of it are replaced by the revision.
-            removed = tuple(s.id for s in self.checked.plan.steps if s.id not in done)
-            self.carried = {n: r for n, r in finished.items() if n in done}
-            replans.append(Replan(step_id, decision.reason, tuple(decision.added), removed))
-            self.checked = decision.checked
-        result.replans = replans
-        result.cost_usd += replanning.cost_usd
-        return result
-
-    def _finished_early(
-        self, result: RunResult, finished: Mapping[str, StepRecord], answer: Any
-    ) -> RunResult:
-        for name, record in result.steps.items():
-            if name not in finished:
-                record.status = StepStatus.SKIPPED
-                record.error = "not needed: the replan policy finished the run"
-        result.status = RunStatus.SUCCEEDED
-        result.outputs = {"answer": answer}
-        return result
-
-    async def _round(self, wants: Callable[[str, int], bool] | None, first: bool) -> RunResult:
+    async def round(self, wants: Callable[[str, int], bool] | None, first: bool) -> RunResult:
         """Run the current plan once, from what earlier rounds finished, until it is done
         or stopped (by the replan policy, a budget, an approval, a broken journal)."""
         setup = self.setup
@@ -321,7 +211,13 @@ class RunSession:
         self.finished_steps = ctx.finished_steps
         ledger = getattr(ctx.services.get("models"), "ledger", None)
         if ledger is not None:
-            ledger.flush()  # the run's calls are durable when it returns
+            try:
+                ledger.flush()  # the run's calls are durable when it returns
+            except StoreError as err:
+                # A broken ledger was told to the step whose call it failed to record;
+                # the run must still end (and be journaled), not stay `running`.
+                self.warnings.append(str(err))
+                self.warn(f"warning: {err}")
         return result
 
     def _round_result(self, ctx: RunContext, records: dict[str, StepRecord]) -> RunResult:

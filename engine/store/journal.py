@@ -16,6 +16,7 @@ that `result_json` joins with the step records.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -32,9 +33,9 @@ from typing import Any
 import orjson
 
 from engine.errors import JournalError
-from engine.store.home import data_home
-
 from engine.run.result import Replan, RunResult, RunStatus, StepRecord, jsonable
+from engine.store import lease
+from engine.store.home import data_home
 from engine.store.sqlite import connect_wal
 
 # Version 2: plans by content, step records in `step_log`, run summaries. Version-1 files
@@ -53,6 +54,13 @@ _RUN_SELECT = f"SELECT {_RUN_COLUMNS} FROM runs LEFT JOIN plans ON plans.plan_ha
 
 class JournalLocked(JournalError):
     """Another process held the journal's write lock longer than the lock timeout."""
+
+
+class JournalCorrupt(JournalError):
+    """The journal file is empty, not SQLite, or damaged; planfile never replaces it."""
+
+
+RunLeased = lease.RunLeased  # another live process runs the run (engine/store/lease.py)
 
 
 @dataclass
@@ -174,6 +182,9 @@ class Journal:
         # Per open run: the steps whose records are in the step log (the run's summary
         # stores the others, e.g. steps skipped after the last one finished).
         self._written: dict[str, set[str]] = {}
+        # This object's runs are leased to it: one owner per run (engine/store/lease.py).
+        self._owner = lease.Owner.this_process()
+        self._heartbeat = lease.Heartbeat(self.path, self._owner, lock_timeout_s)
 
     @contextmanager
     def _db(self, wait: bool = True) -> Iterator[sqlite3.Connection]:
@@ -183,7 +194,13 @@ class Journal:
         with self._lock:
             try:
                 if self._conn is None:
-                    conn = connect_wal(self.path, self.lock_timeout_s, check_same_thread=False)
+                    conn = connect_wal(
+                        self.path,
+                        self.lock_timeout_s,
+                        check_same_thread=False,
+                        what="run journal",
+                        error=JournalCorrupt,
+                    )
                     try:
                         conn.execute("PRAGMA synchronous=NORMAL")
                         # Checkpoints (which fsync) run in a thread: see `_maybe_checkpoint`.
@@ -265,6 +282,29 @@ class Journal:
             conn.rollback()
             raise
 
+    def open(self) -> None:
+        """Open and check the file now (a run opens its stores before it spends anything)."""
+        with self._db():
+            pass
+
+    # --- leases: one owner per run -------------------------------------------------------
+    def acquire(self, run_id: str) -> str | None:
+        """Own the run (this Journal object does, until `release` or the run's end).
+
+        Raises `RunLeased` naming the owner when another live process runs it; returns
+        a note when a dead owner's lease was taken over. Holding it already is fine.
+        """
+        with self._db() as db:
+            note = lease.acquire(db, run_id, self._owner, self.path)
+        self._heartbeat.add(run_id)
+        return note
+
+    def release(self, run_id: str) -> None:
+        """Give the run's lease back (nothing if this object does not hold it)."""
+        self._heartbeat.discard(run_id)
+        with self._db() as db:
+            lease.release(db, [run_id], self._owner)
+
     # --- writing --------------------------------------------------------------------
     def run_started(
         self,
@@ -283,6 +323,8 @@ class Journal:
         plan_hash = hashlib.sha256(plan_json.encode()).hexdigest()
         self._unchecked_bytes += len(plan_json)
         with self._db() as db:
+            # The run's owner first: a second process resuming it stops here.
+            lease.acquire(db, run_id, self._owner, self.path)
             # Stored once per distinct plan: a plan run again adds only its run row.
             db.execute(
                 "INSERT INTO plans (plan_hash, plan_json) VALUES (?, ?) "
@@ -298,6 +340,7 @@ class Journal:
         # The journal works (again): records an earlier failure left queued go out with
         # the next batch.
         self._error = None
+        self._heartbeat.add(run_id)
         log = RunLog(run_id, records if records is not None else {}, on_error)
         with self._logs_lock:
             self._written.setdefault(run_id, set()).update(written)
@@ -442,6 +485,8 @@ class Journal:
                     result.run_id,
                 ),
             )
+            lease.release(db, [result.run_id], self._owner)
+        self._heartbeat.discard(result.run_id)
         with self._logs_lock:
             if not any(log.run_id == result.run_id for log in self._logs):
                 self._written.pop(result.run_id, None)
@@ -558,6 +603,12 @@ class Journal:
             if any(log.queue for log in self._logs):
                 self.flush(strict=True)
         finally:
+            held = sorted(self._heartbeat.held)
+            for run_id in held:
+                self._heartbeat.discard(run_id)
+            if held and self._conn is not None:
+                with contextlib.suppress(JournalError), self._db() as db:
+                    lease.release(db, held, self._owner)
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None

@@ -51,7 +51,7 @@ class _JournalRun(RunHook):
         )
         # Each step is queued the moment it is final (a bare deque append), so a killed
         # run keeps it.
-        self.step_final = self.log.finished  # type: ignore[method-assign]
+        self.step_final = self.log.finished  # type: ignore[method-assign, assignment]
 
     def step_final(self, step_id: str) -> None:  # rebound per round in round_started
         if self.log is not None:

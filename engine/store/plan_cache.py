@@ -15,14 +15,14 @@ import json
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dsl.ir import InputDecl, Plan
-from engine.store.sqlite import connect_wal
 from engine.store.home import data_home
+from engine.store.sqlite import open_store
 
 _PARTS = re.compile(
     r'"(?P<dq>[^"]{1,200})"'
@@ -126,12 +126,14 @@ class Hit:
 class PlanCache:
     """Goal templates -> parameterised plans (SQLite, WAL)."""
 
-    def __init__(self, path: Path | None = None):
+    def __init__(self, path: Path | None = None, on_warning: Callable[[str], None] | None = None):
         self.path = path or data_home() / "plan_cache.sqlite"
+        self.on_warning = on_warning  # hears a broken file being replaced (else stderr)
         self._lock = threading.Lock()
 
     def _db(self) -> sqlite3.Connection:
-        conn = connect_wal(self.path)
+        # A broken file is moved aside and rebuilt, with a warning: it is only a cache.
+        conn = open_store(self.path, "plan cache", rebuild=True, warn=self.on_warning)
         conn.execute(
             "CREATE TABLE IF NOT EXISTS plans (key TEXT, template TEXT, plan TEXT, params TEXT,"
             " fixed TEXT, planning_cost REAL, hits INTEGER DEFAULT 0)"

@@ -1,4 +1,13 @@
-"""Opening planfile's SQLite files (journal, ledger, caches) in WAL mode.
+"""Opening planfile's SQLite files (journal, ledger, caches): WAL mode, corruption checked.
+
+Every store is checked when it is opened, before a run spends anything: a file that is
+empty, is not SQLite, or fails `PRAGMA quick_check` is a `CorruptStore` naming the file
+and what to do. A 0-byte file is never taken for a new, empty store: new files are
+created complete (header written, WAL mode set) under a temporary name and linked into
+place, so another process can never see a half-made one. The journal and the ledger
+refuse a broken file (they hold what was run and what was spent); caches hold nothing
+that costs money, so `open_store(..., rebuild=True)` moves a broken one aside and starts
+a new one, with a warning.
 
 Several processes may open one file at the same instant (two `planfile run`s on a new
 `PLANFILE_HOME`). SQLite then answers "database is locked" to the switch to WAL at
@@ -8,27 +17,165 @@ timeout, like any other wait for a lock.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+import sys
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
+
+from engine.errors import StoreError
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+# `PRAGMA quick_check` reads the whole file (about 3.5 ms per MB here): it runs on files
+# up to this size; larger ones get the header and schema checks only, and a page found
+# broken later is still a `CorruptStore` naming the file.
+QUICK_CHECK_MAX_BYTES = 8 << 20
+
+
+class CorruptStore(StoreError):
+    """A store file is empty, not SQLite, or damaged (the message names it and the fix)."""
+
+    detail: str = ""
+
+
+def _corrupt(
+    error: type[StoreError], what: str, path: Path, detail: str, hint: str | None
+) -> StoreError:
+    err = error(f"{what} {path} is unusable: {detail}", hint=hint or refuse_hint(path))
+    err.detail = detail  # type: ignore[attr-defined]
+    return err
+
+
+def refuse_hint(path: Path) -> str:
+    """What to do about a broken journal or ledger (they are never replaced silently)."""
+    return (
+        f"move it aside (mv {path} {path}.broken) to start a new one, or set "
+        "PLANFILE_HOME to use another folder; planfile does not replace it, because "
+        "it holds runs and spending"
+    )
+
+
+def _create(path: Path) -> None:
+    """Make a new, complete SQLite file at `path` unless one exists (atomic: linked in)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
+    try:
+        conn = sqlite3.connect(tmp)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")  # writes page 1: the header
+        finally:
+            conn.close()
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            os.link(tmp, path)
+    finally:
+        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
+
+def check_file(path: Path) -> str | None:
+    """What is wrong with an existing store file's header, or None."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        return f"cannot read it ({err.strerror or err})"
+    if not head:
+        return "the file is empty (0 bytes), not a planfile store"
+    if head != SQLITE_HEADER:
+        return "the file is not an SQLite database"
+    return None
 
 
 def connect_wal(
-    path: Path, timeout_s: float = 30.0, *, check_same_thread: bool = True
+    path: Path,
+    timeout_s: float = 30.0,
+    *,
+    check_same_thread: bool = True,
+    what: str = "store",
+    hint: str | None = None,
+    error: type[StoreError] = CorruptStore,
 ) -> sqlite3.Connection:
-    """A connection to `path` (created with its folder if missing) in WAL mode."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """A checked connection to `path` (created with its folder if missing) in WAL mode.
+
+    A broken file raises `error` (`CorruptStore`, or a store's own subclass of
+    `StoreError`); `what` names the store in the message, `hint` says what to do.
+    """
+    _create(path)
+    problem = check_file(path)
+    if problem is not None:
+        raise _corrupt(error, what, path, problem, hint)
     conn = sqlite3.connect(path, timeout=timeout_s, check_same_thread=check_same_thread)
     deadline = time.monotonic() + timeout_s
     try:
         while True:
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
-                return conn
+                break
             except sqlite3.OperationalError as err:
                 if "locked" not in str(err) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.01)
+        _check_pages(conn, path)
+        return conn
+    except sqlite3.DatabaseError as err:
+        conn.close()
+        if isinstance(err, sqlite3.OperationalError) and "locked" in str(err):
+            raise
+        raise _corrupt(error, what, path, str(err), hint) from None
     except BaseException:
         conn.close()
         raise
+
+
+def _check_pages(conn: sqlite3.Connection, path: Path) -> None:
+    """Read the schema (every store does at once), and quick-check a file of modest size."""
+    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return
+    if size <= QUICK_CHECK_MAX_BYTES:
+        rows = conn.execute("PRAGMA quick_check(3)").fetchall()
+        if rows != [("ok",)]:
+            found = "; ".join(str(row[0]) for row in rows)
+            raise sqlite3.DatabaseError(f"integrity check failed: {found}")
+
+
+def open_store(
+    path: Path,
+    what: str,
+    *,
+    rebuild: bool = False,
+    warn: Callable[[str], None] | None = None,
+    timeout_s: float = 30.0,
+    check_same_thread: bool = True,
+) -> sqlite3.Connection:
+    """`connect_wal`, and for a cache (`rebuild=True`) a broken file moved aside and
+    replaced by a new one, with a warning (a cache holds nothing that cost money)."""
+    try:
+        return connect_wal(path, timeout_s, check_same_thread=check_same_thread, what=what)
+    except CorruptStore as err:
+        if not rebuild:
+            raise
+        aside = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{path}{suffix}", f"{aside}{suffix}")
+        message = (
+            f"warning: {what} {path} was unusable ({getattr(err, 'detail', err)}); moved it to {aside.name} "
+            "and started a new one (it is only a cache: delete the old file when you like)"
+        )
+        (warn or _stderr)(message)
+        return connect_wal(path, timeout_s, check_same_thread=check_same_thread, what=what)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)

@@ -12,13 +12,13 @@ import hashlib
 import json
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.store.home import data_home
-
 from engine.run.result import jsonable
-from engine.store.sqlite import connect_wal
+from engine.store.home import data_home
+from engine.store.sqlite import open_store
 
 _MISS = object()
 
@@ -36,14 +36,26 @@ def step_key(tool: str, args: dict[str, Any], model: str | None, declared: str |
 class StepCache:
     """Stored step results by content key (SQLite, WAL)."""
 
-    def __init__(self, path: Path | None = None):
+    def __init__(self, path: Path | None = None, on_warning: Callable[[str], None] | None = None):
         self.path = path or data_home() / "step_cache.sqlite"
+        self.on_warning = on_warning  # hears a broken file being replaced (else stderr)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
 
+    def open(self) -> None:
+        """Open the file now (a broken one is moved aside and rebuilt, with a warning)."""
+        with self._lock:
+            self._db()
+
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = connect_wal(self.path, check_same_thread=False)
+            conn = open_store(
+                self.path,
+                "step cache",
+                rebuild=True,
+                warn=self.on_warning,
+                check_same_thread=False,
+            )
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT, hits INTEGER DEFAULT 0)"
             )

@@ -1,0 +1,327 @@
+"""One error tree: every bad input is a located message and an exit code, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from dsl.errors import ExitCode, InputError, PlanError, PlanfileError, ToolError
+from engine import errors, faults
+from engine.cli import plan_cmds
+from engine.cli.main import main
+
+from .conftest import EXAMPLES, ROOT
+
+ONE_STEP = 'plan t\nstep a: float = calculate(expression: "1")\noutput a\n'
+WITH_INPUT = 'plan t\ninput n: int\nstep a: float = calculate(expression: "{{ n }}")\noutput a\n'
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(list(args))
+    return code, capsys.readouterr().err
+
+
+def _write(tmp: Path, name: str, text: str) -> str:
+    (tmp / name).write_text(text)
+    return str(tmp / name)
+
+
+# (what, how to build the command line in a scratch folder, expected exit, expected in stderr)
+CASES: list[tuple[str, Callable[[Path], list[str]], int, list[str]]] = [
+    (
+        "bad plan",
+        lambda t: ["check", _write(t, "p.plan", 'step a = calculate(expression: "1"\n')],
+        2,
+        ["p.plan:1:", "error:"],
+    ),
+    (
+        "unknown filter",
+        lambda t: [
+            "check",
+            _write(
+                t,
+                "p.plan",
+                'input xs: list[float]\nstep a = calculate(expression: "{{ xs|summ }}")',
+            ),
+        ],
+        2,
+        ["p.plan:2:", "summ"],
+    ),
+    (
+        "mistyped --input, located at the declaration",
+        lambda t: ["run", _write(t, "p.plan", WITH_INPUT), "-i", "n=abc"],
+        2,
+        ["p.plan:2:7: error: input `n` must be `int`"],
+    ),
+    (
+        "missing --input",
+        lambda t: ["run", _write(t, "p.plan", WITH_INPUT)],
+        2,
+        ["p.plan:2:7: error: input `n` (int) is required", "hint: pass --input n="],
+    ),
+    (
+        "undeclared --input",
+        lambda t: ["run", _write(t, "p.plan", WITH_INPUT), "-i", "n=1", "-i", "m=2"],
+        2,
+        ["--input: error: unknown input `m`"],
+    ),
+    (
+        "--input integer over 4,300 digits",
+        lambda t: ["run", _write(t, "p.plan", WITH_INPUT), "-i", "n=" + "9" * 5000],
+        2,
+        ["--input: error: input `n`"],
+    ),
+    (
+        "--input nested 60,000 deep",
+        lambda t: [
+            "run",
+            _write(t, "p.plan", WITH_INPUT),
+            "-i",
+            "n=" + "[" * 60_000 + "]" * 60_000,
+        ],
+        2,
+        ["--input: error: input `n`", "nests too deeply"],
+    ),
+    (
+        "malformed --input",
+        lambda t: ["run", _write(t, "p.plan", WITH_INPUT), "-i", "n"],
+        2,
+        ["--input: error: --input takes NAME=VALUE"],
+    ),
+    (
+        "bad config",
+        lambda t: ["run", _write(t, "p.plan", ONE_STEP), "--config", _write(t, "c.toml", "[x\n")],
+        2,
+        ["c.toml", "invalid TOML"],
+    ),
+    (
+        "bad tools file",
+        lambda t: [
+            "check",
+            _write(t, "p.plan", ONE_STEP),
+            "--tools",
+            _write(t, "t.py", "import nosuch_mod_x\n"),
+        ],
+        2,
+        ["t.py:1", "nosuch_mod_x"],
+    ),
+    ("unknown run id (show)", lambda t: ["show", "nosuchrun"], 2, ["no run `nosuchrun`"]),
+    ("unknown run id (resume)", lambda t: ["resume", "nosuchrun"], 2, ["no run `nosuchrun`"]),
+    (
+        "unknown run id (approve)",
+        lambda t: ["approve", "nosuchrun", "a"],
+        2,
+        ["no run `nosuchrun`"],
+    ),
+    (
+        "unknown replan policy",
+        lambda t: ["run", _write(t, "p.plan", ONE_STEP), "--replan", "sometimes"],
+        2,
+        ["unknown replan policy `sometimes`"],
+    ),
+    ("runs --limit too large", lambda t: ["runs", "--limit", "9" * 20], 2, ["--limit"]),
+    ("--max-parallel over 4,300 digits", lambda t: ["runs", "--limit", "9" * 5000], 2, ["--limit"]),
+    (
+        "negative budget",
+        lambda t: ["run", _write(t, "p.plan", ONE_STEP), "--budget", "-1"],
+        2,
+        ["--budget"],
+    ),
+    (
+        "bad --limit",
+        lambda t: ["run", _write(t, "p.plan", ONE_STEP), "--limit", "tool:search=" + "9" * 5000],
+        2,
+        ["--limit takes KIND:NAME=N"],
+    ),
+    ("graph without a plan", lambda t: ["graph"], 2, ["give a PLAN file, or --run RUN"]),
+]
+
+
+@pytest.mark.parametrize(("what", "argv", "code", "says"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_a_clear_error_with_its_exit_code(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    what: str,
+    argv: Callable[[Path], list[str]],
+    code: int,
+    says: list[str],
+) -> None:
+    """Bad plans, inputs, configs, tools files, run ids and flags: no traceback, no bug report."""
+    got, err = run_cli(capsys, *argv(tmp_path))
+    assert got == code, err
+    assert "Traceback" not in err and "internal error" not in err, err
+    for text in says:
+        assert text in err, err
+
+
+def test_unknown_step_to_approve_is_an_approval_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`approve RUN STEP` with a step the run does not have: exit 2 and a did-you-mean."""
+    plan = _write(tmp_path, "p.plan", ONE_STEP)
+    code, out = main(["run", plan, "--json"]), capsys.readouterr().out
+    assert code == 0
+    run_id = json.loads(out)["run_id"]
+    code, err = run_cli(capsys, "approve", run_id, "b")
+    assert code == 2 and f"run {run_id} has no step `b`" in err and "Traceback" not in err
+
+
+def _raising(error: BaseException) -> Callable[[object], int]:
+    def command(args: object) -> int:
+        raise error
+
+    return command
+
+
+TREE: list[tuple[BaseException, int]] = [
+    (PlanError([]), 2),
+    (InputError([]), 2),
+    (errors.UsageError("bad flag"), 2),
+    (errors.ConfigError("bad config"), 2),
+    (errors.RunSetupError("bad set-up"), 2),
+    (errors.JournalError("bad journal"), 2),
+    (errors.ApprovalError("no such step"), 2),
+    (errors.ProviderError("bad key"), 1),
+    (errors.RunError("a step failed"), 1),
+    (ToolError("outside the workspace"), 1),
+    (errors.BudgetExceeded("run", 0.5, 0.1, "openai/gpt-4o"), 3),
+]
+
+
+@pytest.mark.parametrize(("error", "code"), TREE, ids=[type(e).__name__ for e, _ in TREE])
+def test_each_phase_maps_to_its_exit_code(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    error: BaseException,
+    code: int,
+) -> None:
+    """main catches PlanfileError once; the class says the exit code; the hint is shown."""
+    monkeypatch.setattr(plan_cmds, "cmd_schema", _raising(error))
+    got, err = run_cli(capsys, "schema")
+    assert got == code and "Traceback" not in err and "internal error" not in err
+    assert isinstance(error, PlanfileError) and error.render() in err
+
+
+def test_budget_error_carries_a_hint(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        plan_cmds, "cmd_schema", _raising(errors.BudgetExceeded("run", 0.5, 0.1, "m/x"))
+    )
+    code, err = run_cli(capsys, "schema")
+    assert code == ExitCode.BUDGET and "hint: raise the budget" in err
+
+
+def test_a_bug_is_internal_error_with_a_debug_hint(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anything not in the tree is a bug: one line, a hint to rerun with --debug (traceback)."""
+    monkeypatch.setattr(plan_cmds, "cmd_schema", _raising(KeyError("oops")))
+    code, err = run_cli(capsys, "schema")
+    assert code == 1 and "internal error: KeyError" in err and "--debug" in err
+    assert "Traceback" not in err
+    code, err = run_cli(capsys, "--debug", "schema")
+    assert code == 1 and "Traceback" in err
+
+
+def test_every_exception_class_is_in_the_tree() -> None:
+    """The errors planfile raises for bad input all derive from PlanfileError."""
+    from dsl.templates import TemplateProblem
+    from dsl.types import TypeSyntaxError
+    from engine.models.gateway import InvalidReply, ModelCallError
+    from engine.models.ledger import BudgetExceeded
+    from engine.models.local_model import LocalModelMissing
+    from engine.run.executor import CheckFailed, RetryableError, StepError
+    from engine.store.journal import JournalError, JournalLocked
+    from stdlib_tools.calculator import CalculationError
+    from stdlib_tools.registry import ToolDefinitionError, ToolLoadError
+    from stdlib_tools.web import NetworkNotAllowed
+    from stdlib_tools.workspace import WorkspaceError
+
+    classes = [
+        TemplateProblem, TypeSyntaxError, InvalidReply, ModelCallError, BudgetExceeded,
+        LocalModelMissing, CheckFailed, RetryableError, StepError, JournalError, JournalLocked,
+        CalculationError, ToolDefinitionError, ToolLoadError, NetworkNotAllowed, WorkspaceError,
+        errors.ConfigError, InputError, PlanError, errors.UsageError,
+    ]  # fmt: skip
+    assert all(issubclass(cls, PlanfileError) for cls in classes)
+    # What callers caught before the tree still catches them.
+    assert issubclass(errors.ConfigError, ValueError) and issubclass(InputError, ValueError)
+    assert issubclass(WorkspaceError, PermissionError) and issubclass(JournalError, RuntimeError)
+    assert BudgetExceeded is errors.BudgetExceeded
+
+
+class RateLimitError(Exception):
+    """Named like litellm's: the classifier goes by class name."""
+
+
+class AuthenticationError(Exception):
+    pass
+
+
+class NotFoundError(Exception):
+    pass
+
+
+def test_one_fault_classifier_for_tools_and_models() -> None:
+    """Tools (executor) and models (gateway) share one classification."""
+    from engine.models import gateway
+    from engine.run import executor
+
+    assert gateway.classify is faults.classify and executor.worth_retrying is faults.worth_retrying
+    F = faults.Fault
+    assert faults.classify(RateLimitError()) is F.TRANSIENT
+    assert faults.classify(TimeoutError()) is F.TRANSIENT
+    assert faults.classify(faults.TransientError("busy")) is F.TRANSIENT
+    assert faults.classify(AuthenticationError()) is F.AUTH
+    assert faults.classify(NotFoundError()) is F.UNKNOWN_MODEL
+    assert faults.classify(ValueError("bad")) is F.PERMANENT
+    assert faults.classify(errors.BudgetExceeded("run", 1, 0, "m")) is F.PERMANENT
+    assert faults.classify(RuntimeError("flaky")) is F.UNKNOWN
+    # A step retries unknown faults (it has a retry budget); a provider call does not.
+    assert faults.worth_retrying(RuntimeError()) and not faults.worth_retrying(ValueError())
+
+
+def test_check_loads_no_engine_model_or_display_code() -> None:
+    """`planfile check` imports neither litellm, the engine, rich, asyncio nor json_repair."""
+    code = (
+        "import sys\nfrom engine.cli import main\n"
+        f"rc = main(['check', '-q', {str(EXAMPLES / 'cost_of_living.plan')!r}])\n"
+        "heavy = [m for m in ('litellm', 'rich', 'asyncio', 'json_repair', 'engine.api',"
+        " 'engine.models', 'engine.store', 'engine.config', 'networkx') if m in sys.modules]\n"
+        "assert not heavy, heavy\nsys.exit(rc)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_parser_tables_are_cached_on_disk(tmp_path: Path) -> None:
+    """The LALR tables are written once under the user's cache folder, then loaded;
+    a corrupt cache file costs a rebuild, never an error."""
+    code = (
+        "from dsl.parser import parse_text\n"
+        "plan, _ = parse_text('step a = calculate(expression: \"1\")', 'p.plan')\n"
+        "assert plan.steps[0].id == 'a'\n"
+    )
+    env = {"XDG_CACHE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    first = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert first.returncode == 0, first.stderr
+    files = list((tmp_path / "planfile").glob("plan-*.lark"))
+    assert len(files) == 1
+    mtime = files[0].stat().st_mtime_ns
+    again = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert again.returncode == 0 and files[0].stat().st_mtime_ns == mtime  # read, not rewritten
+    files[0].write_bytes(b"not a pickle")
+    broken = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert broken.returncode == 0, broken.stderr
