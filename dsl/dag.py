@@ -43,7 +43,9 @@ class PlanGraph:
     """A checked plan as an `nx.DiGraph`, with the views derived from it computed once."""
 
     def __init__(self, checked: CheckedPlan):
-        self.checked = checked
+        # Not the plan itself: the plan caches this graph, and a cycle would keep both
+        # alive until the collector runs.
+        self.fallbacks = checked.fallbacks
         graph = nx.DiGraph(name=checked.plan.name)
         with gc_paused():  # tens of thousands of small dicts, no reference cycles
             graph.add_nodes_from(checked.deps)  # plan order: networkx keeps insertion order
@@ -101,7 +103,7 @@ class PlanGraph:
     def critical_path(self, durations: Mapping[str, float]) -> tuple[float, list[str]]:
         """The longest chain of expected durations (fallbacks, which run only when their
         primary fails, count for nothing): (seconds, steps)."""
-        fallbacks = self.checked.fallbacks
+        fallbacks = self.fallbacks
         if not fallbacks:
             return self.longest_path(durations)
         return self.longest_path(

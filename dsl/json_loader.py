@@ -33,6 +33,7 @@ from .parser import SourceMap, decode_source, default_plan_name
 from .repair import parse_model_json
 from .shapes import (
     CANONICAL_STEP_KEYS,
+    CRITERIA_KEYS,
     DEP_KEYS,
     IGNORED_STEP_KEYS,
     PLAN_KEYS,
@@ -43,6 +44,7 @@ from .shapes import (
     TIER_ALIASES,
     TIER_KEYS,
     TIMEOUT_KEYS,
+    TOOL_LIST_KEYS,
     is_tool_call,
     tool_call,
 )
@@ -70,6 +72,7 @@ class _Loader:
         self.llm_shaped = False
         self.description_steps: list[dict[str, Any]] = []
         self.record_names: set[Any] = set()
+        self.criteria: dict[str, str] = {}  # step id -> its success criteria (article 001)
 
     def error(self, path: Path, message: str, hint: str | None = None) -> None:
         self.problems.append(Diagnostic(message, Location(self.file, path=path), hint, code="json"))
@@ -163,6 +166,15 @@ class _Loader:
                 value = _money(value)
             if target == "outputs" and isinstance(value, str):
                 value = [value]
+            if target == "outputs" and not (
+                isinstance(value, list) and all(isinstance(o, str) for o in value)
+            ):
+                self.error(
+                    (plan_fields["outputs"][0],),
+                    "`outputs` must be a list of step names",
+                    hint='for example "outputs": ["verdict"]',
+                )
+                continue
             out[target] = value
         if out.get("goal") is not None and not isinstance(out["goal"], str):
             self.error((plan_fields["goal"][0],), "`goal` must be a string")
@@ -377,6 +389,24 @@ class _Loader:
         )
         if action_step:
             tool, tool_key = raw["step"], "step"
+        listed_key = next((k for k in TOOL_LIST_KEYS if k in raw), None)
+        if listed_key is not None and tool_key is None and call is None:
+            handled.add(listed_key)
+            listed = raw[listed_key]
+            listed = [listed] if isinstance(listed, str) else listed
+            if not isinstance(listed, list) or len(listed) > 1:
+                self.error(
+                    (*path, listed_key),
+                    f"a step calls one tool; `{listed_key}` lists {describe(raw[listed_key])}",
+                    hint="split the step into one step per tool",
+                )
+            elif listed:
+                tool, tool_key = listed[0], listed_key
+        criteria_key = next((k for k in CRITERIA_KEYS if k in raw), None)
+        if criteria_key is not None:
+            handled.add(criteria_key)
+            if isinstance(raw[criteria_key], str) and raw[criteria_key].strip():
+                self.criteria[ids[index]] = raw[criteria_key].strip()
         if tool_key is not None:
             handled.add(tool_key)
         args_key: str | None = next(
@@ -502,6 +532,8 @@ class _Loader:
         if deps:
             parts.append("Results of earlier steps:")
             parts.extend(f"- {dep}: {{{{ {dep} }}}}" for dep in deps)
+        if step["id"] in self.criteria:
+            parts.append(f"Done when: {_escape_template(self.criteria[step['id']])}")
         return "\n".join(parts)
 
     def load_timeout(

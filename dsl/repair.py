@@ -23,9 +23,26 @@ from typing import Any
 from .errors import Diagnostic, Location, PlanError, sort_diagnostics
 
 MAX_LISTED = 20  # repairs listed one by one; the rest are counted
+MAX_DIAGNOSED = 200  # problems named one by one (each costs a strict parse of the reply)
 _FENCE = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\r?\n(.*?)(?:\r?\n[ \t]*```|\Z)", re.S)
 _PY_LITERALS = {"True": "true", "False": "false", "None": "null"}
 _CLOSERS = {"{": "}", "[": "]"}
+CUT_OFF = "the reply was cut off"  # in the note of a reply that ended mid-value
+
+
+def parse_reply_json(text: str) -> Any:
+    """A model's reply that is data (a step's result, a replanning decision), not a plan:
+    repaired as `parse_model_json` does, but a reply that was cut off is a ValueError,
+    not its complete part: a shortened list would pass for the whole answer. ValueError
+    (the located message) when there is no JSON to read; the repairs are not reported."""
+    try:
+        value, notes = parse_model_json(text)
+    except PlanError as err:
+        raise ValueError(err.diagnostics[0].message) from None
+    cut = next((note for note in notes if CUT_OFF in note.message), None)
+    if cut is not None:
+        raise ValueError(f"{cut.message.removeprefix('repaired: ')} (at {cut.location})")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,15 +93,18 @@ def parse_model_json(text: str, file: str | None = None) -> tuple[Any, list[Diag
         value = None
     if not isinstance(value, dict | list) or (not value and len(body.strip()) > 2):
         raise _unrepairable(text, file, first, "it could not be repaired")
-    diagnosed = _diagnose(body + closers, start, len(body))
-    if diagnosed is not None and diagnosed[1] == value:
-        fixes.extend(diagnosed[0])
+    named, diagnosed = _diagnose(body + closers, start)
+    if diagnosed is not _UNNAMED and diagnosed == value:
+        fixes.extend(named)
     else:
-        # The diagnosis could not name every change: list the library's own account.
+        # Not every change could be named (or the names disagree with the library):
+        # list the library's own account, after what was named up to the first doubt.
         log = json_repair.repair_json(body + closers, logging=True)[1]
+        fixes.extend(named if diagnosed is _UNNAMED else [])
         fixes.extend(_Fix(str(entry["text"]), _find(text, entry, start)) for entry in log)
         if not log:
-            fixes.append(_Fix("JSON syntax", start + first.pos if first.pos else start))
+            where = named[-1].offset if named and diagnosed is _UNNAMED else start + first.pos
+            fixes.append(_Fix("more problems, by the json-repair library", where))
     return value, sort_diagnostics(_notes(fixes, text, file))
 
 
@@ -235,36 +255,39 @@ def _cut_off(body: str, start: int, fixes: list[_Fix]) -> tuple[str, str]:
         quote = '"' if body.rfind('"') >= body.rfind("'") else "'"
         closers = quote + closers
         fixes.append(_Fix("closed the unfinished string", start + len(body)))
-    fixes.append(_Fix(f"the reply was cut off: closed {len(stack)} bracket(s)", start + len(body)))
+    fixes.append(_Fix(f"{CUT_OFF}: closed {len(stack)} bracket(s)", start + len(body)))
     return body.rstrip().rstrip(","), closers
 
 
 # --- naming each repair ------------------------------------------------------------------
-def _diagnose(text: str, base: int, limit: int) -> tuple[list[_Fix], Any] | None:
-    """Walk the strict parser's errors, fixing each locally to name it; None if one
-    cannot be named. `base` maps offsets back to the reply; `limit` is where the text
-    the reply wrote ends (closers added past it are reported by `_cut_off`)."""
+_UNNAMED = object()  # `_diagnose` stopped before the text parsed
+
+
+def _diagnose(text: str, base: int) -> tuple[list[_Fix], Any]:
+    """Walk the strict parser's errors, fixing each locally to name it: (the fixes named,
+    the value parsed after them, or _UNNAMED if a problem could not be named or there
+    were more than MAX_DIAGNOSED). `base` maps offsets back to the reply."""
     fixes: list[_Fix] = []
     shift: list[tuple[int, int]] = []  # (offset in edited text, chars inserted there)
 
     def origin(pos: int) -> int:
         return base + pos - sum(d for at, d in shift if at < pos)
 
-    for _ in range(500):
+    for _ in range(MAX_DIAGNOSED):  # each round parses the text again: bounded
         try:
             return fixes, json.loads(text)
         except json.JSONDecodeError as err:
             pos = err.pos
         except (ValueError, RecursionError):
-            return None
+            return fixes, _UNNAMED
         edit = _name_fix(text, pos)
         if edit is None:
-            return None
+            return fixes, _UNNAMED
         message, at, remove, insert = edit
         fixes.append(_Fix(message, origin(at)))
         text = text[:at] + insert + text[at + remove :]
         shift.append((at, len(insert) - remove))
-    return None
+    return fixes, _UNNAMED
 
 
 def _name_fix(text: str, pos: int) -> tuple[str, int, int, str] | None:

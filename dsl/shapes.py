@@ -74,7 +74,13 @@ IGNORED_STEP_KEYS = {
     "estimated_tokens",
     "status",
     "output",
+    "expected_inputs",  # article 001: what the step needs; its dependencies say it
+    "expectedInputs",
 }
+# Article 001: "fields for step description, required tools, expected inputs, and
+# success criteria". A step calls one tool; the criteria go into an LLM step's prompt.
+TOOL_LIST_KEYS = ("required_tools", "requiredTools", "tools", "tools_needed")
+CRITERIA_KEYS = ("success_criteria", "successCriteria", "acceptance_criteria", "done_when")
 TASK_ALIASES = {
     "search": "search",
     "research": "search",

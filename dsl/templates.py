@@ -90,6 +90,11 @@ class _NameFinder(meta.TrackingCodeGenerator):
 
 
 @functools.lru_cache(maxsize=65536)
+def _only_names(text: str) -> bool:
+    return "{%" not in text and "{#" not in text and "{{" not in _SIMPLE_VAR.sub("", text)
+
+
+@functools.lru_cache(maxsize=65536)
 def template_names(text: str) -> frozenset[str]:
     """The top-level names a template reads (its dependencies); raise TemplateProblem."""
     if "{%" not in text and "{#" not in text:
@@ -213,13 +218,14 @@ def evaluate(expression: str, values: Mapping[str, Any], *, deadline: float | No
     return _run("expression", lambda: compiled(**values), deadline)
 
 
-def has_templates(value: Any) -> bool:
-    """Whether an argument value holds a template string anywhere."""
+def needs_worker(value: Any) -> bool:
+    """Whether an argument value holds a template that does more than substitute names
+    (`{{ x }}`, `{{ a.b }}` cost no more than their values): those render off the loop."""
     stack = [value]
     while stack:
         current = stack.pop()
         if isinstance(current, str):
-            if is_template(current):
+            if is_template(current) and not _only_names(current):
                 return True
         elif isinstance(current, list):
             stack.extend(current)

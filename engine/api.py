@@ -7,7 +7,9 @@
 An Engine holds configuration and a thread pool; each run's state lives in its own
 `RunSession` (engine/run/session.py): one engine can run many plans, concurrently. This
 module is the wiring: the one place that knows the concrete journal, audit log, tracer,
-model gateway and replanner, and plugs them into runs as hooks and Protocols.
+model gateway and replanner, and plugs them into runs as hooks and Protocols. (A little
+over 400 lines: the front door and that wiring stay together, so one file shows
+everything a run gets plugged into.)
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from dsl.types import build_record_models, type_adapter
 from engine.agent.planner import Usage
 from engine.agent.replan import POLICIES, LLMPolicy, PolicyRounds, Replanner, ReplanPolicy
 from engine.config import Config
-from engine.errors import RunSetupError
+from engine.errors import RunSetupError, StoreError
 from engine.models.gateway import Gateway, ModelSelector, TierSelector
 from engine.models.ledger import BudgetGuard, Ledger, usd_problem
 from engine.models.local_model import LOCAL_MODEL
@@ -287,26 +289,31 @@ class Engine:
         row = journal.run(run_id)
         # Own the run before reading what finished: a second `resume` stops here.
         note = journal.acquire(row.run_id)
-        if note is not None and self.on_warning is not None:
-            self.on_warning(f"warning: {note}")
-        plan = Plan.model_validate_json(row.plan_json)
-        checked = self.check(plan)
-        inputs = resolve_inputs(checked, row.inputs)
-        self._open_stores(checked)
-        finished = {
-            name: record for name, record in journal.steps(row.run_id).items() if record.is_done
-        }
-        values = {name: record.output for name, record in finished.items()}
-        session = RunSession(
-            self._setup((), hooks),
-            checked,
-            inputs,
-            run_id=row.run_id,
-            on_event=on_event,
-            carried=finished,
-            values=values,
-        )
-        return await session.run(result_holder=result_holder)
+        try:
+            if note is not None and self.on_warning is not None:
+                self.on_warning(f"warning: {note}")
+            plan = Plan.model_validate_json(row.plan_json)
+            checked = self.check(plan)
+            inputs = resolve_inputs(checked, row.inputs)
+            self._open_stores(checked)
+            finished = {
+                name: record for name, record in journal.steps(row.run_id).items() if record.is_done
+            }
+            values = {name: record.output for name, record in finished.items()}
+            session = RunSession(
+                self._setup((), hooks),
+                checked,
+                inputs,
+                run_id=row.run_id,
+                on_event=on_event,
+                carried=finished,
+                values=values,
+            )
+            return await session.run(result_holder=result_holder)
+        finally:
+            # If the run's end has not given it back already (it stopped before starting).
+            with contextlib.suppress(StoreError):
+                journal.release(row.run_id)
 
     def run_sync(
         self, plan: PlanSource | CheckedPlan, inputs: Mapping[str, Any] | None = None

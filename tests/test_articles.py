@@ -200,10 +200,77 @@ def test_cli_map_tool_flag_and_config(
 def test_cli_run_of_003_prints_housing_and_remaining(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`planfile run` of the 003 example, offline: 45000 for housing, 105000 remaining."""
+    """`planfile run` of the 003 example, offline: 45000 for housing, 105000 remaining,
+    each labelled with its step's description (`step_3` alone says nothing)."""
     from engine.cli import main
 
     monkeypatch.chdir(ROOT / "examples" / "workspace")
     assert main(["run", str(ARTICLES / "003_cost_of_living.json")]) == 0
-    out = capsys.readouterr().out
-    assert "step_3: 45000" in out and "step_4: 105000" in out
+    lines = capsys.readouterr().out.splitlines()
+    assert "step_3 (Calculate housing cost at 30% of $150,000): 45000.0" in lines
+    assert "step_4 (Calculate remaining income after housing): 105000.0" in lines
+
+
+TWICE_TOOL = '''from stdlib_tools.registry import tool
+
+
+@tool
+def twice(n: int) -> int:
+    """Double n."""
+    return 2 * n
+'''
+
+
+def test_cli_run_json_carries_the_loader_notes_and_show_returns_them(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model-written plan's repairs and coercions are in `run --json` as `notes`, and
+    `show --json` (from the journal) returns the same document."""
+    from engine.cli import main
+
+    (tmp_path / "tools.py").write_text(TWICE_TOOL)
+    plan = tmp_path / "plan.json"
+    plan.write_text(
+        'Here is the plan:\n```json\n{"steps": [\n'
+        '  {"id": "a", "tool": "twice", "tool_input": "21"},\n]}\n```\n'
+    )
+    tools = ["--tools", str(tmp_path / "tools.py")]
+    assert main(["run", "--json", *tools, str(plan)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["outputs"] == {"a": 42}
+    notes = {(n["code"], n["message"], n["where"]) for n in doc["notes"]}
+    assert ("repaired", "repaired: trailing comma at line 4", f"{plan}:4:51") in notes
+    coerced = ("coerced", 'coerced "21" to int 21 for `n` of `twice`', f"{plan}:steps[0].tool_input")
+    assert coerced in notes
+    assert main(["show", "--json", doc["run_id"]]) == 0
+    assert json.loads(capsys.readouterr().out) == doc
+
+
+def test_001_numbered_steps_with_tools_inputs_and_criteria(registry: ToolRegistry) -> None:
+    """001's "numbered JSON arrays with fields for step description, required tools,
+    expected inputs, and success criteria": one tool per step, criteria in the prompt."""
+    doc = [
+        {
+            "step": 1,
+            "description": "Find the rent in Austin",
+            "required_tools": ["search"],
+            "expected_inputs": "the city",
+            "success_criteria": "a monthly rent in USD",
+        },
+        {
+            "step": 2,
+            "description": "Say which city is cheaper",
+            "required_tools": [],
+            "expected_inputs": "the rent from step 1",
+            "success_criteria": "one city named",
+        },
+    ]
+    plan, smap = parse_plan_text(json.dumps(doc), "plan.json", registry)
+    checked = check(plan, registry, smap)
+    first, second = checked.plan.steps
+    assert (first.tool, first.args) == ("search", {"query": "Find the rent in Austin"})
+    assert second.tool == "llm" and second.args["prompt"].endswith("Done when: one city named")
+    assert checked.deps == {"step_1": (), "step_2": ("step_1",)}
+    doc[1]["required_tools"] = ["search", "calculate"]
+    with pytest.raises(PlanError, match="a step calls one tool"):
+        parse_plan_text(json.dumps(doc), "plan.json", registry)

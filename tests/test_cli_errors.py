@@ -139,6 +139,26 @@ CASES: list[tuple[str, Callable[[Path], list[str]], int, list[str]]] = [
         ["--limit takes KIND:NAME=N"],
     ),
     ("graph without a plan", lambda t: ["graph"], 2, ["give a PLAN file, or --run RUN"]),
+    (
+        "JSON outputs that are not a list",
+        lambda t: [
+            "check",
+            _write(
+                t,
+                "p.json",
+                '{"steps": [{"id": "a", "tool": "calculate", "args": {"expression": "1"}}],'
+                ' "outputs": 5}',
+            ),
+        ],
+        2,
+        ["p.json:outputs: error: `outputs` must be a list of step names"],
+    ),
+    (
+        "retry over 4,300 digits",
+        lambda t: ["check", _write(t, "p.plan", ONE_STEP.replace("output a", "    retry " + "9" * 5000))],
+        2,
+        ["p.plan:3:11: error: retry count must be between 0 and 100"],
+    ),
 ]
 
 

@@ -174,3 +174,29 @@ def test_unknown_tool_hint_and_mapping() -> None:
     text = info.value.render()
     assert "search" in text and "calculate" in text
     assert ir(json.dumps(doc), tool_map={"websearch": "search"}).plan.steps[0].tool == "search"
+
+
+def test_model_replies_share_the_plan_repair() -> None:
+    """A step's result and a replanning decision are read by the same repair as a plan
+    (dsl/repair.py): trailing commas, Python literals, fences; a reply that was cut off
+    is refused rather than read as its complete part (a shorter list is a wrong answer)."""
+    from dsl.ir import Plan
+    from engine.agent.replan import ReplanRequest, parse_decision
+    from engine.models.gateway import parse_reply
+
+    assert parse_reply("```json\n{'cities': ['Austin', 'SF',], 'ok': True}\n```") == {
+        "cities": ["Austin", "SF"],
+        "ok": True,
+    }
+    with pytest.raises(ValueError, match="cut off"):
+        parse_reply('{"cities": ["Austin", "San Fra')
+    with pytest.raises(ValueError, match="no JSON"):
+        parse_reply("I cannot answer that.")
+
+    request = ReplanRequest("goal", Plan(name="p"), "failure", "a", "boom", {}, {"a": "boom"}, 0)
+    decision = parse_decision(
+        "Sure:\n{action: 'finish', reason: 'done', answer: None,}", request, _registry()
+    )
+    assert (decision.action, decision.reason, decision.answer) == ("finish", "done", None)
+    cut = parse_decision('{"action": "revise", "steps": [{"id": "x"', request, _registry())
+    assert cut.action == "continue" and "cut off" in cut.reason

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -111,6 +112,39 @@ def test_the_shipped_weights_are_converted_once_to_a_fast_format(tmp_path: Path)
     again = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert Path(again.stdout.strip()) == converted and converted.stat().st_mtime_ns == stamp
     assert fast_gguf(tmp_path / "mine.gguf") == tmp_path / "mine.gguf"
+
+
+def test_a_timed_out_call_stops_and_frees_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step timeout stops the in-process model at once (llama.cpp's abort callback), so
+    the next call does not wait for the abandoned one to read the rest of its prompt."""
+    from engine.models.local_model import _Engine
+
+    monkeypatch.setenv("PLANFILE_LOCAL_PROMPT_TOKENS", "0")  # a prompt of ~7,000 tokens
+    notes = " ".join(f"Fact {i}: the river is {i} metres deep." for i in range(700))
+    plan = load_plan(
+        'input notes: str\nstep a: str = llm(prompt: "{{ notes }} How deep?", max_tokens: 8)\n'
+        "    timeout 1s\noutput a"
+    )
+    # litellm and the model loaded before the clock starts (both take seconds the first time).
+    warm = Engine().run_sync(load_plan('step w: str = llm(prompt: "Hi", max_tokens: 1)'))
+    assert warm.status == "succeeded", warm.steps["w"].error
+    calls: list[float] = []
+    chat = _Engine.chat
+
+    def counted(self: _Engine, *args: Any) -> dict[str, Any]:
+        calls.append(time.monotonic())
+        return chat(self, *args)
+
+    monkeypatch.setattr(_Engine, "chat", counted)
+    result = Engine().run_sync(plan, inputs={"notes": notes})
+    assert result.steps["a"].status == "failed"
+    assert calls, "the model call had not started when the step timed out"
+    lock = _Engine.get().lock
+    start = time.monotonic()
+    assert lock.acquire(timeout=20)
+    lock.release()
+    # Reading 7,000 tokens takes tens of seconds here; the abandoned call stops in well under 2 s.
+    assert time.monotonic() - start < 2
 
 
 def test_main_example_runs_offline(tmp_path: Path) -> None:

@@ -262,3 +262,12 @@ def test_nan_and_infinity_inputs_are_refused(registry: ToolRegistry, raw: str) -
     with pytest.raises(InputError):
         parse_inputs(["f=NaN"], checked)
     assert parse_inputs(["j=[1, 2.5, null]"], checked) == {"j": [1, 2.5, None]}
+
+
+def test_only_computing_templates_leave_the_event_loop() -> None:
+    """Plain substitutions render inline (cheap); anything that computes goes to a worker."""
+    from dsl.templates import needs_worker
+
+    assert not needs_worker({"q": "{{ topic }} in {{ city.name }}", "n": 3, "r": ["plain"]})
+    assert needs_worker({"q": ["x", {"deep": "{{ xs|join(',') }}"}]})
+    assert needs_worker("{% for x in xs %}{{ x }}{% endfor %}")

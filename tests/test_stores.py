@@ -28,7 +28,7 @@ from engine.store.plan_cache import PlanCache
 from engine.store.step_cache import MISS, StepCache
 from stdlib_tools.search import CorpusIndex
 
-from .scripted_provider import Reply, registered
+from .scripted_provider import registered
 
 PROVIDER = registered()
 BROKEN = {"garbage": b"this is not sqlite, just bytes\n" * 200, "empty": b""}
@@ -53,9 +53,11 @@ def test_a_broken_ledger_refuses_before_the_first_model_call(
     path = planfile_home / "ledger.sqlite"
     path.write_bytes(BROKEN[kind])
     journal = Journal()
-    engine = Engine(config=Config(tiers={"standard": "pftest/standard"}, models=PRICED), journal=journal)
+    engine = Engine(
+        config=Config(tiers={"standard": "pftest/standard"}, models=PRICED), journal=journal
+    )
     checked = load_plan(LLM_PLAN, tiers=["standard"])
-    with pytest.raises(LedgerError, match="cost ledger .*ledger.sqlite is unusable") as err:
+    with pytest.raises(LedgerError, match=r"cost ledger .*ledger\.sqlite is unusable") as err:
         engine.run_sync(checked)
     assert "mv " in (err.value.hint or "")
     assert PROVIDER.calls == []
@@ -109,7 +111,7 @@ def test_a_broken_journal_refuses(kind: str, planfile_home: Path) -> None:
     path = planfile_home / "journal.sqlite"
     path.write_bytes(BROKEN[kind])
     engine = Engine(journal=Journal())
-    with pytest.raises(JournalError, match="run journal .*journal.sqlite is unusable"):
+    with pytest.raises(JournalError, match=r"run journal .*journal\.sqlite is unusable"):
         engine.run_sync(load_plan('step a: float = calculate(expression: "1 + 1")'))
     assert path.read_bytes() == BROKEN[kind]
 
@@ -211,7 +213,9 @@ def test_a_second_owner_is_refused_and_a_dead_one_taken_over(tmp_path: Path) -> 
     first.release("r1")
     assert second.acquire("r1") is None
     # An owner whose process is gone: its lease is taken over at once.
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     ghost = lease.Owner("ghost", int(dead.stdout), first._owner.host, "1")
     with first._db() as db:
         lease.acquire(db, "r2", ghost, path)
@@ -221,7 +225,7 @@ def test_a_second_owner_is_refused_and_a_dead_one_taken_over(tmp_path: Path) -> 
     remote = lease.Owner("remote", 1, "elsewhere.example", None)
     with first._db() as db:
         lease.acquire(db, "r3", remote, path)
-    with pytest.raises(RunLeased, match="elsewhere.example"):
+    with pytest.raises(RunLeased, match=r"elsewhere\.example"):
         second.acquire("r3")
     with first._db() as db:
         db.execute("UPDATE leases SET expires_at = 0 WHERE run_id = 'r3'")
@@ -327,4 +331,6 @@ def test_resume_takes_over_a_killed_owner(tmp_path: Path) -> None:
     )
     assert resumed.returncode == 0, resumed.stderr
     assert "took over run" in resumed.stderr
-    assert sorted({int(line.split()[1]) for line in marks.read_text().splitlines()}) == list(range(40))
+    assert sorted({int(line.split()[1]) for line in marks.read_text().splitlines()}) == list(
+        range(40)
+    )

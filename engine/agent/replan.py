@@ -155,9 +155,11 @@ DECISION_SCHEMA: dict[str, Any] = {
 def parse_decision(reply: str, request: ReplanRequest, tools: Mapping[str, Any]) -> Decision:
     """A model's reply as a Decision; anything unusable is `continue` with the reason."""
     try:
-        data = parse_reply(reply)
-    except ValueError:
-        return Decision("continue", "the replanner's reply was not JSON; the plan goes on")
+        data = parse_reply(reply)  # dsl/repair.py's repair, as for plans
+    except ValueError as err:
+        return Decision(
+            "continue", f"the replanner's reply was not usable JSON ({err}); the plan goes on"
+        )
     if not isinstance(data, dict) or data.get("action") not in ("continue", "revise", "finish"):
         return Decision("continue", "the replanner's reply had no valid action; the plan goes on")
     reason = str(data.get("reason") or "")

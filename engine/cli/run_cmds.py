@@ -67,7 +67,7 @@ def execute(
     """
     import asyncio
 
-    from engine.observe.display import PlainLog, StepTable, print_summary
+    from engine.observe.display import PlainLog, StepTable, output_labels, print_summary
 
     holder: list[RunResult] = []
     live = sys.stdout.isatty() and not as_json
@@ -97,7 +97,11 @@ def execute(
     def summary(result: RunResult) -> None:
         if extra_note:
             print(extra_note, file=sys.stderr)
-        print_summary(result, expected_cost=checked.plan.expected_cost_usd)
+        print_summary(
+            result,
+            expected_cost=checked.plan.expected_cost_usd,
+            labels=output_labels(checked.plan),
+        )
         for change in result.replans:
             added = ", ".join(_field(change, "added") or []) or "nothing (rejected)"
             print(

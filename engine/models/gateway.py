@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import random
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from typing import Any, Protocol
 from pydantic import TypeAdapter, ValidationError
 
 from dsl.ir import Step
+from dsl.repair import parse_reply_json
 from stdlib_tools.registry import ToolContext
 
 from engine.config import Config, ConfigError, ModelSettings
@@ -285,21 +285,10 @@ def structured_schema(adapter: TypeAdapter[Any]) -> tuple[dict[str, Any], bool]:
     return wrapped, True
 
 
-_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
-
-
 def parse_reply(text: str) -> Any:
-    """JSON from a model reply, tolerating code fences and text around one object."""
-    stripped = _FENCE.sub("", text.strip()).strip()
-    try:
-        return json.loads(stripped)
-    except json.JSONDecodeError:
-        start = min((i for i in (stripped.find("{"), stripped.find("[")) if i >= 0), default=-1)
-        if start >= 0:
-            end = max(stripped.rfind("}"), stripped.rfind("]"))
-            if end > start:
-                return json.loads(stripped[start : end + 1])
-        raise
+    """JSON from a model reply (code fences, text around it, trailing commas, ...): the
+    one repair of dsl/repair.py; ValueError when there is none, or it was cut off."""
+    return parse_reply_json(text)
 
 
 class Gateway:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, TextIO
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.run.events import (
     Event,
@@ -23,6 +24,9 @@ from engine.run.events import (
     StepSucceeded,
 )
 from engine.run.result import RunResult, jsonable
+
+if TYPE_CHECKING:
+    from dsl.ir import Plan
 
 _STYLE = {
     "pending": "dim",
@@ -147,17 +151,34 @@ class PlainLog:
     event = __call__  # a run hook too: Engine(hooks=[PlainLog()])
 
 
+def output_labels(plan: Plan) -> dict[str, str]:
+    """What each output is, in the plan's words: its step's (or input's) description.
+
+    A model-written plan names its steps `step_3`; `step_3: 45000.0` alone does not say
+    that it is the housing cost, its description does.
+    """
+    described = {s.id: s.description for s in plan.steps}
+    described.update({i.name: i.description for i in plan.inputs})
+    return {name: text for name, text in described.items() if text and text.strip()}
+
+
 def print_summary(
-    result: RunResult, stream: TextIO | None = None, expected_cost: float | None = None
+    result: RunResult,
+    stream: TextIO | None = None,
+    expected_cost: float | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> None:
-    """The outputs, then status, time and cost (per model, and against the plan's estimate)."""
+    """The outputs (each with its label: `output_labels`), then status, time and cost
+    (per model, and against the plan's estimate)."""
     out = stream or sys.stdout
     for name, value in result.outputs.items():
         if isinstance(value, str):
             text = value if "\n" not in value else "\n    " + value.replace("\n", "\n    ")
         else:
             text = json.dumps(jsonable(value), ensure_ascii=False, indent=2)
-        print(f"{name}: {text}", file=out)
+        label = (labels or {}).get(name)
+        head = f"{name} ({preview(label, 80)})" if label else name
+        print(f"{head}: {text}", file=out)
     counts: dict[str, int] = {}
     for record in result.steps.values():
         counts[record.status] = counts.get(record.status, 0) + 1

@@ -24,7 +24,7 @@ from dsl.ir import Ref, Step, is_template
 from dsl.templates import (
     TemplateProblem,
     evaluate,
-    has_templates,
+    needs_worker,
     render,
     render_in_worker,
 )
@@ -43,7 +43,6 @@ from engine.run.events import (
     StepSucceeded,
 )
 from engine.run.result import StepRecord, StepStatus, StopReason
-from engine.store.step_cache import MISS, step_key
 from stdlib_tools.registry import ToolContext, ToolSpec
 
 MAX_RESULT_BYTES = 10 * 1024 * 1024
@@ -122,7 +121,9 @@ class RunContext:
     observe: Callable[[Step, float], None] | None = None
     wants: Callable[[str, int], bool] | None = None  # the replan policy's trigger filter
     on_final: Callable[[str], None] | None = None  # a step reached a final state (journal)
-    step_cache: Any = None  # engine.store.step_cache.StepCache, when caching is on
+    # key(tool, args, model, type), get(key) (its MISS when absent), put(key, value):
+    # engine.store.step_cache.StepCache, when caching is on
+    step_cache: Any = None
     # approval(step_id, arguments) -> True (approved), False (rejected), None (ask later)
     approval: Callable[[str, dict[str, Any]], Any] | None = None
     approve_all: bool = False
@@ -168,7 +169,7 @@ class StepRunner:
             bool(s.args) or s.when is not None or s.for_each is not None or s.check is not None
             for s in self.steps
         ]
-        self._templated = [has_templates(s.args) for s in self.steps]
+        self._templated = [needs_worker(s.args) for s in self.steps]
         self.models = build_record_models({r.name: dict(r.fields) for r in plan.types})
         # Per node, filled on first use: how to check (the result, one item of it).
         # `type_adapter` shares one adapter per declared type across steps and runs.
@@ -458,9 +459,9 @@ class StepRunner:
                         raise StepError("rejected by a person (planfile reject)")
                 key = None
                 if ctx.step_cache is not None and (step.cache or ctx.cache_all):
-                    key = step_key(step.tool, kwargs, model, step.type)
+                    key = ctx.step_cache.key(step.tool, kwargs, model, step.type)
                     cached = ctx.step_cache.get(key)
-                    if cached is not MISS:
+                    if cached is not ctx.step_cache.MISS:
                         value = self.validate_result(node, cached, item)
                         record.cache_hits += 1
                         if item:

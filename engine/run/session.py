@@ -32,6 +32,7 @@ from engine.run.result import (
     StepRecord,
     StepStatus,
     StopReason,
+    diagnostic_notes,
     observed_critical_path,
 )
 from engine.run.schedule import Schedule, State
@@ -260,6 +261,7 @@ class RunSession:
             critical_path_s=observed_critical_path(checked, records)[0],
             warnings=self.warnings,
             error=self.errors[0] if self.errors else None,
+            notes=diagnostic_notes(checked.warnings),
         )
 
     def _finish(self, result: RunResult, result_holder: list[RunResult] | None) -> None:

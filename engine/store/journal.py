@@ -301,6 +301,8 @@ class Journal:
 
     def release(self, run_id: str) -> None:
         """Give the run's lease back (nothing if this object does not hold it)."""
+        if run_id not in self._heartbeat.held:
+            return
         self._heartbeat.discard(run_id)
         with self._db() as db:
             lease.release(db, [run_id], self._owner)
@@ -471,6 +473,7 @@ class Journal:
             "critical_path_s": result.critical_path_s,
             "order": list(result.steps),
             "unlogged": unlogged,
+            "notes": result.notes,  # what loading the plan repaired or coerced
         }
         self._drop_closed()
         with self._db() as db:
@@ -580,6 +583,7 @@ class Journal:
             cost_usd=cost_usd or 0.0,
             wall_s=summary["wall_s"],
             critical_path_s=summary["critical_path_s"],
+            notes=summary.get("notes", []),  # absent in summaries written before notes
         ).to_json()
 
     @staticmethod

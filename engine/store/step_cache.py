@@ -34,7 +34,14 @@ def step_key(tool: str, args: dict[str, Any], model: str | None, declared: str |
 
 
 class StepCache:
-    """Stored step results by content key (SQLite, WAL)."""
+    """Stored step results by content key (SQLite, WAL).
+
+    A run uses it through `key`, `get` (its `MISS` when absent) and `put`, so the run
+    layer (engine/run) needs no import of this module.
+    """
+
+    MISS = _MISS
+    key = staticmethod(step_key)
 
     def __init__(self, path: Path | None = None, on_warning: Callable[[str], None] | None = None):
         self.path = path or data_home() / "step_cache.sqlite"
