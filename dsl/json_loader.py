@@ -806,6 +806,21 @@ def load_json_bytes(
     tool_map: Mapping[str, str] | None = None,
 ) -> tuple[Plan, SourceMap]:
     """JSON bytes as a model wrote them (repaired if need be, see dsl/repair.py) -> IR."""
-    text = decode_source(data, file)
-    doc, notes = parse_model_json(text, file)
-    return load_json(doc, file, tools, tool_map=tool_map, notes=notes)
+    return load_json_text(decode_source(data, file), file, tools, tool_map=tool_map)
+
+
+def load_json_text(
+    text: str,
+    file: str | None = None,
+    tools: Mapping[str, Any] | None = None,
+    *,
+    tool_map: Mapping[str, str] | None = None,
+) -> tuple[Plan, SourceMap]:
+    """JSON text as a model wrote it -> IR: repaired (each repair a note), then loaded.
+    An error carries the text, so it renders with the lines it points at."""
+    try:
+        doc, notes = parse_model_json(text, file)
+        return load_json(doc, file, tools, tool_map=tool_map, notes=notes)
+    except PlanError as err:
+        err.source = text
+        raise

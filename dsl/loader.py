@@ -10,9 +10,8 @@ from dsl.ir import Plan
 
 from .checker import CheckedPlan, ToolLike, check
 from .errors import Diagnostic, Location, PlanError
-from .json_loader import load_json
+from .json_loader import load_json, load_json_text
 from .parser import SourceMap, decode_source, parse_text
-from .repair import parse_model_json
 
 PlanSource = str | Path | Mapping[str, Any] | list[Any] | Plan
 
@@ -72,12 +71,7 @@ def parse_plan_text(
         not (file or "").lower().endswith(".plan") and looks_like_json(text)
     )
     if is_json:
-        try:
-            doc, notes = parse_model_json(text, file)
-            return load_json(doc, file, tools, tool_map=tool_map, notes=notes)
-        except PlanError as err:
-            err.source = text
-            raise
+        return load_json_text(text, file, tools, tool_map=tool_map)
     return parse_text(text, file)
 
 

@@ -12,6 +12,7 @@ import functools
 import json
 import re
 import textwrap
+import threading
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import PurePath
@@ -27,7 +28,10 @@ from .errors import Diagnostic, Location, Path, PlanError, gc_paused
 from .lark_cache import cached_lark
 
 MAX_NESTING = 64
-MAX_PLAN_BYTES = 32 * 1024 * 1024
+# Parsing takes ~80x a step-dense file's size in memory (100k steps: 7.3 MB, 560 MB)
+# and ~450x for literal-dense data, so files and literal values are both capped.
+MAX_PLAN_BYTES = 8 * 1024 * 1024
+MAX_LITERAL_VALUES = 250_000  # numbers, strings, ... in one plan; data belongs in files
 MAX_STRING_CHARS = 1024 * 1024  # one literal; longer text belongs in a file
 MAX_NUMBER_CHARS = 4_000  # under Python's 4,300-digit int() limit
 
@@ -126,6 +130,20 @@ def decode_long_string(raw: str) -> str:
     return body
 
 
+_counts = threading.local()
+
+
+def _count_value(token: Token) -> None:
+    """Charge one literal value to this parse (each costs ~1 KB while parsing)."""
+    _counts.values = getattr(_counts, "values", 0) + 1
+    if _counts.values > MAX_LITERAL_VALUES:
+        raise _SyntaxProblem(
+            f"plan holds more than {MAX_LITERAL_VALUES:,} literal values",
+            _pos(token),
+            hint="pass bulk data as an input or a workspace file instead of writing it inline",
+        )
+
+
 class _Builder(Transformer[Token, Any]):
     """Inline LALR callbacks: build IR pieces bottom-up, record positions."""
 
@@ -135,6 +153,7 @@ class _Builder(Transformer[Token, Any]):
     # --- values --------------------------------------------------------------
     def string(self, children: list[Token]) -> Val:
         (token,) = children
+        _count_value(token)
         raw = str(token)
         if len(raw) > MAX_STRING_CHARS + 6:
             raise _SyntaxProblem(
@@ -157,6 +176,7 @@ class _Builder(Transformer[Token, Any]):
 
     def number(self, children: list[Token]) -> Val:
         (token,) = children
+        _count_value(token)
         text = str(token)
         if len(text) > MAX_NUMBER_CHARS:  # int() refuses over 4,300 digits; say where
             raise _SyntaxProblem(
@@ -169,12 +189,15 @@ class _Builder(Transformer[Token, Any]):
         return Val(value, _pos(token), 0)
 
     def true(self, children: list[Token]) -> Val:
+        _count_value(children[0])
         return Val(True, _pos(children[0]), 0)
 
     def false(self, children: list[Token]) -> Val:
+        _count_value(children[0])
         return Val(False, _pos(children[0]), 0)
 
     def null(self, children: list[Token]) -> Val:
+        _count_value(children[0])
         return Val(None, _pos(children[0]), 0)
 
     def ref(self, children: list[Token]) -> Val:
@@ -509,6 +532,7 @@ def parse_text(source: str, file: str | None = None) -> tuple[Plan, SourceMap]:
 
 
 def _parse_text(source: str, file: str | None) -> tuple[Plan, SourceMap]:
+    _counts.values = 0
     try:
         items: list[_Item] = _parser().parse(source)  # type: ignore[assignment]
     except UnexpectedInput as err:

@@ -11,6 +11,10 @@ adds what a user needs on top of it:
 - a cut-off reply keeps its complete elements only: the unfinished one is dropped rather
   than completed with invented values (`{"id": ""}`);
 - a reply that holds no JSON at all is a located error, never a guess.
+
+It is the one reader of model-written JSON: plans (the loader, the planner) use
+`parse_model_json`; replies that are data (a step's result in engine/models/gateway.py,
+a replanning decision) use `parse_reply_json`, which refuses a cut-off reply.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ def parse_reply_json(text: str) -> Any:
         raise ValueError(err.diagnostics[0].message) from None
     cut = next((note for note in notes if CUT_OFF in note.message), None)
     if cut is not None:
-        raise ValueError(f"{cut.message.removeprefix('repaired: ')} (at {cut.location})")
+        raise ValueError(cut.message.removeprefix("repaired: "))  # names the line
     return value
 
 

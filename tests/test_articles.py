@@ -240,7 +240,11 @@ def test_cli_run_json_carries_the_loader_notes_and_show_returns_them(
     assert doc["outputs"] == {"a": 42}
     notes = {(n["code"], n["message"], n["where"]) for n in doc["notes"]}
     assert ("repaired", "repaired: trailing comma at line 4", f"{plan}:4:51") in notes
-    coerced = ("coerced", 'coerced "21" to int 21 for `n` of `twice`', f"{plan}:steps[0].tool_input")
+    coerced = (
+        "coerced",
+        'coerced "21" to int 21 for `n` of `twice`',
+        f"{plan}:steps[0].tool_input",
+    )
     assert coerced in notes
     assert main(["show", "--json", doc["run_id"]]) == 0
     assert json.loads(capsys.readouterr().out) == doc

@@ -190,3 +190,54 @@ def test_audit_log_is_buffered_and_flushed(tmp_path: Path) -> None:
     log.close()
     log.close()  # idempotent
     assert len(path.read_text().splitlines()) == 3
+
+
+def test_a_replanned_run_is_one_run_to_its_hooks(planfile_home: Path, tmp_path: Path) -> None:
+    """Rounds of a replanned run: one run_started and one end, a round per revision,
+    and the decision reaches the hooks (the audit log's `replanning` line)."""
+    from engine.config import Config
+    from engine.models.ledger import Ledger
+
+    from .scripted_provider import Reply, registered
+
+    provider = registered()
+    provider.reset()
+    provider.add(
+        "planner",
+        Reply(
+            {
+                "action": "revise",
+                "reason": "double a instead",
+                "steps": [{"id": "b2", "tool": "calculate", "args": {"expression": "{{ a }} * 2"}}],
+                "outputs": ["b2"],
+            }
+        ),
+    )
+
+    class Decisions(Recorder):
+        def open(self, run: RunView) -> Decisions:
+            listener = Decisions()
+            self.runs.append(listener)
+            return listener
+
+        def replanned(self, run: RunView, decision: Mapping[str, Any]) -> None:
+            self.calls.append(f"replanned:{decision['action']}:{','.join(decision['added'])}")
+
+    hook = Decisions()
+    eng = engine(
+        hooks=[hook],
+        audit=True,
+        config=Config(tiers={"planner": "pftest/planner"}),
+        ledger=Ledger(tmp_path / "ledger.sqlite"),
+    )
+    plan = 'step a: float = calculate(expression: "6 * 7")\nstep b: str = bad_input() after a'
+    result = asyncio.run(eng.run(plan, replan="on-failure"))
+    eng.close()
+    assert result.status == "succeeded" and result.outputs == {"b2": 84.0}
+    calls = hook.runs[0].calls
+    assert calls.count("run_started") == 2  # the hook call and the event: once each
+    assert calls.count("round_started") == 2 and "replanned:revise:b2" in calls
+    assert calls[-3:] == ["run_finished:succeeded", "run_finished", "close"]
+    lines = (planfile_home / "audit" / f"{result.run_id}.jsonl").read_text().splitlines()
+    decisions = [json.loads(x) for x in lines if json.loads(x)["phase"] == "replanning"]
+    assert [(d["action"], d["added"], d["step"]) for d in decisions] == [("revise", ["b2"], "b")]

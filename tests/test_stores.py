@@ -90,6 +90,8 @@ def test_a_ledger_that_breaks_mid_run_ends_the_run(planfile_home: Path, tmp_path
     run ends (journaled `failed`, not left `running`)."""
 
     class BreaksOnWrite(Ledger):
+        COMMIT_EVERY_S = 0.0  # write at each call (not in a later group)
+
         def _write(self) -> None:
             if self._pending:
                 raise LedgerError(f"cost ledger {self.path} is unusable: disk I/O error")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -131,3 +132,18 @@ def test_fitting_never_exceeds_the_budget_nor_loses_the_instructions(
     assert tokens(fitted.text) <= budget
     assert fitted.dropped == tokens(prompt) - tokens(fitted.text)
     assert "Which is larger? Answer in one line." in fitted.text
+
+
+def test_the_budget_is_set_from_the_environment_and_a_bad_value_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from engine.errors import ConfigError
+    from engine.models.local_model import PROMPT_BUDGET, prompt_budget
+
+    monkeypatch.delenv("PLANFILE_LOCAL_PROMPT_TOKENS", raising=False)
+    assert prompt_budget() == PROMPT_BUDGET
+    monkeypatch.setenv("PLANFILE_LOCAL_PROMPT_TOKENS", "0")
+    assert prompt_budget() == 0
+    monkeypatch.setenv("PLANFILE_LOCAL_PROMPT_TOKENS", "2k")
+    with pytest.raises(ConfigError, match="PLANFILE_LOCAL_PROMPT_TOKENS='2k'"):
+        prompt_budget()

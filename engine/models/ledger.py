@@ -68,6 +68,11 @@ def usd_problem(value: object) -> str | None:
     return None
 
 
+# Why a broken ledger is never replaced by a new one: an empty ledger means "nothing
+# spent today" to the daily budget.
+_HOLDS = "the spending the daily budget counts"
+
+
 def today() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
 
@@ -97,7 +102,11 @@ class Ledger:
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = connect_wal(
-                self.path, check_same_thread=False, what="cost ledger", error=LedgerError
+                self.path,
+                check_same_thread=False,
+                what="cost ledger",
+                hint=refuse_hint(self.path, _HOLDS),
+                error=LedgerError,
             )
             try:
                 # WAL + NORMAL cannot corrupt the ledger; a power cut may lose the last
@@ -122,7 +131,7 @@ class Ledger:
                 hint="try again when it finishes, or set PLANFILE_HOME to use another folder",
             )
         return LedgerError(
-            f"cost ledger {self.path} is unusable: {err}", hint=refuse_hint(self.path)
+            f"cost ledger {self.path} is unusable: {err}", hint=refuse_hint(self.path, _HOLDS)
         )
 
     def record(

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ProviderError
+from engine.errors import ConfigError, ProviderError
 
 PROVIDER = "planfile-local"
 MODEL_NAME = "smollm2-135m-instruct"
@@ -47,7 +47,8 @@ LOCAL_MODEL = f"{PROVIDER}/{MODEL_NAME}"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CONTEXT_TOKENS = 8192
 # Prompt tokens a step may send (the chat template's wrapping included): about 2 s of
-# reading on 2 idle cores. PLANFILE_LOCAL_PROMPT_TOKENS overrides it; 0 turns trimming off.
+# reading on 2 idle cores (~300 tokens per CPU-second were measured at this length).
+# PLANFILE_LOCAL_PROMPT_TOKENS overrides it; 0 turns trimming off.
 PROMPT_BUDGET = 1024
 # What the chat template adds around the messages (SmolLM2's default system line, roles).
 CHAT_OVERHEAD_TOKENS = 32
@@ -60,6 +61,11 @@ class LocalModelMissing(ProviderError, RuntimeError):
 class LocalModelAbandoned(ProviderError, RuntimeError):
     """A call was stopped because its caller stopped waiting for it (a timeout, Ctrl-C)."""
 
+
+# Read by OpenMP once, when llama.cpp's library first loads in the process, which may be
+# before the model is (a benchmark, llama-cpp-python's server): so set on import. See the
+# module docstring for why; a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 # The event of a call nobody can abandon (a sync `completion`).
 _NEVER = threading.Event()
@@ -122,17 +128,26 @@ def fast_gguf(source: Path) -> Path:
 
 def prompt_budget() -> int:
     """Prompt tokens a local-model step may send (0: no limit)."""
-    configured = os.environ.get("PLANFILE_LOCAL_PROMPT_TOKENS")
-    if configured is None:
-        return PROMPT_BUDGET
-    try:
-        return max(0, int(configured))
-    except ValueError:
-        return PROMPT_BUDGET
+    return _env_count("PLANFILE_LOCAL_PROMPT_TOKENS", PROMPT_BUDGET, "tokens (0 = no limit)")
 
 
 def _threads() -> int:
-    return int(os.environ.get("PLANFILE_LOCAL_THREADS", "0")) or max(1, min(4, os.cpu_count() or 1))
+    return _env_count("PLANFILE_LOCAL_THREADS", 0, "threads (0 = the cores, at most 4)") or max(
+        1, min(4, os.cpu_count() or 1)
+    )
+
+
+def _env_count(name: str, default: int, unit: str) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(f"{name}={text!r}: expected a whole number of {unit}")
+    return value
 
 
 class Tokenizer:
@@ -190,9 +205,6 @@ class _Engine:
     _guard = threading.Lock()
 
     def __init__(self) -> None:
-        # Read by OpenMP when llama.cpp's library loads, so set before the import (see the
-        # module docstring); a user's own setting wins.
-        os.environ.setdefault("OMP_WAIT_POLICY", "passive")
         try:
             from llama_cpp import Llama
         except ImportError:

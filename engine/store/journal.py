@@ -36,7 +36,7 @@ from engine.errors import JournalError
 from engine.run.result import Replan, RunResult, RunStatus, StepRecord, jsonable
 from engine.store import lease
 from engine.store.home import data_home
-from engine.store.sqlite import connect_wal
+from engine.store.sqlite import connect_wal, refuse_hint
 
 # Version 2: plans by content, step records in `step_log`, run summaries. Version-1 files
 # (a JSON document per step and per run) are upgraded in place; their rows still read.
@@ -199,6 +199,7 @@ class Journal:
                         self.lock_timeout_s,
                         check_same_thread=False,
                         what="run journal",
+                        hint=refuse_hint(self.path, "every run's record"),
                         error=JournalCorrupt,
                     )
                     try:

@@ -115,9 +115,9 @@ def acquire(db: sqlite3.Connection, run_id: str, owner: Owner, path: Path) -> st
             f"{acquired_at}, last heartbeat {max(0.0, now - heartbeat_at):.0f} s ago); "
             "a run has one owner at a time",
             hint=(
-                "wait for that process to finish, or stop it; if it is gone, its lease "
-                f"in {path} expires {TTL_S:g} s after its last heartbeat and the run can "
-                "be resumed then"
+                "wait for that process to finish, or stop it. Once it is gone, resume "
+                "again: an owner on this host is taken over at once, one on another host "
+                f"when its lease in {path} expires ({TTL_S:g} s after its last heartbeat)"
             ),
         )
     db.execute(

@@ -49,12 +49,12 @@ def _corrupt(
     return err
 
 
-def refuse_hint(path: Path) -> str:
+def refuse_hint(path: Path, holds: str = "runs and spending") -> str:
     """What to do about a broken journal or ledger (they are never replaced silently)."""
     return (
         f"move it aside (mv {path} {path}.broken) to start a new one, or set "
-        "PLANFILE_HOME to use another folder; planfile does not replace it, because "
-        "it holds runs and spending"
+        f"PLANFILE_HOME to use another folder; planfile does not replace it itself, "
+        f"because it holds {holds}"
     )
 
 
@@ -70,8 +70,15 @@ def _create(path: Path) -> None:
             conn.execute("PRAGMA journal_mode=WAL")  # writes page 1: the header
         finally:
             conn.close()
-        with contextlib.suppress(FileExistsError):  # another process made it first
-            os.link(tmp, path)
+        try:
+            os.link(tmp, path)  # fails if another process made it first: theirs is kept
+        except FileExistsError:
+            pass
+        except OSError:
+            # A file system without hard links: a rename, which could replace a file
+            # made in the instant since the check above (an empty store either way).
+            if not path.exists():
+                os.replace(tmp, path)
     finally:
         for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
             with contextlib.suppress(FileNotFoundError):
