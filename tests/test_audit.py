@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.observe.audit import REDACTED, AuditLog, secrets_from
 from engine.cli.main import main
 from engine.config import Config, ModelSettings
+from engine.observe.audit import REDACTED, AuditLog, secrets_from
 
 
 def lines(path: Path) -> list[dict[str, object]]:

@@ -17,9 +17,9 @@ import pytest
 
 from engine import Engine, load_plan
 from engine.cli.main import main
-from engine.store.journal import Journal, JournalError, JournalLocked
 from engine.models.ledger import Ledger
 from engine.run.result import StepRecord
+from engine.store.journal import Journal, JournalError, JournalLocked
 
 from .conftest import ROOT
 from .engine_tools import FLAKY, TEST_TOOLS

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from engine.agent.replan import Decision, ReplanRequest, truncate_results
 from engine.api import Engine
 from engine.config import Config
-from engine.run.executor import RetryPolicy
 from engine.models.ledger import Ledger
-from engine.agent.replan import Decision, ReplanRequest, truncate_results
+from engine.run.executor import RetryPolicy
 
 from .engine_tools import TEST_TOOLS
 from .scripted_provider import Reply, registered

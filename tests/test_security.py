@@ -271,3 +271,23 @@ def test_only_computing_templates_leave_the_event_loop() -> None:
     assert not needs_worker({"q": "{{ topic }} in {{ city.name }}", "n": 3, "r": ["plain"]})
     assert needs_worker({"q": ["x", {"deep": "{{ xs|join(',') }}"}]})
     assert needs_worker("{% for x in xs %}{{ x }}{% endfor %}")
+
+
+def test_dense_literal_data_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    """A plan of a million inline numbers (each ~1 KB while parsing; an 8 MiB one needed
+    3.6 GB) stops at the literal-value cap with a located error."""
+    import subprocess
+    import sys
+
+    plan = tmp_path / "big.plan"
+    plan.write_text("input a: list[int] = [" + "1, " * 1_000_000 + "1]\n")
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, str(plan)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    ).stdout.splitlines()
+    assert out[0] == "error plan holds more than 250,000 literal values"
+    assert int(out[1]) < 300, f"peak RSS {out[1]} MB"
