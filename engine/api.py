@@ -300,8 +300,10 @@ class Engine:
                 name: record for name, record in journal.steps(row.run_id).items() if record.is_done
             }
             values = {name: record.output for name, record in finished.items()}
+            # The run budget is the run's, across resumes: what it spent already counts.
+            spent = self.ledger.spent_by_run(row.run_id) if self.ledger is not None else 0.0
             session = RunSession(
-                self._setup((), hooks),
+                self._setup((), hooks, spent),
                 checked,
                 inputs,
                 run_id=row.run_id,
@@ -379,9 +381,13 @@ class Engine:
             self.ledger.open()
 
     def _setup(
-        self, audit_preamble: Iterable[tuple[str, str, dict[str, Any]]], extra: Iterable[Any]
+        self,
+        audit_preamble: Iterable[tuple[str, str, dict[str, Any]]],
+        extra: Iterable[Any],
+        spent_before: float = 0.0,
     ) -> RunSetup:
-        """One run's configuration: resolved settings, the gateway factory, the hooks."""
+        """One run's configuration: resolved settings, the gateway factory, the hooks.
+        `spent_before`: what a resumed run spent already (its run budget counts it)."""
         settings = dict(self.settings)
         settings.setdefault("cache_dir", str(data_home() / "cache"))
         if settings.get("workspace"):
@@ -399,7 +405,7 @@ class Engine:
             step_cache=self.step_cache,
             cache_all=self.cache_all,
             approve_all=self.approve_all,
-            models=lambda checked, warnings: self._gateway_for(checked.plan.tiers, warnings),
+            models=self._models(spent_before),
             on_warning=self.on_warning,
         )
 
@@ -432,7 +438,26 @@ class Engine:
         """Tiers by precedence, lowest first: the plan's, the config's, the engine's (--tier)."""
         return {**(plan_tiers or {}), **self.config.tiers, **self.tiers}
 
-    def _gateway_for(self, plan_tiers: Mapping[str, str], warnings: list[str]) -> Gateway:
+    def _models(self, spent_before: float) -> Callable[[CheckedPlan, list[str]], Gateway]:
+        """One run's gateway factory (called per replanning round). Its rounds share one
+        budget guard: the run budget is the run's, not each round's."""
+        guards: list[BudgetGuard] = []
+
+        def models(checked: CheckedPlan, warnings: list[str]) -> Gateway:
+            gateway = self._gateway_for(checked.plan.tiers, warnings, guards[0] if guards else None)
+            if not guards:
+                gateway.budget.spent = spent_before
+                guards.append(gateway.budget)
+            return gateway
+
+        return models
+
+    def _gateway_for(
+        self,
+        plan_tiers: Mapping[str, str],
+        warnings: list[str],
+        guard: BudgetGuard | None = None,
+    ) -> Gateway:
         """The model gateway for one run: tiers, budget guard, ledger, warnings."""
         tiers = self.tier_map(plan_tiers)
         if self.ledger is None:
@@ -440,7 +465,8 @@ class Engine:
         ledger = self.ledger
         ledger.open()  # a broken ledger is an error before the first call
         run_budget = self.budget_usd if self.budget_usd is not None else self.config.budget.run_usd
-        guard = BudgetGuard(ledger, run_budget, self.config.budget.daily_usd)
+        if guard is None:
+            guard = BudgetGuard(ledger, run_budget, self.config.budget.daily_usd)
 
         def warn(message: str) -> None:
             warnings.append(message)

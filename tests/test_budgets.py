@@ -122,3 +122,64 @@ def test_cli_overbilled_run_exits_3(tmp_path: Path, capsys: pytest.CaptureFixtur
     doc = json.loads(capsys.readouterr().out)
     assert code == 3 and doc["status"] == "budget_exceeded"
     assert doc["cost_usd"] > 0.5
+
+
+def test_a_resumed_run_counts_what_it_spent_before(tmp_path: Path) -> None:
+    """The run budget is the run's: resuming does not hand out a fresh one."""
+    import asyncio
+
+    from engine.store.journal import Journal
+
+    PROVIDER.default["standard"] = Reply("x", 10, 100_000)  # $0.30003 a call
+    plan = load_plan(
+        'step a = llm(tier: standard, prompt: "x", max_tokens: 100000)\n'
+        'step b = llm(tier: standard, prompt: "{{ a }}", max_tokens: 100000)',
+        tiers=["standard"],
+    )
+
+    def engine(budget: float) -> Engine:
+        return Engine(
+            config=Config(tiers=TIERS, models=PRICED),
+            budget_usd=budget,
+            ledger=Ledger(tmp_path / "ledger.sqlite"),
+            journal=Journal(tmp_path / "journal.sqlite"),
+        )
+
+    first = engine(0.5).run_sync(plan)
+    assert first.status == "budget_exceeded" and first.steps["a"].status == "succeeded"
+    again = asyncio.run(engine(0.5).resume(first.run_id))
+    assert again.status == "budget_exceeded"  # $0.30 spent + $0.30 worst case > $0.50
+    assert len(PROVIDER.calls) == 1
+    done = asyncio.run(engine(1.0).resume(first.run_id))
+    assert done.status == "succeeded" and len(PROVIDER.calls) == 2
+
+
+def test_replanning_rounds_share_the_run_budget(tmp_path: Path) -> None:
+    """Each replanning round once got a fresh budget guard: a policy asked after every
+    step let a run spend its budget once per round."""
+    from engine.agent.replan import Decision, ReplanRequest
+
+    class GoOn:
+        def wants(self, trigger: str, finished_steps: int) -> bool:
+            return trigger == "step"
+
+        async def decide(self, request: ReplanRequest) -> Decision:
+            return Decision("continue")
+
+    PROVIDER.default["standard"] = Reply("x", 10, 100_000)  # $0.30003 a call
+    engine = Engine(
+        config=Config(tiers=TIERS, models=PRICED),
+        budget_usd=0.7,
+        ledger=Ledger(tmp_path / "ledger.sqlite"),
+    )
+    plan = load_plan(  # a chain: one step per round
+        'step s0 = llm(tier: standard, prompt: "0", max_tokens: 100000)\n'
+        'step s1 = llm(tier: standard, prompt: "{{ s0 }}", max_tokens: 100000)\n'
+        'step s2 = llm(tier: standard, prompt: "{{ s1 }}", max_tokens: 100000)',
+        tiers=["standard"],
+    )
+    import asyncio
+
+    result = asyncio.run(engine.run(plan, replan=GoOn()))  # type: ignore[arg-type]
+    assert result.status == "budget_exceeded"
+    assert len(PROVIDER.calls) == 2 and result.cost_usd <= 0.7

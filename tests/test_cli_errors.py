@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -86,6 +88,12 @@ CASES: list[tuple[str, Callable[[Path], list[str]], int, list[str]]] = [
         ],
         2,
         ["--input: error: input `n`", "nests too deeply"],
+    ),
+    (
+        "--input number too large for a float (would be infinity)",
+        lambda t: ["run", _write(t, "p.plan", WITH_INPUT), "-i", "n=1e999"],
+        2,
+        ["--input: error: input `n`: `1e999` is too large for a number"],
     ),
     (
         "malformed --input",
@@ -189,6 +197,46 @@ def test_unknown_step_to_approve_is_an_approval_error(
     run_id = json.loads(out)["run_id"]
     code, err = run_cli(capsys, "approve", run_id, "b")
     assert code == 2 and f"run {run_id} has no step `b`" in err and "Traceback" not in err
+
+
+STUCK_TOOL = """
+import time
+from stdlib_tools.registry import tool
+
+@tool
+def stuck(seconds: float) -> str:
+    \"\"\"A sync tool that ignores cancellation.\"\"\"
+    time.sleep(seconds)
+    return "done"
+"""
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "step a: str = stuck(seconds: 60)",
+        # One C call the sandbox's step budget cannot interrupt (or refuses outright).
+        'step a: str = json_query(data: "{{ (\'x\' * 1000000)|wordwrap(1) }}", expression: "@")',
+    ],
+    ids=["sync tool", "template render"],
+)
+def test_a_thread_stuck_past_its_timeout_does_not_hold_the_process(
+    tmp_path: Path, step: str
+) -> None:
+    """The step times out after 1 s; `planfile run` prints its summary and exits then,
+    not when the worker thread (which Python cannot stop) finally returns."""
+    tools = _write(tmp_path, "stuck.py", STUCK_TOOL)
+    plan = _write(tmp_path, "p.plan", f"plan t\n{step}\n    timeout 1s\noutput a\n")
+    env = {**os.environ, "PLANFILE_HOME": str(tmp_path / "home")}
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "run", plan, "--tools", tools],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=120,
+    )  # fmt: skip
+    took = time.monotonic() - started
+    assert result.returncode == 1, result.stderr
+    assert "a:" in result.stderr and "run " in result.stderr and "Traceback" not in result.stderr
+    assert took < 20, f"exited {took:.1f}s after start"
 
 
 def _raising(error: BaseException) -> Callable[[object], int]:

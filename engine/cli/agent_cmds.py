@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
 from dsl.errors import ExitCode
 from engine.cli.common import engine_from_args, load_config, registry
+from engine.cli.loop import run_async
 from engine.cli.run_cmds import execute
 from engine.errors import UsageError
 
@@ -62,7 +62,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         planner = Planner(
             engine.model_gateway(), allowed, tiers=engine.tier_map(), max_repairs=args.max_repairs
         )
-        planned = asyncio.run(planner.plan(args.goal))
+        planned = run_async(planner.plan(args.goal))
     finally:
         engine.close()
     _print_attempts(planned, with_repairs=True)
@@ -109,7 +109,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
             print(format_plan(hit.plan), file=sys.stderr)
             note = f"  planning: cache hit, saved ${hit.saved_usd:.6f}"
             return execute(engine, checked, hit.inputs, args.json, extra_note=note, **run)
-        planned = asyncio.run(planner.plan(args.goal))
+        planned = run_async(planner.plan(args.goal))
         usage = planned.usage
         if planned.checked is None:
             _print_attempts(planned, with_repairs=False)

@@ -105,6 +105,14 @@ def _no_json_constant(name: str) -> Any:
     raise _NotJSONNumber(f"`{name}` is not a JSON number; use a finite number or null")
 
 
+def _finite_float(text: str) -> float:
+    """A JSON number that does not fit a float (`1e999`) would come in as infinity."""
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        raise _NotJSONNumber(f"`{text:.40}` is too large for a number; use a finite number")
+    return number
+
+
 def parse_inputs(pairs: Sequence[str], checked: CheckedPlan) -> dict[str, Any]:
     """`--input k=v` pairs, typed by the plan: text as is, anything else as JSON."""
     values: dict[str, Any] = {}
@@ -118,7 +126,9 @@ def parse_inputs(pairs: Sequence[str], checked: CheckedPlan) -> dict[str, Any]:
             values[name] = raw
             continue
         try:
-            values[name] = json.loads(raw, parse_constant=_no_json_constant)
+            values[name] = json.loads(
+                raw, parse_constant=_no_json_constant, parse_float=_finite_float
+            )
         except json.JSONDecodeError:
             values[name] = raw  # the input's type check reports the mismatch
         except RecursionError:

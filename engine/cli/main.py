@@ -44,6 +44,18 @@ def command(name: str) -> Callable[[Any], int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; `argv` None (the `planfile` program) reads `sys.argv`."""
+    code = _main(argv)
+    # As the program (not called with arguments, as tests and embedders do), end now if
+    # a worker thread is stuck past its step's deadline, instead of waiting for it at
+    # exit. The module is loaded only by commands that ran an event loop.
+    loop = sys.modules.get("engine.cli.loop")
+    if argv is None and loop is not None:
+        loop.exit_now_if_threads_linger(code)
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -65,8 +65,7 @@ def execute(
     Errors (bad inputs, an unknown replan policy, a locked journal) propagate as
     `PlanfileError`s to `main`, which maps them to their exit codes.
     """
-    import asyncio
-
+    from engine.cli.loop import run_async
     from engine.observe.display import PlainLog, StepTable, output_labels, print_summary
 
     holder: list[RunResult] = []
@@ -110,7 +109,7 @@ def execute(
             )
 
     try:
-        result = asyncio.run(go())
+        result = run_async(go())
     except KeyboardInterrupt:
         if holder:
             holder[0].cost_usd += extra_cost
@@ -135,15 +134,14 @@ def report(result: RunResult, as_json: bool, summary: Callable[[RunResult], None
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    import asyncio
-
+    from engine.cli.loop import run_async
     from engine.observe.display import PlainLog, print_summary
 
     config = load_config(args.config)
     engine = engine_from_args(args, config, registry(args.tools))
     holder: list[RunResult] = []
     try:
-        result = asyncio.run(
+        result = run_async(
             engine.resume(
                 args.run, on_event=None if args.json else PlainLog(), result_holder=holder
             )

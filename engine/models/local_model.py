@@ -150,7 +150,7 @@ def _env_count(name: str, default: int, unit: str) -> int:
     return value
 
 
-class Tokenizer:
+class LocalTokenizer:
     """The embedded model's tokenizer (for `engine.models.trim`)."""
 
     def __init__(self, llama: Any) -> None:
@@ -164,9 +164,9 @@ class Tokenizer:
         return str(self._llama.detokenize(list(tokens)).decode("utf-8", errors="ignore"))
 
 
-def tokenizer() -> Tokenizer:
+def tokenizer() -> LocalTokenizer:
     """The embedded model's tokenizer (loads the model on first use)."""
-    return Tokenizer(_Engine.get().llama)
+    return LocalTokenizer(_Engine.get().llama)
 
 
 def fit_messages(

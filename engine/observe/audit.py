@@ -11,15 +11,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import math
 import os
 import re
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields
+from operator import attrgetter
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import orjson
 
@@ -121,12 +123,13 @@ class AuditLog:
 
     def _put(self, line: dict[str, Any]) -> None:
         try:
-            raw = orjson.dumps(line)
-        except orjson.JSONEncodeError:  # integers beyond 64 bits
-            raw = json.dumps(line, ensure_ascii=False, default=str).encode()
+            # `default` sees only what orjson cannot encode itself (sets, models, ...).
+            raw = orjson.dumps(line, default=jsonable, option=orjson.OPT_APPEND_NEWLINE)
+        except orjson.JSONEncodeError:  # integers beyond 64 bits, non-text dict keys
+            line = {key: jsonable(value) for key, value in line.items()}
+            raw = json.dumps(line, ensure_ascii=False, default=str).encode() + b"\n"
         for secret, mask in self._secret_bytes:
             raw = raw.replace(secret, mask)
-        raw += b"\n"
         with self._lock:
             for handle in self._files:
                 handle.write(raw)
@@ -166,15 +169,16 @@ class AuditLog:
 
     def __call__(self, event: Event) -> None:
         """Run events -> execution-phase lines (results stay in the journal, not here)."""
-        names = _AUDITED.get(type(event))
-        if names is None:
+        audited = _AUDITED.get(type(event))
+        if audited is None:
             return
-        line = {"ts": self._timestamp(), "phase": "execution", "event": event.kind}
-        for name in names:
-            value = getattr(event, name)
-            # Event fields are mostly plain values: only the others need converting.
-            line[name] = value if type(value) in _PLAIN else jsonable(value)
-        self._put(line)
+        values = audited.values(event)
+        for index in audited.floats:
+            if not math.isfinite(values[index]):  # as `jsonable` writes them: "inf", "nan"
+                values = tuple(jsonable(value) for value in values)
+                break
+        line = (self._timestamp(), "execution", event.kind, *values)
+        self._put(dict(zip(audited.keys, line, strict=True)))
 
 
 def _close_files(files: list[BinaryIO]) -> None:
@@ -235,9 +239,29 @@ class _AuditRun(RunHook):
 
 
 _LEFT_OUT = frozenset({"t", "output", "outputs"})
+
+
+class _Audited(NamedTuple):
+    """How one event type becomes a line, worked out once (a line per step costs)."""
+
+    keys: tuple[str, ...]  # of the line: ts, phase, event, then the event's fields
+    values: Callable[[Any], tuple[Any, ...]]  # the event's written fields, in order
+    floats: tuple[int, ...]  # which of those are floats (orjson writes NaN as null)
+
+    @classmethod
+    def of(cls, event_type: type) -> _Audited:
+        names = [f.name for f in fields(event_type) if f.name not in _LEFT_OUT]
+        getter = attrgetter(*names)
+        values = getter if len(names) > 1 else lambda event: (getter(event),)
+        types = {f.name: f.type for f in fields(event_type)}
+        # The annotations are text (`from __future__ import annotations` in events.py).
+        floats = tuple(i for i, name in enumerate(names) if types[name] in ("float", float))
+        return cls(("ts", "phase", "event", *names), values, floats)
+
+
 # The audited events and the fields written for each (computed once, not per event).
-_AUDITED: dict[type, tuple[str, ...]] = {
-    cls: tuple(f.name for f in fields(cls) if f.name not in _LEFT_OUT)
+_AUDITED: dict[type, _Audited] = {
+    cls: _Audited.of(cls)
     for cls in (
         RunStarted,
         StepStarted,
@@ -248,5 +272,5 @@ _AUDITED: dict[type, tuple[str, ...]] = {
         RunFinished,
     )
 }
-_PLAIN = frozenset({str, int, bool, type(None)})
+_PLAIN = frozenset({str, int, bool, type(None)})  # written as they are by `write`
 _REDACTED_BYTES = REDACTED.encode()
