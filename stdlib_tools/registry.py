@@ -251,6 +251,14 @@ class ToolRegistry(Mapping[str, ToolSpec]):
     def __getitem__(self, name: str) -> ToolSpec:
         return self._tools[name]
 
+    # The dict's own `get` and `in`: Mapping's versions go through `__getitem__` and a
+    # try/except, and a run asks several times per step.
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._tools.get(name, default)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._tools)
 

@@ -180,6 +180,6 @@ def test_replanning_rounds_share_the_run_budget(tmp_path: Path) -> None:
     )
     import asyncio
 
-    result = asyncio.run(engine.run(plan, replan=GoOn()))  # type: ignore[arg-type]
+    result = asyncio.run(engine.run(plan, replan=GoOn()))
     assert result.status == "budget_exceeded"
     assert len(PROVIDER.calls) == 2 and result.cost_usd <= 0.7

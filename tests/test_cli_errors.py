@@ -393,3 +393,31 @@ def test_parser_tables_are_cached_on_disk(tmp_path: Path) -> None:
         [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True
     )
     assert broken.returncode == 0, broken.stderr
+
+
+def test_fmt_write_replaces_the_plan_whole_and_keeps_its_link(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`fmt -w` writes through a temp file and a rename: a symlinked plan stays a link,
+    the file keeps its mode, and a write that fails is a located error that leaves the
+    plan as it was."""
+    messy = 'plan t\n# why\nstep a: float = calculate(expression:"1")\noutput a\n'
+    real = Path(_write(tmp_path, "real.plan", messy))
+    real.chmod(0o640)
+    link = tmp_path / "link.plan"
+    link.symlink_to(real.name)
+    assert run_cli(capsys, "fmt", "-w", str(link))[0] == 0
+    assert link.is_symlink() and (real.stat().st_mode & 0o777) == 0o640
+    assert "# why" in real.read_text() and real.read_text() != messy
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {"real.plan", "link.plan"}  # no temp file left behind
+
+    real.write_text(messy)
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.replace", full_disk)
+    code, err = run_cli(capsys, "fmt", "-w", str(real))
+    assert code == 2 and f"{real}: error: cannot write: No space left on device" in err
+    assert real.read_text() == messy and {p.name for p in tmp_path.iterdir()} == left

@@ -209,7 +209,12 @@ try:
     print("ok", len(plan.steps))
 except PlanError as err:
     print("error", err.diagnostics[0].message)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+# VmHWM is this process's own peak; ru_maxrss also counts the parent's at fork time.
+try:
+    status = open("/proc/self/status").read()
+    print(int(status.split("VmHWM:")[1].split()[0]) // 1024)
+except (OSError, IndexError):
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
 
 

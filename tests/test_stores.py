@@ -311,15 +311,17 @@ def test_resume_takes_over_a_killed_owner(tmp_path: Path) -> None:
     marks = tmp_path / "marks.txt"
     env = {**os.environ, "PF_MARKS": str(marks), "PLANFILE_HOME": str(tmp_path / "home")}
     cli = [sys.executable, "-m", "engine.cli"]
-    victim = subprocess.Popen(
-        [*cli, "run", str(plan), "--tools", str(tools), "--max-parallel", "1"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = tmp_path / "victim.log"
+    with open(log, "w") as err:
+        victim = subprocess.Popen(
+            [*cli, "run", str(plan), "--tools", str(tools), "--max-parallel", "1"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     deadline = time.monotonic() + 60
     while not (marks.exists() and len(marks.read_text().splitlines()) >= 2):
-        assert time.monotonic() < deadline and victim.poll() is None
+        assert time.monotonic() < deadline and victim.poll() is None, log.read_text()
         time.sleep(0.05)
     victim.kill()
     victim.wait()

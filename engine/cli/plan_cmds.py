@@ -7,12 +7,13 @@ the plan front end loads (see the start-up figures in the README).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dsl.errors import ExitCode, PlanError
+from dsl.errors import Diagnostic, ExitCode, Location, PlanError
 from engine.cli.common import config_if_present, journal, load_checked, registry, tool_map
 from engine.errors import UsageError
 
@@ -128,10 +129,38 @@ def cmd_fmt(args: argparse.Namespace) -> int:
         return ExitCode.OK
     if args.write:
         if formatted != text:
-            Path(args.plan).write_text(formatted, encoding="utf-8")
+            try:
+                _replace_file(Path(args.plan), formatted)
+            except OSError as err:  # like a plan that cannot be read: located, exit 2
+                raise PlanError(
+                    [Diagnostic(f"cannot write: {err.strerror}", Location(args.plan), code="io")]
+                ) from None
         return ExitCode.OK
     sys.stdout.write(formatted)
     return ExitCode.OK
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Write `text` over the user's plan atomically: a crash, a full disk or a Ctrl-C
+    midway leaves the old plan whole, never half a file. A symlinked plan is written
+    where the link points (the link stays), with the file's permissions kept."""
+    import os
+    import tempfile
+
+    target = path.resolve()
+    mode = target.stat().st_mode & 0o7777
+    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp, mode)
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

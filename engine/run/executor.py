@@ -170,6 +170,7 @@ class StepRunner:
             for s in self.steps
         ]
         self._templated = [needs_worker(s.args) for s in self.steps]
+        self._workspace_path: Any = None
         self.models = build_record_models({r.name: dict(r.fields) for r in plan.types})
         # Per node, filled on first use: how to check (the result, one item of it).
         # `type_adapter` shares one adapter per declared type across steps and runs.
@@ -568,6 +569,12 @@ class StepRunner:
             raise StepError(f"argument `{name}` of `{spec.name}`: {first['msg']}") from None
         return {name: getattr(model, name) for name in type(model).model_fields}
 
+    def _workspace(self) -> Any:
+        """The run's workspace folder, looked up once (not a `getcwd` per tool call)."""
+        if self._workspace_path is None:
+            self._workspace_path = self.ctx.settings.get("workspace_path") or _cwd()
+        return self._workspace_path
+
     async def _invoke(
         self, step: Step, spec: ToolSpec, kwargs: dict[str, Any], attempt: int, model: str | None
     ) -> Any:
@@ -577,7 +584,7 @@ class StepRunner:
                 run_id=ctx.run_id,
                 step_id=step.id,
                 attempt=attempt,
-                workspace=ctx.settings.get("workspace_path") or _cwd(),
+                workspace=self._workspace(),
                 settings=ctx.settings,
                 model=model,
                 services={**ctx.services, "step": step, "record": ctx.records[step.id], "run": ctx},

@@ -290,11 +290,17 @@ def build_schedule(
     by_id = {step.id: step for step in plan.steps}
     steps = [by_id[name] for name in dag.names]
     groups: list[tuple[str, ...]] = []
+    known: dict[tuple[str, str | None, str | None], tuple[str, ...]] = {}  # steps share them
     for step in steps:
-        keys = [f"tool:{step.tool}"]
-        if tools[step.tool].uses_model:
-            keys.append(f"model:{step.model}" if step.model else f"tier:{step.tier or 'standard'}")
-        groups.append(tuple(keys))
+        group = known.get((step.tool, step.model, step.tier))
+        if group is None:
+            keys = [f"tool:{step.tool}"]
+            if tools[step.tool].uses_model:
+                keys.append(
+                    f"model:{step.model}" if step.model else f"tier:{step.tier or 'standard'}"
+                )
+            group = known[(step.tool, step.model, step.tier)] = tuple(keys)
+        groups.append(group)
     schedule = Schedule(
         dag.names,
         dag.deps,

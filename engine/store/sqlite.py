@@ -115,7 +115,18 @@ def connect_wal(
     A broken file raises `error` (`CorruptStore`, or a store's own subclass of
     `StoreError`); `what` names the store in the message, `hint` says what to do.
     """
-    _create(path)
+    try:
+        _create(path)
+    except (OSError, sqlite3.Error) as err:
+        # A folder that cannot be written (permissions, a full disk): not a broken file,
+        # so not a cache to rebuild either.
+        cause = getattr(err, "strerror", None) or str(err)
+        kind = StoreError if error is CorruptStore else error
+        raise kind(
+            f"{what} {path} cannot be created: {cause}",
+            hint="check the folder's permissions and free space, or set PLANFILE_HOME "
+            "to use another folder",
+        ) from None
     problem = check_file(path)
     if problem is not None:
         raise _corrupt(error, what, path, problem, hint)
