@@ -54,6 +54,8 @@ class Ref(_Frozen):
 
 # An argument is a reference, or a JSON value whose strings may be jinja2 templates
 # (a string containing `{{` or `{%`), and whose lists and objects may hold references.
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+
 FiniteFloat = Annotated[float, Strict(), AllowInfNan(False)]
 
 if TYPE_CHECKING:
@@ -115,7 +117,9 @@ class Step(_Frozen):
     model: str | None = None
     task: TaskType | None = Field(default=None, description="Task type, used to choose a tier.")
     retry: int = Field(default=0, ge=0, le=100)
-    timeout_s: float | None = Field(default=None, gt=0)
+    # Bounded: a timeout is a promise that the step ends; "a week" is the longest a run
+    # is expected to hold a step, and larger values overflow thread and timer waits.
+    timeout_s: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
     when: str | None = Field(default=None, description="jinja2 expression; false skips the step.")
     on_error: str = Field(
         default="fail", description="`fail`, `skip`, or the id of a fallback step."
@@ -154,7 +158,7 @@ class Plan(_Frozen):
         default=(), description="Step or input names whose values are the plan's result."
     )
     expected_cost_usd: float | None = Field(
-        default=None, ge=0, description="The author's (or planner's) cost estimate."
+        default=None, ge=0, allow_inf_nan=False, description="The author's (or planner's) cost estimate."
     )
 
 

@@ -22,7 +22,7 @@ from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from pydantic import ValidationError
 
-from dsl.ir import TASK_TYPES, FanOut, InputDecl, Plan, RecordType, Ref, Step
+from dsl.ir import MAX_TIMEOUT_S, TASK_TYPES, FanOut, InputDecl, Plan, RecordType, Ref, Step
 
 from .errors import Diagnostic, Location, Path, PlanError, gc_paused
 from .lark_cache import cached_lark
@@ -791,8 +791,8 @@ def _build_step(
             positions[(*path, "retry")] = _pos(value)
         elif kind == "timeout":
             seconds = parse_duration(str(value))
-            if seconds <= 0:
-                problem(_pos(value), "timeout must be more than zero")
+            if not 0 < seconds <= MAX_TIMEOUT_S:
+                problem(_pos(value), "timeout must be more than zero and at most a week (168h)")
                 ok = False
                 continue
             fields["timeout_s"] = seconds

@@ -162,6 +162,40 @@ CASES: list[tuple[str, Callable[[Path], list[str]], int, list[str]]] = [
         ["p.json:outputs: error: `outputs` must be a list of step names"],
     ),
     (
+        "infinite expected cost in a JSON plan",
+        lambda t: [
+            "check",
+            _write(
+                t,
+                "p.json",
+                '{"steps": [{"id": "a", "tool": "calculate", "args": {"expression": "1"}}],'
+                ' "expectedCost": 1e999}',
+            ),
+        ],
+        2,
+        ["p.json:expectedCost: error: Input should be a finite number"],
+    ),
+    (
+        "JSON timeout over a week",
+        lambda t: [
+            "check",
+            _write(
+                t,
+                "p.json",
+                '{"steps": [{"id": "a", "tool": "calculate", "args": {"expression": "1"},'
+                ' "timeout": 1e300}]}',
+            ),
+        ],
+        2,
+        ["p.json:steps[0].timeout: error: Input should be less than or equal to 604800"],
+    ),
+    (
+        ".plan timeout over a week",
+        lambda t: ["check", _write(t, "p.plan", ONE_STEP.replace("output a", "    timeout 9" + "9" * 40 + "s"))],
+        2,
+        ["p.plan:3:13: error: timeout must be more than zero and at most a week (168h)"],
+    ),
+    (
         "retry over 4,300 digits",
         lambda t: ["check", _write(t, "p.plan", ONE_STEP.replace("output a", "    retry " + "9" * 5000))],
         2,
