@@ -17,6 +17,7 @@ as long as you like:
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import random
@@ -120,7 +121,7 @@ def _mutate_json(rng: random.Random, doc: Any) -> Any:
             else:
                 break
             node = parent[key]
-        value = rng.choice(JSON_VALUES)
+        value = copy.deepcopy(rng.choice(JSON_VALUES))  # shared lists would make cycles
         if parent is None:
             doc = value if rng.random() < 0.1 else doc
         elif rng.random() < 0.2 and isinstance(parent, dict):

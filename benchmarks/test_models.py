@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine import Engine, load_plan
 from engine.config import Config, ModelSettings
-from engine.models.gateway import litellm_module
 from engine.models.ledger import Ledger
 from engine.models.local_model import available
+from engine.models.provider import litellm_module
 from tests.scripted_provider import Reply, registered
 
 PROVIDER = registered()

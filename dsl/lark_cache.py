@@ -6,7 +6,8 @@ start-up; loading them from lark's cache takes a few milliseconds. lark's own
 
 - it writes a pickle into the shared temp folder, and loading a pickle another local
   user could have put there runs their code: the cache here lives in the user's own
-  cache folder (`$XDG_CACHE_HOME/planfile`, else `~/.cache/planfile`, mode 0700);
+  cache folder (`cache_home()` of dsl/user_cache.py: `$PLANFILE_HOME/cache`, else
+  `$XDG_CACHE_HOME/planfile`, else `~/.cache/planfile`; mode 0700);
 - lark's cache key includes the value of the `cache` option itself, so the file
   cannot be written under a temporary name and renamed into place (the next process
   would compute another key and rebuild): the path passed is always the final one;
@@ -29,27 +30,23 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import lark
 from lark import Lark
 
-
-def cache_folder() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "planfile"
+from dsl.user_cache import cache_home
 
 
 def cached_lark(grammar: str, name: str, **options: Any) -> Lark:
-    """`Lark(grammar, **options)`, with its parse tables cached under `cache_folder()`."""
+    """`Lark(grammar, **options)`, with its parse tables cached under `cache_home()`."""
     if os.environ.get("PLANFILE_NO_PARSER_CACHE"):
         return Lark(grammar, **options)
     hashed = {k: v for k, v in options.items() if k != "transformer"}
     key = hashlib.sha256(
         repr((grammar, sorted(hashed.items()), lark.__version__, sys.version_info[:2])).encode()
     ).hexdigest()[:20]
-    folder = cache_folder()
+    folder = cache_home()
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError:

@@ -13,7 +13,7 @@ adds what a user needs on top of it:
 - a reply that holds no JSON at all is a located error, never a guess.
 
 It is the one reader of model-written JSON: plans (the loader, the planner) use
-`parse_model_json`; replies that are data (a step's result in engine/models/gateway.py,
+`parse_model_json`; replies that are data (a step's result in engine/models/structured.py,
 a replanning decision) use `parse_reply_json`, which refuses a cut-off reply.
 """
 

@@ -32,9 +32,10 @@ from engine.agent.planner import Usage
 from engine.agent.replan import POLICIES, LLMPolicy, PolicyRounds, Replanner, ReplanPolicy
 from engine.config import Config
 from engine.errors import RunSetupError, StoreError
-from engine.models.gateway import Gateway, ModelSelector, TierSelector
+from engine.models.gateway import Gateway
 from engine.models.ledger import BudgetGuard, Ledger, usd_problem
 from engine.models.local_model import LOCAL_MODEL
+from engine.models.selection import ModelSelector, TierSelector
 from engine.observe.audit import AuditHook, secrets_from
 from engine.observe.tracing import TraceHook, tracer_from_environment
 from engine.run.events import Event

@@ -103,7 +103,7 @@ PROVIDER = ScriptedProvider()
 
 
 def registered() -> ScriptedProvider:
-    from engine.models.gateway import register_provider
+    from engine.models.provider import register_provider
 
     register_provider("pftest", PROVIDER)
     return PROVIDER

@@ -148,6 +148,12 @@ CASES: list[tuple[str, Callable[[Path], list[str]], int, list[str]]] = [
     ),
     ("graph without a plan", lambda t: ["graph"], 2, ["give a PLAN file, or --run RUN"]),
     (
+        "fmt of several plans, printing",
+        lambda t: ["fmt", _write(t, "a.plan", ONE_STEP), _write(t, "b.plan", ONE_STEP)],
+        2,
+        ["give one PLAN to print, or several with --write or --check"],
+    ),
+    (
         "JSON outputs that are not a list",
         lambda t: [
             "check",
@@ -335,9 +341,10 @@ def test_every_exception_class_is_in_the_tree() -> None:
     """The errors planfile raises for bad input all derive from PlanfileError."""
     from dsl.templates import TemplateProblem
     from dsl.types import TypeSyntaxError
-    from engine.models.gateway import InvalidReply, ModelCallError
+    from engine.models.gateway import ModelCallError
     from engine.models.ledger import BudgetExceeded
     from engine.models.local_model import LocalModelMissing
+    from engine.models.structured import InvalidReply
     from engine.run.executor import CheckFailed, RetryableError, StepError
     from engine.store.journal import JournalError, JournalLocked
     from stdlib_tools.calculator import CalculationError
@@ -455,3 +462,40 @@ def test_fmt_write_replaces_the_plan_whole_and_keeps_its_link(
     code, err = run_cli(capsys, "fmt", "-w", str(real))
     assert code == 2 and f"{real}: error: cannot write: No space left on device" in err
     assert real.read_text() == messy and {p.name for p in tmp_path.iterdir()} == left
+
+
+def test_fmt_writes_and_checks_several_plans(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`fmt -w *.plan` rewrites each plan; one with errors is reported (exit 2) and the
+    others are still rewritten; `fmt --check *.plan` then passes."""
+    messy = 'plan t\n# keep me\nstep a: float = calculate(expression:"1")\noutput a\n'
+    plans = [_write(tmp_path, f"{name}.plan", messy) for name in ("a", "b")]
+    bad = _write(tmp_path, "bad.plan", "step a = (\n")
+    code, err = run_cli(capsys, "fmt", "--check", *plans)
+    assert code == 1 and err.count("not canonically formatted") == 2
+    code, err = run_cli(capsys, "fmt", "-w", plans[0], bad, plans[1])
+    assert code == 2 and "bad.plan:1:10: error:" in err
+    rewritten = [Path(p).read_text() for p in plans]
+    assert all(text != messy and "# keep me" in text for text in rewritten)
+    assert run_cli(capsys, "fmt", "--check", *plans)[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("command", "tools"),
+    [
+        ("check", "import sys\nsys.exit(0)\n"),
+        ("run", STUCK_TOOL.replace("time.sleep(seconds)", "raise SystemExit(3)")),
+    ],
+    ids=["as the tools file loads", "as a tool runs"],
+)
+def test_sys_exit_in_user_code_is_not_planfile_s_exit_code(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str, tools: str
+) -> None:
+    """A tools file or tool calling sys.exit neither exits 0 silently nor with 3
+    ("budget exhausted"): it is an error that says what happened."""
+    plan = _write(tmp_path, "p.plan", "step a: str = stuck(seconds: 1)\noutput a\n")
+    code, err = run_cli(capsys, command, plan, "--tools", _write(tmp_path, "t.py", tools))
+    assert code in (ExitCode.FAILED, ExitCode.INVALID), err
+    assert "sys.exit" in err or "SystemExit" in err
+    assert "Traceback" not in err and "internal error" not in err

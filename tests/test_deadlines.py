@@ -16,7 +16,7 @@ from litellm import CustomLLM
 
 from engine import Engine, load_plan
 from engine.config import Config, ConfigError, ModelSettings, load_config
-from engine.models.gateway import register_provider
+from engine.models.provider import register_provider
 from stdlib_tools import tool
 from stdlib_tools.web import HttpTimeout, fetch
 

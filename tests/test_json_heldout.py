@@ -182,7 +182,7 @@ def test_model_replies_share_the_plan_repair() -> None:
     is refused rather than read as its complete part (a shorter list is a wrong answer)."""
     from dsl.ir import Plan
     from engine.agent.replan import ReplanRequest, parse_decision
-    from engine.models.gateway import parse_reply
+    from engine.models.structured import parse_reply
 
     assert parse_reply("```json\n{'cities': ['Austin', 'SF',], 'ok': True}\n```") == {
         "cities": ["Austin", "SF"],

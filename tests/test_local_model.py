@@ -97,14 +97,16 @@ def test_the_shipped_weights_are_converted_once_to_a_fast_format(tmp_path: Path)
     """Q4_1 has no fast CPU matrix kernel in llama.cpp; the cached Q8_0 copy is used instead."""
     from engine.models.local_model import fast_gguf
 
-    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
+    # PLANFILE_HOME's cache folder wins over XDG_CACHE_HOME (dsl/user_cache.py).
+    env = dict(os.environ, PLANFILE_HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path))
     code = (
         "from engine.models.local_model import fast_gguf, gguf_path; print(fast_gguf(gguf_path()))"
     )
     first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     converted = Path(first.stdout.strip())
-    assert converted.parent == tmp_path / "planfile" / "models" and ".Q8_0." in converted.name
+    assert converted.parent == tmp_path / "home" / "cache" / "models"
+    assert ".Q8_0." in converted.name and not (tmp_path / "planfile").exists()
     assert converted.read_bytes()[:4] == b"GGUF"
     assert not first.stderr  # llama.cpp's conversion log is kept quiet
     assert not list(converted.parent.glob("*.partial"))

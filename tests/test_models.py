@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
+from dsl.ir import Step
 from engine import Engine, load_plan
 from engine.config import Config, ConfigError, ModelSettings, load_config
-from engine.run.executor import RetryPolicy
-from dsl.ir import Step
 from engine.models.ledger import Ledger
-from engine.models.gateway import TierSelector, parse_reply
+from engine.models.selection import TierSelector
+from engine.models.structured import parse_reply
+from engine.run.executor import RetryPolicy
 from engine.run.result import RunResult
 
 from .scripted_provider import Reply, bad_key, rate_limited, registered, server_error, timeout

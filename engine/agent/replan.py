@@ -24,7 +24,8 @@ from dsl.ir import Plan, Step
 from dsl.json_loader import load_json
 from dsl.printer import format_plan
 from engine.errors import RunSetupError
-from engine.models.gateway import Gateway, parse_reply
+from engine.models.gateway import Gateway
+from engine.models.structured import parse_reply
 from engine.run.replanning import RoundDecision, RoundEnd
 
 Trigger = Literal["failure", "step", "surprise"]

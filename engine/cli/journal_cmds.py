@@ -10,6 +10,7 @@ from typing import Any
 from dsl.errors import ExitCode
 from engine.cli.common import journal, registry, warn
 from engine.errors import ApprovalError
+from engine.store.journal import INTERRUPTED
 
 
 def _status(value: Any) -> str:
@@ -26,6 +27,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(
             f"{row.run_id:14} {row.plan[:24]:24} {_status(row.status):16} {row.started_at:26} "
             f"${row.cost_usd:.6f}"
+        )
+    if any(row.status == INTERRUPTED for row in rows):
+        warn(
+            "interrupted: the process running it is gone (killed) before the run ended; "
+            "`planfile resume RUN` continues it"
         )
     return ExitCode.OK
 
@@ -58,6 +64,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         f"run {row.run_id}: plan {row.plan}, {_status(row.status)}, started {row.started_at}, "
         f"${row.cost_usd:.6f}"
     )
+    if row.status == INTERRUPTED:
+        print(
+            "interrupted: the process running it is gone (killed) before the run ended; "
+            f"`planfile resume {row.run_id}` continues it"
+        )
     if row.inputs:
         print(f"inputs: {json.dumps(row.inputs)}")
     from engine.observe.display import preview

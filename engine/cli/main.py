@@ -79,6 +79,19 @@ def _main(argv: Sequence[str] | None) -> int:
         except KeyboardInterrupt:
             print("planfile: interrupted", file=sys.stderr)
             return ExitCode.INTERRUPTED
+        except SystemExit as done:
+            # Only user code raises it here (a --tools file as it loads, a tool as it
+            # runs); passing it on would exit silently with a code that means something
+            # else in planfile's scheme (3 is "budget exhausted").
+            if debug:
+                _print_traceback()
+            print(
+                f"planfile: error: a tools file or a tool called sys.exit({done.code!r})\n"
+                "  hint: tools report failure by raising an exception; rerun with --debug "
+                "to see where",
+                file=sys.stderr,
+            )
+            return ExitCode.FAILED
     except BrokenPipeError:
         # Output piped to a command that stopped reading (`| head`): not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

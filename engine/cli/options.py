@@ -245,13 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     fmt = command("fmt", "print a plan as canonical .plan text (JSON plans too)", "tools", "from")
-    fmt.add_argument("plan", metavar="PLAN")
-    fmt.add_argument("--write", "-w", action="store_true", help="rewrite a .plan file in place")
+    fmt.add_argument(
+        "plans", nargs="+", metavar="PLAN", help="one plan to print; several with -w or --check"
+    )
+    fmt.add_argument("--write", "-w", action="store_true", help="rewrite .plan files in place")
     fmt.add_argument(
         "--check",
         dest="check_only",
         action="store_true",
-        help="exit 1 if the file is not canonically formatted",
+        help="exit 1 if a file is not canonically formatted",
     )
 
     command("schema", "print the JSON Schema of a JSON plan")

@@ -11,7 +11,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dsl.errors import Diagnostic, ExitCode, Location, PlanError
 from engine.cli.common import config_if_present, journal, load_checked, registry, tool_map
@@ -105,39 +105,62 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_fmt(args: argparse.Namespace) -> int:
+    """Print one plan as canonical text, or check or rewrite several (`fmt -w *.plan`).
+
+    Like `check`, a plan with errors is reported and the others are still done; the exit
+    code is 2 if any plan is invalid, else 1 if `--check` found one not canonical."""
+    if len(args.plans) > 1 and not (args.write or args.check_only):
+        raise UsageError(
+            "give one PLAN to print, or several with --write or --check",
+            hint="planfile fmt -w a.plan b.plan rewrites each; planfile fmt --check *.plan checks",
+        )
+    if args.write:
+        json_plans = [file for file in args.plans if file.lower().endswith(".json")]
+        if json_plans:
+            raise UsageError(
+                f"--write rewrites .plan files, not {json_plans[0]}",
+                hint="redirect the output to convert JSON: planfile fmt PLAN.json > PLAN.plan",
+            )
+    tools = registry(args.tools)
+    names = tool_map(args.map_tool, config_if_present())
+    status = ExitCode.OK
+    for file in args.plans:
+        try:
+            if not _fmt_one(args, file, tools, names):
+                status = max(status, ExitCode.FAILED)
+        except PlanError as err:
+            if len(args.plans) == 1:
+                raise
+            print(err.render(), file=sys.stderr)
+            status = ExitCode.INVALID
+    return status
+
+
+def _fmt_one(args: argparse.Namespace, file: str, tools: Any, names: dict[str, str]) -> bool:
+    """Format one plan as `args` asks; False if `--check` finds it not canonical."""
     from dsl import read_plan_file
     from dsl.printer import format_plan
 
-    if args.write and args.plan.lower().endswith(".json"):
-        raise UsageError(
-            "--write rewrites .plan files",
-            hint="redirect the output to convert JSON: planfile fmt PLAN.json > PLAN.plan",
-        )
-    names = tool_map(args.map_tool, config_if_present())
-    plan, smap, text = read_plan_file(
-        args.plan, registry(args.tools), args.source_format, tool_map=names
-    )
+    plan, smap, text = read_plan_file(file, tools, args.source_format, tool_map=names)
     for note in smap.notes:  # what the JSON loader repaired, coerced or mapped
         print(note.render(), file=sys.stderr)
     formatted = format_plan(plan, text, smap)  # the source's comments are kept
     if args.check_only:
         if formatted != text:
-            print(
-                f"{args.plan}: not canonically formatted (run `planfile fmt -w`)", file=sys.stderr
-            )
-            return ExitCode.FAILED
-        return ExitCode.OK
+            print(f"{file}: not canonically formatted (run `planfile fmt -w`)", file=sys.stderr)
+            return False
+        return True
     if args.write:
         if formatted != text:
             try:
-                _replace_file(Path(args.plan), formatted)
+                _replace_file(Path(file), formatted)
             except OSError as err:  # like a plan that cannot be read: located, exit 2
                 raise PlanError(
-                    [Diagnostic(f"cannot write: {err.strerror}", Location(args.plan), code="io")]
+                    [Diagnostic(f"cannot write: {err.strerror}", Location(file), code="io")]
                 ) from None
-        return ExitCode.OK
+        return True
     sys.stdout.write(formatted)
-    return ExitCode.OK
+    return True
 
 
 def _replace_file(path: Path, text: str) -> None:

@@ -85,13 +85,10 @@ def execute(
             return await engine.run(checked, inputs, on_event=listener, **options)
         from rich.live import Live
 
-        with Live(table.render(), refresh_per_second=10, transient=False) as display:
-
-            def on_event(event: Any) -> None:
-                table(event)
-                display.update(table.render())
-
-            return await engine.run(checked, inputs, on_event=on_event, **options)
+        # Live renders the table at each refresh (10 a second, on its own thread), not at
+        # each event: a render walks every step's row, so one per event was O(steps²).
+        with Live(get_renderable=table.render, refresh_per_second=10, transient=False):
+            return await engine.run(checked, inputs, on_event=table, **options)
 
     def summary(result: RunResult) -> None:
         if extra_note:
@@ -111,6 +108,8 @@ def execute(
     try:
         result = run_async(go())
     except KeyboardInterrupt:
+        if isinstance(listener, PlainLog):
+            listener.flush()  # the lines of the steps that finished
         if holder:
             holder[0].cost_usd += extra_cost
             report(holder[0], as_json, summary)
@@ -140,16 +139,17 @@ def cmd_resume(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     engine = engine_from_args(args, config, registry(args.tools))
     holder: list[RunResult] = []
+    log = None if args.json else PlainLog()
     try:
-        result = run_async(
-            engine.resume(
-                args.run, on_event=None if args.json else PlainLog(), result_holder=holder
-            )
-        )
+        result = run_async(engine.resume(args.run, on_event=log, result_holder=holder))
     except KeyboardInterrupt:
+        if log is not None:
+            log.flush()  # the lines of the steps that finished, before this one
         print("planfile: interrupted; resume it again later", file=sys.stderr)
         return ExitCode.INTERRUPTED
     finally:
+        if log is not None:
+            log.flush()
         engine.close()
     report(result, args.json, print_summary)
     return exit_for_status(result.status)

@@ -1,12 +1,13 @@
 """The model gateway: every model call goes through litellm, priced, budgeted and recorded.
 
+The `Gateway` and its call path; the policies it applies live beside it:
+selection.py (which model: tiers, task types, escalation on retry, downgrade for budget),
+pricing.py (prices), rate_limits.py, structured.py (typed replies), provider.py (litellm),
+ledger.py (budgets and the cost ledger), local_model.py + trim.py (the embedded model).
+
 - Tiers map to litellm model strings: `--tier` > planfile.toml `[tiers]` > the plan's
   `tier` declarations > the embedded local model (the default when nothing is set, and
   the stand-in for a tier whose provider has no credentials, with a warning).
-- Selection is a policy (`ModelSelector`): explicit model or tier > the step's task type
-  > the default tier; a retry escalates one tier up; when the remaining budget cannot
-  pay a call's worst case, a cheaper tier is used if the step allows it, else the run
-  stops with `budget_exceeded`.
 - Cost comes from the provider's reported usage, priced from the config, else litellm's
   price table; a model with no known price is priced at 0 and warned about.
 - Every call has a deadline (per model `timeout_s`, else `model_timeout_s` in
@@ -23,35 +24,39 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from dsl.ir import Step
-from dsl.repair import parse_reply_json
-from stdlib_tools.registry import ToolContext
-
 from engine.config import Config, ConfigError, ModelSettings
 from engine.errors import ProviderError
 from engine.faults import Fault, classify
-from engine.models.ledger import BudgetExceeded, BudgetGuard, BudgetOverrun, Ledger
+from engine.models.ledger import BudgetGuard, BudgetOverrun, Ledger
 from engine.models.local_model import LOCAL_MODEL, PROVIDER, fit_messages, prompt_budget
+from engine.models.pricing import Price, Pricing
+from engine.models.provider import count_tokens, first_line, litellm_module, retry_after
+from engine.models.rate_limits import RateLimiter
+from engine.models.selection import Choice, ModelSelector, TierSelector
+from engine.models.structured import (
+    InvalidReply,
+    repair_messages,
+    response_format,
+    run_adapter,
+    schema_request,
+    short_error,
+    structured_schema,
+    validate_reply,
+)
+from engine.run.executor import RetryPolicy
+from stdlib_tools.registry import ToolContext
 
-TIER_ORDER = ("fast", "standard", "frontier")
-TASK_TIERS = {
-    "search": "fast",
-    "analyze": "standard",
-    "code": "frontier",
-    "reasoning": "frontier",
-    "writing": "standard",
-}
 DEFAULT_MAX_TOKENS = 1024
 PROVIDER_RETRIES = 3
+MAX_PROVIDER_WAIT_S = 60.0
 
 
 class ModelCallError(ProviderError):
@@ -64,200 +69,10 @@ class ModelTimeout(ModelCallError):
     transient = True
 
 
-class InvalidReply(ProviderError):
-    """The model's structured reply did not fit the type, even after a repair attempt.
-
-    Worth retrying: a retry escalates to a stronger tier.
-    """
-
-    transient = True
-
-
-def litellm_module() -> Any:
-    """Import litellm offline-safe, once, with the local provider registered."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import litellm
-
-    if not getattr(litellm, "_planfile_ready", False):
-        from engine.models.local_model import make_provider
-
-        litellm.suppress_debug_info = True
-        litellm.telemetry = False
-        providers = [
-            p for p in (litellm.custom_provider_map or []) if p.get("provider") != PROVIDER
-        ]
-        litellm.custom_provider_map = [
-            *providers,
-            {"provider": PROVIDER, "custom_handler": make_provider()},
-        ]
-        litellm._planfile_ready = True
-    return litellm
-
-
-def register_provider(name: str, handler: Any) -> None:
-    """Register another in-process provider (tests, custom backends) with litellm."""
-    litellm = litellm_module()
-    providers = [p for p in litellm.custom_provider_map if p.get("provider") != name]
-    litellm.custom_provider_map = [*providers, {"provider": name, "custom_handler": handler}]
-    from litellm.utils import custom_llm_setup
-
-    custom_llm_setup()
-
-
-# --- prices -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Price:
-    input_per_token: float
-    output_per_token: float
-    known: bool
-
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
-        return input_tokens * self.input_per_token + output_tokens * self.output_per_token
-
-
-class Pricing:
-    """Per-token prices: the config's, else litellm's table; unknown models are 0 (warned)."""
-
-    def __init__(self, config: Config):
-        self.config = config
-        self._cache: dict[str, Price] = {}
-
-    def price(self, model: str) -> Price:
-        if model not in self._cache:
-            self._cache[model] = self._lookup(model)
-        return self._cache[model]
-
-    def _lookup(self, model: str) -> Price:
-        settings = self.config.models.get(model)
-        if (
-            settings
-            and settings.input_cost_per_million is not None
-            and settings.output_cost_per_million is not None
-        ):
-            return Price(
-                settings.input_cost_per_million / 1e6, settings.output_cost_per_million / 1e6, True
-            )
-        if model.startswith(PROVIDER + "/"):
-            return Price(0.0, 0.0, True)  # the embedded model costs nothing per token
-        table = litellm_module().model_cost
-        bare = model.split("/", 1)[1] if "/" in model else model
-        for key in (model, bare):
-            entry = table.get(key)
-            if entry and entry.get("input_cost_per_token") is not None:
-                return Price(
-                    float(entry.get("input_cost_per_token") or 0.0),
-                    float(entry.get("output_cost_per_token") or 0.0),
-                    True,
-                )
-        return Price(0.0, 0.0, False)
-
-
-# --- selection ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Choice:
-    model: str
-    tier: str | None
-    reason: str
-
-
-class ModelSelector(Protocol):
-    """Chooses the model for a step's call (user-replaceable)."""
-
-    def choose(self, step: Step, attempt: int, afford: Callable[[str], bool]) -> Choice: ...
-
-
-class TierSelector:
-    """Explicit model/tier > task type > default tier; escalate on retry; downgrade for budget."""
-
-    def __init__(
-        self,
-        tiers: Mapping[str, str],
-        *,
-        default_tier: str = "standard",
-        escalate: bool = True,
-        downgrade: bool = True,
-    ):
-        self.tiers = dict(tiers)
-        self.default_tier = default_tier
-        self.escalate = escalate
-        self.downgrade = downgrade
-
-    def base_tier(self, step: Step) -> str:
-        if step.tier:
-            return step.tier
-        if step.task and step.task in TASK_TIERS:
-            return TASK_TIERS[step.task]
-        return self.default_tier
-
-    def model_for(self, tier: str) -> str:
-        return self.tiers.get(tier) or LOCAL_MODEL
-
-    def choose(self, step: Step, attempt: int, afford: Callable[[str], bool]) -> Choice:
-        if step.model:
-            return Choice(step.model, None, "the step's model")
-        tier = self.base_tier(step)
-        reason = (
-            "the step's tier"
-            if step.tier
-            else (f"task `{step.task}`" if step.task else "the default tier")
-        )
-        if self.escalate and attempt > 1 and tier in TIER_ORDER:
-            higher = TIER_ORDER[min(len(TIER_ORDER) - 1, TIER_ORDER.index(tier) + attempt - 1)]
-            if higher != tier:
-                tier, reason = higher, f"escalated after {attempt - 1} failed attempt(s)"
-        model = self.model_for(tier)
-        if self.downgrade and not step.tier and tier in TIER_ORDER and not afford(model):
-            for cheaper in reversed(TIER_ORDER[: TIER_ORDER.index(tier)]):
-                candidate = self.model_for(cheaper)
-                if afford(candidate):
-                    return Choice(candidate, cheaper, f"downgraded from `{tier}` to fit the budget")
-        return Choice(model, tier, reason)
-
-
-# --- rate limits --------------------------------------------------------------------------------
-
-
-class RateLimiter:
-    """Per-model concurrency and requests/tokens per minute (a sliding one-minute window)."""
-
-    def __init__(self, settings: ModelSettings):
-        self.semaphore = (
-            asyncio.Semaphore(settings.max_concurrency) if settings.max_concurrency else None
-        )
-        self.rpm = settings.rpm
-        self.tpm = settings.tpm
-        self.window: list[tuple[float, int]] = []
-        self.lock = asyncio.Lock()
-
-    async def admit(self, tokens: int) -> None:
-        if not self.rpm and not self.tpm:
-            return
-        async with self.lock:
-            while True:
-                now = time.monotonic()
-                self.window = [(t, n) for t, n in self.window if now - t < 60]
-                requests_ok = not self.rpm or len(self.window) < self.rpm
-                tokens_ok = (
-                    not self.tpm
-                    or sum(n for _, n in self.window) + tokens <= self.tpm
-                    or not self.window
-                )
-                if requests_ok and tokens_ok:
-                    self.window.append((now, tokens))
-                    return
-                await asyncio.sleep(max(0.05, 60 - (now - self.window[0][0])))
-
-
-# --- the gateway -------------------------------------------------------------------------------
-
-
 @dataclass
 class Warnings:
+    """Warnings shown once per run (a missing price or key is said once, not per call)."""
+
     seen: set[str] = field(default_factory=set)
     emit: Callable[[str], None] | None = None
 
@@ -266,29 +81,6 @@ class Warnings:
             self.seen.add(key)
             if self.emit:
                 self.emit(message)
-
-
-def structured_schema(adapter: TypeAdapter[Any]) -> tuple[dict[str, Any], bool]:
-    """The JSON schema to request; non-object types are wrapped as {"value": ...}."""
-    schema = adapter.json_schema()
-    if schema.get("type") == "object" and "properties" in schema:
-        return schema, False
-    defs = schema.pop("$defs", None)
-    wrapped: dict[str, Any] = {
-        "type": "object",
-        "properties": {"value": schema},
-        "required": ["value"],
-        "additionalProperties": False,
-    }
-    if defs:
-        wrapped["$defs"] = defs
-    return wrapped, True
-
-
-def parse_reply(text: str) -> Any:
-    """JSON from a model reply (code fences, text around it, trailing commas, ...): the
-    one repair of dsl/repair.py; ValueError when there is none, or it was cut off."""
-    return parse_reply_json(text)
 
 
 class Gateway:
@@ -317,6 +109,7 @@ class Gateway:
         self.provider_retry_base_s = provider_retry_base_s
         self._limiters: dict[str, RateLimiter] = {}
         self._usable: dict[str, str] = {}
+        self._backoff = RetryPolicy(base_s=provider_retry_base_s, cap_s=MAX_PROVIDER_WAIT_S)
         self._rng = random.Random()
 
     # --- model choice ------------------------------------------------------------------
@@ -380,12 +173,7 @@ class Gateway:
         messages: list[dict[str, Any]] = []
         if system:
             messages.append({"role": "system", "content": system})
-        request = ""
-        if schema is not None:
-            request = (
-                "\n\nReply with only a JSON value matching this JSON schema:\n"
-                f"{json.dumps(schema, separators=(',', ':'))}"
-            )
+        request = schema_request(schema) if schema is not None else ""
         messages.append({"role": "user", "content": prompt + request})
         litellm = litellm_module()
         choice = self.select(step, ctx.attempt, 0, max_tokens or DEFAULT_MAX_TOKENS)
@@ -393,7 +181,7 @@ class Gateway:
         settings = self.config.model_settings(model)
         limit = max_tokens or settings.max_tokens or DEFAULT_MAX_TOKENS
         # Only a budget needs the prompt's size (the worst case); counting costs 0.2 ms.
-        prompt_tokens = _count_tokens(litellm, model, messages) if self.budget.active else 0
+        prompt_tokens = count_tokens(litellm, model, messages) if self.budget.active else 0
         if self.budget.active:
             # Re-select now that the prompt's size is known (budget-aware downgrade).
             choice = self.select(step, ctx.attempt, prompt_tokens, limit)
@@ -430,59 +218,21 @@ class Gateway:
         if adapter is None:
             return reply
         try:
-            return self._validate(reply, adapter, wrapped)
+            return validate_reply(reply, adapter, wrapped)
         except (ValueError, ValidationError) as first_error:
             # One repair attempt: show the model its reply and what was wrong with it.
-            messages = [
-                *messages,
-                {"role": "assistant", "content": reply},
-                {
-                    "role": "user",
-                    "content": f"That reply is not valid: {_short_error(first_error)}. Reply again with "
-                    "only JSON matching the schema.",
-                },
-            ]
-            prompt_tokens = _count_tokens(litellm, model, messages) if self.budget.active else 0
+            messages = repair_messages(messages, reply, first_error)
+            prompt_tokens = count_tokens(litellm, model, messages) if self.budget.active else 0
             reply = await self._call(
                 ctx, model, settings, messages, limit, temperature, schema, price, prompt_tokens
             )
             try:
-                return self._validate(reply, adapter, wrapped)
+                return validate_reply(reply, adapter, wrapped)
             except (ValueError, ValidationError) as err:
                 declared = run.checked.result_types[step.id]
                 raise InvalidReply(
-                    f"`{model}` replied twice with data that does not fit `{declared}`: {_short_error(err)}"
+                    f"`{model}` replied twice with data that does not fit `{declared}`: {short_error(err)}"
                 ) from None
-
-    @staticmethod
-    def _validate(reply: str, adapter: TypeAdapter[Any], wrapped: bool) -> Any:
-        data = parse_reply(reply)
-        if wrapped:
-            if not isinstance(data, dict) or "value" not in data:
-                data = {"value": data}
-            data = data["value"]
-        return adapter.dump_python(adapter.validate_python(data), mode="json")
-
-    def _response_format(
-        self, model: str, settings: ModelSettings, schema: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        mode = settings.structured_output
-        if mode is None:
-            # llama.cpp-style servers (any api_base) and the embedded model take the schema
-            # inside json_object; hosted APIs take OpenAI's json_schema.
-            mode = (
-                "json_object_schema"
-                if (model.startswith(PROVIDER + "/") or settings.api_base)
-                else "json_schema"
-            )
-        if mode == "none":
-            return None
-        if mode == "json_object_schema":
-            return {"type": "json_object", "schema": schema}
-        return {
-            "type": "json_schema",
-            "json_schema": {"name": "result", "schema": schema, "strict": False},
-        }
 
     async def _call(
         self,
@@ -493,7 +243,7 @@ class Gateway:
         max_tokens: int,
         temperature: float | None,
         schema: dict[str, Any] | None,
-        price: Any,
+        price: Price,
         prompt_tokens: int,
     ) -> str:
         return await self.call(
@@ -534,7 +284,7 @@ class Gateway:
         settings = self.config.model_settings(model)
         price = self.pricing.price(model)
         if prompt_tokens is None:
-            prompt_tokens = _count_tokens(litellm, model, messages) if self.budget.active else 0
+            prompt_tokens = count_tokens(litellm, model, messages) if self.budget.active else 0
         record = usage
         kwargs: dict[str, Any] = {
             "model": model,
@@ -555,9 +305,9 @@ class Gateway:
         deadline = min(settings.timeout_s or self.config.model_timeout_s, timeout_s or float("inf"))
         kwargs["timeout"] = deadline  # litellm's own default is 600 s per attempt
         if schema is not None:
-            response_format = self._response_format(model, settings, schema)
-            if response_format is not None:
-                kwargs["response_format"] = response_format
+            fmt = response_format(model, settings, schema)
+            if fmt is not None:
+                kwargs["response_format"] = fmt
         if mock is not None:
             kwargs["mock_response"] = mock
         worst = price.cost(prompt_tokens, max_tokens)
@@ -615,81 +365,21 @@ class Gateway:
                 kind = classify(err)
                 if kind is Fault.AUTH:
                     raise ModelCallError(
-                        f"`{model}` rejected the API key: {_first_line(err)}. Set a valid key in the "
+                        f"`{model}` rejected the API key: {first_line(err)}. Set a valid key in the "
                         f'environment variable named by api_key_env under [models."{model}"] in planfile.toml'
                     ) from None
                 if kind is Fault.UNKNOWN_MODEL:
                     raise ModelCallError(
-                        f"unknown model `{model}`: {_first_line(err)}. Check the tier's model string "
+                        f"unknown model `{model}`: {first_line(err)}. Check the tier's model string "
                         "(`provider/model`, as litellm names it) in the plan, planfile.toml or --tier"
                     ) from None
                 if kind is not Fault.TRANSIENT or attempt == PROVIDER_RETRIES:
                     raise
                 delay = retry_after(err)
                 if delay is None:
-                    ceiling = self.provider_retry_base_s * 2**attempt
-                    delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
-                await asyncio.sleep(min(delay, 60.0))
+                    delay = self._backoff.delay(attempt + 1, self._rng)
+                await asyncio.sleep(min(delay, MAX_PROVIDER_WAIT_S))
         raise AssertionError("unreachable")
 
 
-def run_adapter(run: Any, step: Step) -> TypeAdapter[Any] | None:
-    """The adapter for a step's declared type when it calls for structured output."""
-    declared = run.checked.result_types.get(step.id)
-    if declared is None or declared.kind in ("json", "str"):
-        return None
-    from dsl.types import build_record_models, type_adapter
-
-    plan = run.checked.plan
-    models = build_record_models({r.name: dict(r.fields) for r in plan.types})
-    target = declared.item if step.for_each is not None and declared.item is not None else declared
-    if target.kind in ("json", "str"):
-        return None
-    return type_adapter(target, models)
-
-
-def retry_after(err: BaseException) -> float | None:
-    """Seconds from a Retry-After header on the provider's response, if any."""
-    response = getattr(err, "response", None)
-    headers = getattr(response, "headers", None) or getattr(err, "headers", None)
-    if not headers:
-        return None
-    value = headers.get("retry-after") or headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _count_tokens(litellm: Any, model: str, messages: list[dict[str, Any]]) -> int:
-    try:
-        return int(litellm.token_counter(model=model, messages=messages))
-    except Exception:
-        return sum(len(str(m.get("content", ""))) for m in messages) // 3 + 8
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__
-
-
-def _short_error(err: BaseException) -> str:
-    if isinstance(err, ValidationError):
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return f"{first['msg']}" + (f" at `{where}`" if where else "")
-    return str(err)[:200]
-
-
-__all__ = [
-    "BudgetExceeded",
-    "Choice",
-    "Gateway",
-    "ModelCallError",
-    "ModelSelector",
-    "ModelTimeout",
-    "Pricing",
-    "TierSelector",
-    "litellm_module",
-    "register_provider",
-]
+__all__ = ["Gateway", "InvalidReply", "ModelCallError", "ModelTimeout"]

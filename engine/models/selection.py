@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from dsl.ir import Step
-
 from engine.models.local_model import LOCAL_MODEL
 
 TIER_ORDER = ("fast", "standard", "frontier")

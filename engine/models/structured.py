@@ -10,7 +10,6 @@ from pydantic import TypeAdapter, ValidationError
 
 from dsl.ir import Step
 from dsl.repair import parse_reply_json
-
 from engine.config import ModelSettings
 from engine.errors import ProviderError
 from engine.models.local_model import PROVIDER

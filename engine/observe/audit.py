@@ -273,7 +273,7 @@ class _Audited(NamedTuple):
     floats: tuple[str, ...]  # its float fields (orjson would write NaN as null)
 
     @classmethod
-    def of(cls, event_type: type) -> _Audited:
+    def of(cls, event_type: type[Event]) -> _Audited:
         names = [f.name for f in fields(event_type) if f.name not in _LEFT_OUT]
         kind = _kind_of(event_type)
         # One dict display per event type, e.g. {"ts": ts, ..., "step": e.step}: 4-5x
@@ -287,9 +287,9 @@ class _Audited(NamedTuple):
         return cls(eval(source), floats)
 
 
-def _kind_of(event_type: type) -> str:
+def _kind_of(event_type: type[Event]) -> str:
     """An event type's `kind` (a property of its instances), from a bare instance."""
-    return str(event_type.__new__(event_type).kind)
+    return event_type.__new__(event_type).kind
 
 
 # The audited events and the fields written for each (computed once, not per event).

@@ -214,3 +214,10 @@ class EventCallback(RunHook):
 
     def __init__(self, callback: Callable[[Event], None]):
         self.event = callback  # type: ignore[method-assign, assignment]
+
+    def close(self) -> None:
+        """A listener that batches its output (`PlainLog`) writes it out as the run ends,
+        even when it crashed before its last event."""
+        flush = getattr(self.event, "flush", None)
+        if callable(flush):
+            flush()

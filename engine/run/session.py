@@ -183,7 +183,7 @@ class RunSession:
         if (
             setup.models is not None
             and "models" not in setup.services
-            and any(setup.tools[step.tool].uses_model for step in plan.steps)
+            and any(setup.tools[tool].uses_model for tool in {step.tool for step in plan.steps})
         ):
             gateway = setup.models(checked, self.warnings)
             ctx.services = {**setup.services, "models": gateway}

@@ -1,9 +1,17 @@
-"""Where planfile keeps user data: the journal, the ledger, caches and audit logs."""
+"""Where planfile keeps user data: the journal, the ledger, caches and audit logs.
+
+`data_home()` holds what must be kept; `cache_home()` (dsl/user_cache.py, shared with the
+front end) what can be rebuilt: parser tables, the embedded model's converted weights.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from dsl.user_cache import cache_home
+
+__all__ = ["cache_home", "data_home"]
 
 
 def data_home() -> Path:

@@ -42,6 +42,8 @@ from engine.store.sqlite import connect_wal, refuse_hint
 # (a JSON document per step and per run) are upgraded in place; their rows still read.
 SCHEMA_VERSION = 2
 LOCK_TIMEOUT_S = 30.0  # how long a write waits for another process's write lock
+# A run journaled as running whose owner is gone (`planfile runs`/`show` say so).
+INTERRUPTED = "interrupted"
 
 _RUN_COLUMNS = (
     "runs.run_id, runs.plan, runs.status, runs.started_at, runs.finished_at, runs.cost_usd, "
@@ -520,7 +522,7 @@ class Journal:
             rows = db.execute(
                 f"{_RUN_SELECT} ORDER BY runs.started_at DESC, runs.rowid DESC LIMIT ?", (limit,)
             ).fetchall()
-        return [self._row(r) for r in rows]
+            return self._owned([self._row(r) for r in rows], db)
 
     def run(self, run_id: str) -> RunRow:
         with self._db() as db:
@@ -532,7 +534,18 @@ class Journal:
             raise JournalError(f"no run `{run_id}` in {self.path} (see `planfile runs`)")
         if len(rows) > 1:
             raise JournalError(f"`{run_id}` matches {len(rows)} runs; give more of the id")
-        return self._row(rows[0])
+        with self._db() as db:
+            return self._owned([self._row(rows[0])], db)[0]
+
+    @staticmethod
+    def _owned(rows: list[RunRow], db: sqlite3.Connection) -> list[RunRow]:
+        """`running` rows whose owner is gone (killed: no end of run was written) become
+        `interrupted`: nothing runs them until `planfile resume`."""
+        gone = lease.owners_gone(db, [r.run_id for r in rows if r.status == "running"])
+        for row in rows:
+            if row.run_id in gone:
+                row.status = INTERRUPTED
+        return rows
 
     def steps(self, run_id: str) -> dict[str, StepRecord]:
         """The final records of the run's steps, in the order they were written."""

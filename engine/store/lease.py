@@ -83,6 +83,23 @@ def owner_alive(pid: int, host: str, proc_start: str | None, expires_at: float) 
     return proc_start is None or started is None or started == proc_start
 
 
+def owners_gone(db: sqlite3.Connection, run_ids: list[str]) -> set[str]:
+    """Of these runs (journaled as running), the ones no live process owns: their lease
+    was given back without an end of run, or its owner died (SIGKILL, a crash, a reboot)."""
+    if not run_ids:
+        return set()
+    try:
+        rows = db.execute(
+            "SELECT run_id, pid, host, proc_start, expires_at FROM leases "
+            f"WHERE run_id IN ({', '.join('?' * len(run_ids))})",
+            run_ids,
+        ).fetchall()
+    except sqlite3.OperationalError:
+        rows = []  # a journal no lease was ever taken in (no `leases` table yet)
+    alive = {row[0] for row in rows if owner_alive(*row[1:])}
+    return set(run_ids) - alive
+
+
 def acquire(db: sqlite3.Connection, run_id: str, owner: Owner, path: Path) -> str | None:
     """Take the run's lease for `owner` in the caller's transaction (committed by it).
 
