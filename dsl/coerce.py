@@ -94,7 +94,10 @@ def duration_seconds(value: Any, unit: str) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return value / 1000 if unit == "ms" else float(value)
+        try:
+            return value / 1000 if unit == "ms" else float(value)
+        except OverflowError:  # an int past float range: longer than any timeout allows
+            return math.inf
     if not isinstance(value, str):
         return None
     text = value.strip().lower()

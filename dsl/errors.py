@@ -26,6 +26,21 @@ Path = tuple[str | int, ...]
 Severity = Literal["error", "warning", "note"]  # a note: what a loader changed (repairs, coercions)
 
 
+# C0 controls, DEL and C1 controls, each shown as its escape (`\x1b`): text a plan or a
+# model wrote must not move the cursor, retitle the window or fake lines on a terminal.
+_CONTROL_ESCAPES: dict[int, str] = {
+    code: f"\\x{code:02x}" for code in [*range(0x20), *range(0x7F, 0xA0)]
+}
+_MULTILINE_ESCAPES = {k: v for k, v in _CONTROL_ESCAPES.items() if k not in (0x09, 0x0A)}
+
+
+def escape_controls(text: str, *, multiline: bool = False) -> str:
+    """`text` safe to write to a terminal: control characters escaped (`\x1b`, `\x9b`).
+
+    `multiline` keeps newlines and tabs, for displays meant to span lines."""
+    return text.translate(_MULTILINE_ESCAPES if multiline else _CONTROL_ESCAPES)
+
+
 def json_path(path: Path) -> str:
     """Render a path as `steps[3].depends_on[0]`."""
     out: list[str] = []
@@ -77,13 +92,15 @@ class Diagnostic:
     code: str = "error"
 
     def render(self, source: str | None = None) -> str:
-        head = f"{self.location}: {self.severity}: {self.message}"
-        lines = [head]
+        head = f"{escape_controls(str(self.location))}: {self.severity}: "
+        lines = [head + escape_controls(self.message, multiline=True)]
         loc = self.location
         if source is not None and loc.line is not None:
-            text_lines = source.splitlines()
+            # Lines as the parser counts them: "\n" only (splitlines() also breaks at
+            # \x0b, \x1c, \u2028, ..., which would show the wrong line).
+            text_lines = source.split("\n")
             if 0 < loc.line <= len(text_lines):
-                text = text_lines[loc.line - 1].expandtabs(1)
+                text = text_lines[loc.line - 1].removesuffix("\r").expandtabs(1)
                 if len(text) > 200:
                     start = max(0, (loc.column or 1) - 80)
                     text = text[start : start + 200]
@@ -94,11 +111,14 @@ class Diagnostic:
                 if loc.end_column is not None and loc.end_column > (loc.column or 1):
                     width = loc.end_column - (loc.column or 1)
                 width = max(1, min(width, len(text) - col + 1 if len(text) >= col else 1))
+                # Escaping widens control characters: measure the caret on the shown text.
+                before = len(escape_controls(text[: col - 1])) + max(0, col - 1 - len(text))
+                width = len(escape_controls(text[col - 1 : col - 1 + width])) or 1
                 gutter = f"{loc.line:>5} | "
-                lines.append(gutter + text)
-                lines.append(" " * (len(gutter) - 2) + "| " + " " * (col - 1) + "^" * width)
+                lines.append(gutter + escape_controls(text))
+                lines.append(" " * (len(gutter) - 2) + "| " + " " * before + "^" * width)
         if self.hint:
-            lines.append(f"  hint: {self.hint}")
+            lines.append(f"  hint: {escape_controls(self.hint, multiline=True)}")
         return "\n".join(lines)
 
 
@@ -139,9 +159,10 @@ class PlanfileError(Exception):
     def render(self) -> str:
         """One readable report: `where: error: what` and the hint on its own line."""
         where = str(self.location) if self.location is not None else "planfile"
-        lines = [f"{where}: error: {self.message}"]
+        message = escape_controls(self.message, multiline=True)
+        lines = [f"{escape_controls(where)}: error: {message}"]
         if self.hint:
-            lines.append(f"  hint: {self.hint}")
+            lines.append(f"  hint: {escape_controls(self.hint, multiline=True)}")
         return "\n".join(lines)
 
 

@@ -259,16 +259,25 @@ class _Loader:
 
     @staticmethod
     def references_steps(steps: list[dict[str, Any]], ids: list[str]) -> bool:
+        """Whether any step's arguments name a step: a `{"ref": ...}` or a template name.
+
+        One pass over the arguments with a set lookup per word: a search per id and step
+        was quadratic (a 100,000-step plan took minutes to load).
+        """
         known = set(ids)
-        text = json.dumps([s.get("args", {}) for s in steps])
-        if any(f'"ref": "{i}' in text for i in known):
-            return True
+        # Ids that are not plain words cannot be found by splitting text into words.
+        odd = [i for i in known if not _STEP_ID.fullmatch(i)]
         for step in steps:
-            for value in _strings(step.get("args", {})):
-                if is_template(value) and any(
-                    re.search(rf"\b{re.escape(i)}\b", value) for i in known
-                ):
-                    return True
+            for node in _nodes(step.get("args", {})):
+                if isinstance(node, dict):
+                    ref = node.get("ref")
+                    if isinstance(ref, str) and _ref_root(ref) in known:
+                        return True
+                elif isinstance(node, str) and is_template(node):
+                    if any(word in known for word in _STEP_ID.findall(node)):
+                        return True
+                    if any(re.search(rf"(?<!\w){re.escape(i)}(?!\w)", node) for i in odd):
+                        return True
         return False
 
     def load_step(
@@ -761,18 +770,24 @@ def _convert_refs(value: Any, aliases: Mapping[str, str]) -> Any:
     return value
 
 
-def _strings(value: Any) -> list[str]:
-    out: list[str] = []
+def _nodes(value: Any) -> list[Any]:
+    """Every dict, list and string inside a JSON value (iteratively: values nest deep)."""
+    out: list[Any] = []
     stack = [value]
     while stack:
         current = stack.pop()
-        if isinstance(current, str):
+        if isinstance(current, str | dict):
             out.append(current)
-        elif isinstance(current, list):
+        if isinstance(current, list):
             stack.extend(current)
         elif isinstance(current, dict):
             stack.extend(current.values())
     return out
+
+
+def _ref_root(ref: str) -> str:
+    """The step a reference names: `a` of `a`, `a.field` or `a[0]`."""
+    return re.split(r"[.\[]", ref, maxsplit=1)[0]
 
 
 def _number(text: str) -> float | None:
@@ -815,23 +830,43 @@ def _message(error: Any) -> str:
     return message
 
 
-def _depth(value: Any) -> int:
-    """Nesting depth of a JSON value, iteratively, one level at a time (a comprehension
-    per level, not a Python step per value: a 10k-step plan has ~60k values)."""
+# Python refuses to print ints past 4,300 digits; no plan value needs more than 4,000.
+MAX_INT_BITS = 13_000
+
+
+def _depth(value: Any) -> tuple[int, bool]:
+    """Nesting depth of a JSON value, and whether it holds an int too long to print.
+
+    Iteratively, one level at a time (a comprehension per level, not a Python step per
+    value: a 10k-step plan has ~60k values)."""
     depth = 0
     level = [value]
+    huge = False
     while True:
+        huge = huge or any(type(item) is int and item.bit_length() > MAX_INT_BITS for item in level)
         containers = [item for item in level if isinstance(item, dict | list)]
-        if not containers:
-            return depth
+        if not containers or depth >= MAX_JSON_DEPTH:
+            return depth + bool(containers), huge
         depth += 1
-        if depth > MAX_JSON_DEPTH:
-            return depth
         level = [
             child
             for item in containers
             for child in (item.values() if isinstance(item, dict) else item)
         ]
+
+
+def _huge_int_path(value: Any) -> Path:
+    """Where the first too-long int is (only looked for once `_depth` found one)."""
+    stack: list[tuple[Path, Any]] = [((), value)]
+    while stack:
+        path, current = stack.pop()
+        if type(current) is int and current.bit_length() > MAX_INT_BITS:
+            return path
+        if isinstance(current, dict):
+            stack.extend(((*path, key), child) for key, child in current.items())
+        elif isinstance(current, list):
+            stack.extend(((*path, index), child) for index, child in enumerate(current))
+    return ()
 
 
 def load_json(
@@ -843,12 +878,24 @@ def load_json(
     notes: list[Diagnostic] | None = None,
 ) -> tuple[Plan, SourceMap]:
     """A parsed JSON document (canonical or LLM-shaped) -> Plan IR and source map."""
-    if _depth(doc) > MAX_JSON_DEPTH:
+    depth, huge = _depth(doc)
+    if depth > MAX_JSON_DEPTH:
         raise PlanError(
             [
                 Diagnostic(
                     f"JSON nests more than {MAX_JSON_DEPTH} levels deep",
                     Location(file, path=()),
+                    code="json",
+                )
+            ]
+        )
+    if huge:
+        raise PlanError(
+            [
+                Diagnostic(
+                    "a number with more than 4,000 digits",
+                    Location(file, path=_huge_int_path(doc)),
+                    "write it as text, or use a smaller number",
                     code="json",
                 )
             ]

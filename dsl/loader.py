@@ -8,10 +8,11 @@ from typing import Any
 
 from dsl.ir import Plan
 
+from .bounded_read import FileTooLarge, read_bounded
 from .checker import CheckedPlan, ToolLike, check
 from .errors import Diagnostic, Location, PlanError
 from .json_loader import load_json, load_json_text
-from .parser import SourceMap, decode_source, parse_text
+from .parser import MAX_PLAN_BYTES, SourceMap, decode_source, parse_text
 
 PlanSource = str | Path | Mapping[str, Any] | list[Any] | Plan
 
@@ -32,7 +33,21 @@ def read_plan_file(
     """Read a `.plan` or `.json` file (or LLMCompiler/ReWOO text) into IR; raise PlanError."""
     file = str(path)
     try:
-        data = Path(path).read_bytes()
+        data = read_bounded(path, MAX_PLAN_BYTES)
+    except FileTooLarge as err:
+        limit = f"{MAX_PLAN_BYTES // 2**20} MiB"
+        raise PlanError(
+            [
+                Diagnostic(
+                    f"plan is {err.size / 1e6:.1f} MB; the limit is {limit}"
+                    if err.size is not None
+                    else f"plan is over the {limit} limit (or never ends)",
+                    Location(file),
+                    hint="split the work into several plans",
+                    code="too-large",
+                )
+            ]
+        ) from None
     except FileNotFoundError:
         raise PlanError([Diagnostic("no such file", Location(file), code="io")]) from None
     except IsADirectoryError:

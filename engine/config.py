@@ -46,11 +46,19 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dsl.bounded_read import FileTooLarge, read_bounded
 from dsl.errors import did_you_mean
+from dsl.ir import MAX_TIMEOUT_S
 from engine.errors import ConfigError as ConfigError  # the configuration phase of the error tree
 
 CONFIG_FILE = "planfile.toml"
 DEFAULT_MODEL_TIMEOUT_S = 120.0
+MAX_CONFIG_BYTES = 1024 * 1024
+# Upper bounds for counts: far above any real setting, low enough that arithmetic on
+# them (semaphores, rate windows) stays cheap and exact.
+MAX_COUNT = 1_000_000
+MAX_RATE = 10**12
+MAX_PRICE = 1e9  # dollars per million tokens
 
 
 class _Strict(BaseModel):
@@ -63,14 +71,18 @@ class ModelSettings(_Strict):
     api_base: str | None = None
     api_key_env: str | None = None
     api_key: str | None = Field(default=None, repr=False)
-    input_cost_per_million: float | None = Field(default=None, ge=0)
-    output_cost_per_million: float | None = Field(default=None, ge=0)
-    max_concurrency: int | None = Field(default=None, ge=1)
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
-    max_tokens: int | None = Field(default=None, ge=1)
+    input_cost_per_million: float | None = Field(
+        default=None, ge=0, le=MAX_PRICE, allow_inf_nan=False
+    )
+    output_cost_per_million: float | None = Field(
+        default=None, ge=0, le=MAX_PRICE, allow_inf_nan=False
+    )
+    max_concurrency: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    rpm: int | None = Field(default=None, ge=1, le=MAX_RATE)
+    tpm: int | None = Field(default=None, ge=1, le=MAX_RATE)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_COUNT * 100)
     # This model's call deadline (overrides `model_timeout_s`).
-    timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    timeout_s: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
     structured_output: str | None = Field(
         default=None,
         description="`json_schema` (OpenAI style), `json_object_schema` (llama.cpp style), or `none`",
@@ -98,14 +110,14 @@ class ModelSettings(_Strict):
 
 class Budget(_Strict):
     # Finite: `nan` would compare false with every cost and switch the budget off.
-    daily_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    run_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    daily_usd: float | None = Field(default=None, ge=0, le=1e12, allow_inf_nan=False)
+    run_usd: float | None = Field(default=None, ge=0, le=1e12, allow_inf_nan=False)
 
 
 class HttpSettings(_Strict):
     allow_hosts: list[str] = Field(default_factory=list)
-    timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    max_bytes: int | None = Field(default=None, ge=1)
+    timeout_s: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
+    max_bytes: int | None = Field(default=None, ge=1, le=2**40)
 
 
 class ToolsSettings(_Strict):
@@ -132,7 +144,9 @@ class Config(_Strict):
     default_tier: str = "standard"
     # Every model call's deadline, its provider retries included (litellm's own default
     # is 600 s per attempt); a model's `timeout_s` and a step's `timeout` may shorten it.
-    model_timeout_s: float = Field(default=DEFAULT_MODEL_TIMEOUT_S, gt=0, allow_inf_nan=False)
+    model_timeout_s: float = Field(
+        default=DEFAULT_MODEL_TIMEOUT_S, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False
+    )
     fallback_to_local: bool = True
     source: str | None = Field(default=None, exclude=True)
 
@@ -149,9 +163,20 @@ def load_config(path: str | Path | None = None) -> Config:
             raise ConfigError(f"{file}: no such config file")
         return Config()
     try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_bounded(file, MAX_CONFIG_BYTES).decode("utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{file}: invalid TOML: {err}") from None
+    except FileTooLarge:
+        raise ConfigError(
+            f"{file}: over the {MAX_CONFIG_BYTES // 2**20} MiB limit for a config file"
+            " (or never ends)"
+        ) from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigError(f"{file}: invalid TOML: values nest too deeply") from None
+    except ValueError as err:  # int() past Python's 4,300-digit limit, inside tomllib
+        if "digits" not in str(err):
+            raise
+        raise ConfigError(f"{file}: invalid TOML: a number with more than 4,300 digits") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{file}: cannot read: {err}") from None
     try:
@@ -171,8 +196,8 @@ def load_config(path: str | Path | None = None) -> Config:
     for key, value in config.limits.items():
         if key != "max_parallel" and ":" not in key:
             raise ConfigError(f"{file}: limits.{key}: use `tool:NAME`, `tier:NAME` or `model:NAME`")
-        if value < 1:
-            raise ConfigError(f"{file}: limits.{key} must be at least 1")
+        if not 1 <= value <= MAX_COUNT:
+            raise ConfigError(f"{file}: limits.{key} must be from 1 to {MAX_COUNT:,}")
     config.source = str(file)
     return config
 

@@ -194,11 +194,6 @@ def test_mutated_templates_end_in_template_problems(seed: int) -> None:
         run_case(case)
 
 
-@pytest.mark.xfail(
-    reason="issue 11 item 10 (json_loader: integers over 4,300 digits, inf expected_cost, "
-    "huge ms timeouts) belongs to the exit-codes work; remove this mark when it lands",
-    strict=False,
-)
 @given(st.integers(0, 2**32))
 @settings(max_examples=40)
 def test_mutated_json_plans_end_in_plan_errors(seed: int) -> None:

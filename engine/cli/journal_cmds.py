@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dsl.errors import ExitCode
+from dsl.errors import ExitCode, escape_controls
 from engine.cli.common import journal, registry, warn
 from engine.errors import ApprovalError
 from engine.store.journal import INTERRUPTED
@@ -61,7 +61,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps(result or {"run_id": row.run_id, "status": _status(row.status)}, indent=2))
         return ExitCode.OK
     print(
-        f"run {row.run_id}: plan {row.plan}, {_status(row.status)}, started {row.started_at}, "
+        f"run {row.run_id}: plan {escape_controls(row.plan)}, {_status(row.status)}, "
+        f"started {row.started_at}, "
         f"${row.cost_usd:.6f}"
     )
     if row.status == INTERRUPTED:
@@ -70,13 +71,17 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"`planfile resume {row.run_id}` continues it"
         )
     if row.inputs:
-        print(f"inputs: {json.dumps(row.inputs)}")
+        print(f"inputs: {escape_controls(json.dumps(row.inputs))}")
     from engine.observe.display import preview
 
     records = store.steps(row.run_id)
     for name, record in records.items():
         status = _status(record.status)
-        detail = record.error if status != "succeeded" else preview(record.output, 70)
+        detail = (
+            escape_controls(record.error or "")
+            if status != "succeeded"
+            else preview(record.output, 70)
+        )
         model = f" {record.model}" if record.model else ""
         cost = f" ${record.cost_usd:.6f}" if record.cost_usd else ""
         print(f"  {name:20} {status:10} {record.attempts}x{model}{cost}  {detail}")
@@ -86,7 +91,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             if step["id"] not in records:
                 print(f"  {step['id']:20} {'not run':10} (`planfile resume {row.run_id}` runs it)")
     for change in (result or {}).get("replans", []):
-        print(f"  replanned after `{change['after']}`: {change['reason']}")
+        print(f"  replanned after `{change['after']}`: {escape_controls(str(change['reason']))}")
     return ExitCode.OK
 
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
+from dsl.errors import escape_controls
 from engine.run.events import (
     Event,
     FanOutExpanded,
@@ -49,7 +50,7 @@ def preview(value: Any, limit: int = 60) -> str:
         text = value
     else:
         text = json.dumps(jsonable(value), ensure_ascii=False, default=str)
-    text = " ".join(text.split())
+    text = escape_controls(" ".join(text.split()))  # model-written: no raw ESC to a terminal
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -129,7 +130,7 @@ class StepTable:
                 row.get("model") or "",
                 str(row.get("tokens") or ""),
                 f"${row['cost']:.4f}" if row.get("cost") else "",
-                _escape(row["note"]),
+                _escape(escape_controls(row["note"])),  # rich passes ESC through
             )
         return table
 
@@ -186,11 +187,12 @@ class PlainLog:
             cached = " cached" if event.cached else ""
             line = f"[{event.t:8.3f}s] ok      {event.step} ({event.duration_s:.3f}s{cached}): {preview(event.output)}"
         elif isinstance(event, StepFailed):
-            line = f"[{event.t:8.3f}s] failed  {event.step}: {event.error}"
+            line = f"[{event.t:8.3f}s] failed  {event.step}: {escape_controls(event.error)}"
         elif isinstance(event, StepSkipped):
-            line = f"[{event.t:8.3f}s] skipped {event.step}: {event.reason}"
+            line = f"[{event.t:8.3f}s] skipped {event.step}: {escape_controls(event.reason)}"
         elif isinstance(event, StepRetrying):
-            line = f"[{event.t:8.3f}s] retry   {event.step} in {event.delay_s:.2f}s: {event.error}"
+            error = escape_controls(event.error)
+            line = f"[{event.t:8.3f}s] retry   {event.step} in {event.delay_s:.2f}s: {error}"
         elif isinstance(event, StepCancelled):
             line = f"[{event.t:8.3f}s] cancelled {event.step}"
         if line:
@@ -222,9 +224,12 @@ def print_summary(
     out = stream or sys.stdout
     for name, value in result.outputs.items():
         if isinstance(value, str):
+            value = escape_controls(value, multiline=True)
             text = value if "\n" not in value else "\n    " + value.replace("\n", "\n    ")
         else:
-            text = json.dumps(jsonable(value), ensure_ascii=False, indent=2)
+            text = escape_controls(
+                json.dumps(jsonable(value), ensure_ascii=False, indent=2), multiline=True
+            )  # JSON leaves DEL and C1 controls raw
         label = (labels or {}).get(name)
         head = f"{name} ({preview(label, 80)})" if label else name
         print(f"{head}: {text}", file=out)
@@ -259,4 +264,4 @@ def print_summary(
         )
     for name, record in result.steps.items():
         if record.status == "failed" and record.error:
-            print(f"  {name}: {record.error}", file=sys.stderr)
+            print(f"  {name}: {escape_controls(record.error)}", file=sys.stderr)
