@@ -931,8 +931,9 @@ def load_json_text(
     """JSON text as a model wrote it -> IR: repaired (each repair a note), then loaded.
     An error carries the text, so it renders with the lines it points at."""
     try:
-        doc, notes = parse_model_json(text, file)
-        return load_json(doc, file, tools, tool_map=tool_map, notes=notes)
+        with gc_paused():  # the parsed document: tens of thousands of objects, no cycles
+            doc, notes = parse_model_json(text, file)
+            return load_json(doc, file, tools, tool_map=tool_map, notes=notes)
     except PlanError as err:
         err.source = text
         raise

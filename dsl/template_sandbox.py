@@ -42,6 +42,11 @@ MAX_STEPS = 500_000  # loop iterations, calls, filters and operators in one rend
 MAX_WORK = 20_000_000  # characters and items those steps touch
 DEFAULT_SECONDS = 10.0  # a render with no deadline of its own
 ON_LOOP_SECONDS = 1.0  # one on an event loop thread (a condition), which it blocks
+# Text that `wordwrap` takes: textwrap's cost grows faster than its input (a 1M-character
+# string at width 1 took 36 s), so the input is capped, not only the output.
+MAX_WRAP_CHARS = 100_000
+# `lipsum(n, min, max)`: n paragraphs of min..max words, generated in one call.
+MAX_LIPSUM_WORDS = 100_000
 MAX_DEPTH = 100  # nesting of one expression (`x|f|f|...`, `((...))`)
 
 
@@ -285,6 +290,8 @@ def _pre_join(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None
 def _pre_wordwrap(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     width = _arg(args, kwargs, 0, "width", 79)
     wrap = _arg(args, kwargs, 2, "wrapstring", None) or "\n"
+    if isinstance(value, str) and len(value) > MAX_WRAP_CHARS:
+        raise TemplateLimit(f"`wordwrap` takes at most {MAX_WRAP_CHARS:,} characters")
     if isinstance(value, str) and isinstance(width, int) and width > 0:
         _within(len(value) + (len(value) // width + 1) * len(str(wrap)), "`wordwrap`")
 
@@ -382,6 +389,22 @@ def _concat(parts: list[Any]) -> str:
     return "".join(texts)
 
 
+def _guard_lipsum(lipsum: Callable[..., Any]) -> Callable[..., Any]:
+    """jinja2's `lipsum` builds all its text in one call: bound it before it starts."""
+
+    @functools.wraps(lipsum)
+    def guarded(n: Any = 5, html: Any = True, min: Any = 20, max: Any = 100) -> Any:
+        counts = [v for v in (n, min, max) if isinstance(v, int)]
+        if any(v < 0 for v in counts) or (
+            isinstance(n, int) and isinstance(max, int) and n * max > MAX_LIPSUM_WORDS
+        ):
+            raise TemplateLimit(f"`lipsum` makes at most {MAX_LIPSUM_WORDS:,} words")
+        current_budget().tick(n * max if isinstance(n, int) and isinstance(max, int) else 1)
+        return lipsum(n, html, min, max)
+
+    return guarded
+
+
 class PlanSandbox(ImmutableSandboxedEnvironment):
     """jinja2's immutable sandbox plus the budget: every operator, filter and call is
     charged and size-checked."""
@@ -393,6 +416,7 @@ class PlanSandbox(ImmutableSandboxedEnvironment):
         self.filters = {name: _guard_filter(name, fn) for name, fn in self.filters.items()}
         self.filters["_planfile_iterate"] = _iterate
         self.filters["_planfile_concat"] = _concat
+        self.globals["lipsum"] = _guard_lipsum(self.globals["lipsum"])
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         current_budget().tick()

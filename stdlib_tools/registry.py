@@ -298,13 +298,17 @@ class ToolRegistry(Mapping[str, ToolSpec]):
             ) from None
         except ToolDefinitionError as err:
             raise ToolLoadError(f"{file}: {err}") from None
-        except Exception as err:
+        except (Exception, SystemExit) as err:  # sys.exit() while loading is a bad file too
             tb = err.__traceback__
             line = 0
             while tb is not None:
                 if tb.tb_frame.f_code.co_filename == str(file):
                     line = tb.tb_lineno
                 tb = tb.tb_next
+            if isinstance(err, SystemExit):
+                raise ToolLoadError(
+                    f"{file}:{line}: called sys.exit({err.code!r}) while loading"
+                ) from None
             raise ToolLoadError(f"{file}:{line}: {type(err).__name__}: {err}") from None
         found = [value for value in vars(module).values() if isinstance(value, ToolSpec)]
         if not found:

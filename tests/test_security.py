@@ -71,6 +71,8 @@ HUGE_VALUES = [
     "{{ ('x' * 1000000)|replace('x', 'xxxxxxxxxxxxxxxxxxxx')|length }}",
     "{{ (['x' * 1000000] * 100)|join|length }}",
     "{{ range(10)|batch(1000000000, 0)|list|length }}",
+    "{{ lipsum(100000000)|length }}",
+    "{{ ('x ' * 500000)|wordwrap(1)|length }}",
 ]
 
 

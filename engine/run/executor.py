@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from dsl.checker import CheckedPlan
+from dsl.errors import ToolError
 from dsl.ir import Ref, Step, is_template
 from dsl.templates import (
     TemplateProblem,
@@ -69,6 +70,7 @@ _PLAIN_MESSAGES = {
     "BudgetExceeded",
     "NetworkNotAllowed",
     "WorkspaceError",
+    "ToolError",
 }
 
 
@@ -590,7 +592,7 @@ class StepRunner:
                 services={**ctx.services, "step": step, "record": ctx.records[step.id], "run": ctx},
             )
         if spec.is_async:
-            call = spec.fn(**kwargs)
+            call = _exit_is_error(spec.name, spec.fn(**kwargs))
         elif spec.inline and step.timeout_s is None:
             # Sync tools run in the pool: they may block (files, CPU), and only a pool
             # call can be abandoned at its timeout. The hop costs ~30-50 µs of CPU and
@@ -598,14 +600,37 @@ class StepRunner:
             # calls; benchmarks/test_user_path.py), more than the rest of a step. A tool
             # declared `@tool(inline=True)` (pure, microseconds) skips it unless its step
             # sets a timeout; a slow "inline" tool stalls every other step meanwhile.
-            return spec.fn(**kwargs)
+            return _call_sync(spec.name, spec.fn, kwargs)
         else:
             loop = asyncio.get_running_loop()
             # A timed-out thread cannot be killed, so its late result is discarded.
-            call = loop.run_in_executor(ctx.pool, functools.partial(spec.fn, **kwargs))
+            call = loop.run_in_executor(
+                ctx.pool, functools.partial(_call_sync, spec.name, spec.fn, kwargs)
+            )
         if step.timeout_s is not None:
             return await asyncio.wait_for(call, step.timeout_s)
         return await call
+
+
+def _exit_error(name: str, err: SystemExit) -> ToolError:
+    return ToolError(f"tool `{name}` called sys.exit({err.code!r})")
+
+
+# A tool's sys.exit() is its bug, not a request to stop the run: SystemExit escaping a
+# task stops the event loop (the run would end "cancelled"), so it becomes the step's
+# ToolError, inside the call (an asyncio task re-raises SystemExit past the step).
+def _call_sync(name: str, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    try:
+        return fn(**kwargs)
+    except SystemExit as err:
+        raise _exit_error(name, err) from None
+
+
+async def _exit_is_error(name: str, call: Any) -> Any:
+    try:
+        return await call
+    except SystemExit as err:
+        raise _exit_error(name, err) from None
 
 
 _NO_SCOPE: Mapping[str, Any] = MappingProxyType({})
