@@ -20,6 +20,7 @@ a replanning decision) use `parse_reply_json`, which refuses a cut-off reply.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,50 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):  # 1e400: json.loads would make it inf
+        raise ValueError(f"{text[:20]} is too large for a number")
+    return value
+
+
+# A string literal (skipped), or what json.loads may refuse without saying where: NaN,
+# Infinity, an integer past Python's 4,300-digit int() limit, a float past 1.8e308.
+_BAD_NUMBER = re.compile(
+    r'"(?:[^"\\]|\\.)*"|(?P<constant>-?\b(?:NaN|Infinity)\b)'
+    r"|(?P<number>(?<![\w.+-])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
+)
+
+
+def _bad_number(text: str, file: str | None, err: ValueError) -> Diagnostic:
+    """The located error for a ValueError from json.loads (which gives no position)."""
+    for match in _BAD_NUMBER.finditer(text):
+        if match["constant"]:
+            line, col = _line_col(text, match.start())
+            return Diagnostic(
+                f"invalid JSON: {match['constant']} is not a JSON number",
+                Location(file, line, col, end_column=col + len(match["constant"])),
+                code="syntax",
+            )
+        number = match["number"]
+        if not number:
+            continue
+        digits = number.lstrip("-")
+        if digits.isdigit():
+            problem = "a number with more than 4,300 digits" if len(digits) > 4300 else None
+        else:
+            problem = "a number too large for a float" if math.isinf(float(number)) else None
+        if problem:
+            line, col = _line_col(text, match.start())
+            return Diagnostic(
+                problem,
+                Location(file, line, col, end_column=col + min(len(number), 40)),
+                "write it as text, or use a smaller number",
+                code="syntax",
+            )
+    return Diagnostic(f"invalid JSON: {err}", Location(file, 1, 1), code="syntax")
+
+
 def _line_col(text: str, offset: int) -> tuple[int, int]:
     line = text.count("\n", 0, offset) + 1
     return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
@@ -71,13 +116,11 @@ def parse_model_json(text: str, file: str | None = None) -> tuple[Any, list[Diag
     reply holds an object or a list; the notes say what was changed and where.
     """
     try:
-        return json.loads(text, parse_constant=_reject_constant), []
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float), []
     except json.JSONDecodeError as err:
         first = err
     except ValueError as err:  # NaN / Infinity: not JSON, and not something to guess at
-        raise PlanError(
-            [Diagnostic(f"invalid JSON: {err}", Location(file, 1, 1), code="syntax")], text
-        ) from None
+        raise PlanError([_bad_number(text, file, err)], text) from None
     except RecursionError:
         raise PlanError(
             [Diagnostic("JSON nests too deeply", Location(file, 1, 1), code="syntax")], text

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Optional, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
+from pydantic import BaseModel, ConfigDict, FiniteFloat, TypeAdapter, create_model
 
 from .errors import PlanfileError
 
@@ -291,7 +291,7 @@ def python_type(t: Type, record: Any) -> Any:
     elif t.kind == "int":
         base = int
     elif t.kind == "float":
-        base = float
+        base = FiniteFloat  # nan and inf compare false with everything: never a plan value
     elif t.kind == "bool":
         base = bool
     elif t.kind == "list":

@@ -282,8 +282,9 @@ class ToolRegistry(Mapping[str, ToolSpec]):
     def load_file(self, path: str | Path) -> list[ToolSpec]:
         """Import a Python file and register every `@tool` it defines (user tools)."""
         file = Path(path)
-        if not file.is_file():
-            raise ToolLoadError(f"{file}: no such tools file")
+        if not file.is_file():  # a device or FIFO too: importing one would never end
+            what = "not a regular file" if file.exists() else "no such tools file"
+            raise ToolLoadError(f"{file}: {what}")
         module_name = f"planfile_user_tools_{abs(hash(str(file.resolve())))}"
         spec = importlib.util.spec_from_file_location(module_name, file)
         if spec is None or spec.loader is None:
@@ -302,7 +303,7 @@ class ToolRegistry(Mapping[str, ToolSpec]):
             tb = err.__traceback__
             line = 0
             while tb is not None:
-                if tb.tb_frame.f_code.co_filename == str(file):
+                if tb.tb_frame.f_code.co_filename == spec.origin:  # made absolute by importlib
                     line = tb.tb_lineno
                 tb = tb.tb_next
             if isinstance(err, SystemExit):

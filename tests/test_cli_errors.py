@@ -179,7 +179,8 @@ CASES: list[tuple[str, Callable[[Path], list[str]], int, list[str]]] = [
             ),
         ],
         2,
-        ["p.json:expectedCost: error: Input should be a finite number"],
+        # Refused as JSON is read (1e999 would load as inf), located at the number.
+        ["p.json:1:92: error: a number too large for a float"],
     ),
     (
         "JSON timeout over a week",
@@ -206,6 +207,120 @@ CASES: list[tuple[str, Callable[[Path], list[str]], int, list[str]]] = [
         lambda t: ["check", _write(t, "p.plan", ONE_STEP.replace("output a", "    retry " + "9" * 5000))],
         2,
         ["p.plan:3:11: error: retry count must be between 0 and 100"],
+    ),
+    # Issue 11, found by a hostile-user test: each of these hung or crashed.
+    (
+        "endless plan file (read no more than the limit)",
+        lambda t: ["check", "/dev/zero"],
+        2,
+        ["/dev/zero: error: plan is over the 8 MiB limit (or never ends)"],
+    ),
+    (
+        "endless config file",
+        lambda t: ["run", _write(t, "p.plan", ONE_STEP), "--config", "/dev/zero"],
+        2,
+        ["/dev/zero: over the 1 MiB limit for a config file"],
+    ),
+    (
+        "config TOML nested 100,000 deep",
+        lambda t: [
+            "run",
+            _write(t, "p.plan", ONE_STEP),
+            "--config",
+            _write(t, "c.toml", "a = " + "[" * 100_000 + "]" * 100_000 + "\n"),
+        ],
+        2,
+        ["c.toml: invalid TOML: values nest too deeply"],
+    ),
+    (
+        "config integer over 4,300 digits",
+        lambda t: [
+            "run",
+            _write(t, "p.plan", ONE_STEP),
+            "--config",
+            _write(t, "c.toml", "[limits]\nmax_parallel = " + "9" * 5000 + "\n"),
+        ],
+        2,
+        ["c.toml: invalid TOML: a number with more than 4,300 digits"],
+    ),
+    (
+        "config count out of range",
+        lambda t: [
+            "run",
+            _write(t, "p.plan", ONE_STEP),
+            "--config",
+            _write(t, "c.toml", "[limits]\nmax_parallel = " + "9" * 4000 + "\n"),
+        ],
+        2,
+        ["c.toml: limits.max_parallel must be from 1 to 1,000,000"],
+    ),
+    (
+        "config price not finite",
+        lambda t: [
+            "run",
+            _write(t, "p.plan", ONE_STEP),
+            "--config",
+            _write(t, "c.toml", '[models."m"]\ninput_cost_per_million = inf\n'),
+        ],
+        2,
+        ["c.toml: `models.m.input_cost_per_million`: Input should be a finite number"],
+    ),
+    (
+        "tools file that is a device",
+        lambda t: ["check", _write(t, "p.plan", ONE_STEP), "--tools", "/dev/zero"],
+        2,
+        ["/dev/zero: not a regular file"],
+    ),
+    (
+        "tools file calling sys.exit(0) while it loads",
+        lambda t: [
+            "check",
+            _write(t, "p.plan", ONE_STEP),
+            "--tools",
+            _write(t, "t.py", "import sys\nsys.exit(0)\n"),
+        ],
+        2,
+        ["t.py:2: called sys.exit(0) while loading"],
+    ),
+    (
+        "--input inf for a float",
+        lambda t: ["run", _write(t, "p.plan", WITH_INPUT.replace("int", "float")), "-i", "n=inf"],
+        2,
+        ["p.plan:2:7: error: input `n` must be `float`: Input should be a finite number"],
+    ),
+    (
+        "--input nan for a float",
+        lambda t: ["run", _write(t, "p.plan", WITH_INPUT.replace("int", "float")), "-i", "n=nan"],
+        2,
+        ["p.plan:2:7: error: input `n` must be `float`: Input should be a finite number"],
+    ),
+    (
+        "JSON plan integer over 4,300 digits, located at the number",
+        lambda t: [
+            "check",
+            _write(
+                t,
+                "p.json",
+                '{"steps": [\n {"id": "a", "tool": "calculate",'
+                ' "args": {"expression": "1", "x": ' + "9" * 5000 + "}}]}",
+            ),
+        ],
+        2,
+        ["p.json:2:68: error: a number with more than 4,300 digits"],
+    ),
+    (
+        "JSON plan NaN, located",
+        lambda t: [
+            "check",
+            _write(
+                t,
+                "p.json",
+                '{"steps": [\n {"id": "a", "tool": "calculate",'
+                ' "args": {"expression": "1", "x": NaN}}]}',
+            ),
+        ],
+        2,
+        ["p.json:2:68: error: invalid JSON: NaN is not a JSON number"],
     ),
 ]
 

@@ -25,7 +25,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     print(f"{'run':14} {'plan':24} {'status':16} {'started (UTC)':26} cost")
     for row in rows:
         print(
-            f"{row.run_id:14} {row.plan[:24]:24} {_status(row.status):16} {row.started_at:26} "
+            f"{row.run_id:14} {escape_controls(row.plan[:24]):24} {_status(row.status):16} "
+            f"{row.started_at:26} "
             f"${row.cost_usd:.6f}"
         )
     if any(row.status == INTERRUPTED for row in rows):

@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 import json
 import math
+import operator
 import os
 import re
 import threading
@@ -275,16 +276,25 @@ class _Audited(NamedTuple):
     @classmethod
     def of(cls, event_type: type[Event]) -> _Audited:
         names = [f.name for f in fields(event_type) if f.name not in _LEFT_OUT]
-        kind = _kind_of(event_type)
-        # One dict display per event type, e.g. {"ts": ts, ..., "step": e.step}: 4-5x
-        # cheaper than filling a dict field by field. The names are the dataclass's own
-        # field names (identifiers), so the generated text is only attribute reads.
-        items = ", ".join(f"{name!r}: e.{name}" for name in names)
-        source = f"lambda e, ts: {{'ts': ts, 'phase': 'execution', 'event': {kind!r}, {items}}}"
+        head = {"ts": "", "phase": "execution", "event": _kind_of(event_type)}
+        # One attrgetter per event type reads every field in one C call; the line is the
+        # fixed head plus those values (no per-field Python loop on the hot path).
+        read = operator.attrgetter(*names) if len(names) > 1 else None
+        single = names[0] if len(names) == 1 else None
+
+        def line(event: Any, ts: str) -> dict[str, Any]:
+            out = head.copy()
+            out["ts"] = ts
+            if read is not None:
+                out.update(zip(names, read(event), strict=True))
+            elif single is not None:
+                out[single] = getattr(event, single)
+            return out
+
         types = {f.name: f.type for f in fields(event_type)}
         # The annotations are text (`from __future__ import annotations` in events.py).
         floats = tuple(name for name in names if types[name] in ("float", float))
-        return cls(eval(source), floats)
+        return cls(line, floats)
 
 
 def _kind_of(event_type: type[Event]) -> str:

@@ -50,8 +50,11 @@ def preview(value: Any, limit: int = 60) -> str:
         text = value
     else:
         text = json.dumps(jsonable(value), ensure_ascii=False, default=str)
-    text = escape_controls(" ".join(text.split()))  # model-written: no raw ESC to a terminal
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    text = " ".join(text.split())
+    # Model-written: no raw ESC to a terminal. Escaping only widens, so only the part
+    # that can show is escaped (a result may be megabytes).
+    shown = escape_controls(text[:limit])
+    return shown if len(shown) <= limit and len(text) <= limit else shown[: limit - 1] + "…"
 
 
 # How JSON writes these (json.dumps(jsonable(v))); floats keep the encoder (nan, inf).

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -242,8 +243,11 @@ class StepRunner:
         """The result, checked against the declared type (coerced losslessly) and size."""
         check = self._check(node, item)
         adapter = check.adapter
-        # A plain str/int/float/bool of the declared type: pydantic would return it as is.
-        if type(value) is not check.exact:
+        # A plain str/int/float/bool of the declared type: pydantic would return it as is,
+        # except nan and inf, which the adapter refuses (they would poison later steps).
+        if type(value) is not check.exact or (
+            check.exact is float and not math.isfinite(cast(float, value))
+        ):
             if isinstance(value, BaseModel):
                 value = value.model_dump(mode="json")
             if adapter is not None:
@@ -591,6 +595,7 @@ class StepRunner:
                 model=model,
                 services={**ctx.services, "step": step, "record": ctx.records[step.id], "run": ctx},
             )
+        call: Awaitable[Any]
         if spec.is_async:
             call = _exit_is_error(spec.name, spec.fn(**kwargs))
         elif spec.inline and step.timeout_s is None:
