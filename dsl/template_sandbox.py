@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
@@ -416,7 +416,7 @@ class PlanSandbox(ImmutableSandboxedEnvironment):
         self.filters = {name: _guard_filter(name, fn) for name, fn in self.filters.items()}
         self.filters["_planfile_iterate"] = _iterate
         self.filters["_planfile_concat"] = _concat
-        self.globals["lipsum"] = _guard_lipsum(self.globals["lipsum"])
+        self.globals["lipsum"] = _guard_lipsum(cast(Callable[..., Any], self.globals["lipsum"]))
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         current_budget().tick()

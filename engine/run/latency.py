@@ -52,17 +52,24 @@ class LatencyModel:
         return "tool", step.tool
 
     def estimate(self, step: Step, tools: Mapping[str, Any]) -> float:
-        kind, key = self.key(step, tools)
-        if kind == "tier":
-            return self.tier_s.get(key, self.tier_s.get(self.default_tier, 3.0))
-        return self.tool_s.get(key, DEFAULT_TOOL_LATENCY_S)
+        return self.estimate_key(self.key(step, tools))
 
     def observe(self, step: Step, tools: Mapping[str, Any], seconds: float) -> None:
         """Fold an observed duration into the estimate (exponential moving average)."""
-        kind, key = self.key(step, tools)
+        self.observe_key(self.key(step, tools), seconds)
+
+    def estimate_key(self, key: tuple[str, str]) -> float:
+        """The estimate for a key from `key()` (callers that keep keys skip the lookup)."""
+        kind, name = key
+        if kind == "tier":
+            return self.tier_s.get(name, self.tier_s.get(self.default_tier, 3.0))
+        return self.tool_s.get(name, DEFAULT_TOOL_LATENCY_S)
+
+    def observe_key(self, key: tuple[str, str], seconds: float) -> None:
+        kind, name = key
         table = self.tier_s if kind == "tier" else self.tool_s
-        previous = table.get(key)
-        table[key] = (
+        previous = table.get(name)
+        table[name] = (
             seconds if previous is None else previous + self.smoothing * (seconds - previous)
         )
 
@@ -70,11 +77,15 @@ class LatencyModel:
 class Estimates(Protocol):
     """What `Priorities` needs of a latency model (`LatencyModel` satisfies it)."""
 
-    def key(self, step: Step, tools: Mapping[str, Any]) -> Hashable: ...
+    def key(self, step: Step, tools: Mapping[str, Any]) -> Any: ...
 
     def estimate(self, step: Step, tools: Mapping[str, Any]) -> float: ...
 
     def observe(self, step: Step, tools: Mapping[str, Any], seconds: float) -> None: ...
+
+    def estimate_key(self, key: Any) -> float: ...
+
+    def observe_key(self, key: Any, seconds: float) -> None: ...
 
 
 class CriticalTails:
@@ -184,6 +195,7 @@ class Priorities:
         self.key_of: list[Hashable] = []
         self.by_key: dict[Hashable, list[int]] = {}
         self.applied: dict[Hashable, float] = {}  # each key's estimate its steps now use
+        self.static = False
         if not self.active:
             return
         durations = []
@@ -195,18 +207,24 @@ class Priorities:
             self.applied[key] = durations[-1]
         self.tails = CriticalTails(dag.deps, dag.order, durations)
         schedule.reprioritize(dict(enumerate(self.tails.tails)))
+        # With one estimate for every step, every tail is that estimate times a fixed
+        # chain length: refining it scales all tails alike and never changes the order.
+        self.static = len(self.by_key) == 1
 
     def _live(self, node: int) -> bool:
         return self.schedule.state[node] in _LIVE
 
     def observe(self, step: Step, seconds: float) -> None:
         """Fold a measured duration into the estimates; re-prioritise what it changes."""
-        self.latency.observe(step, self.tools, seconds)
         if not self.active:
+            self.latency.observe(step, self.tools, seconds)
             return
         key = self.key_of[self.index[step.id]]
+        self.latency.observe_key(key, seconds)
+        if self.static:
+            return
         applied = self.applied[key]
-        estimate = self.latency.estimate(step, self.tools)
+        estimate = self.latency.estimate_key(key)
         if abs(estimate - applied) > RELATIVE_CHANGE * applied:
             self.dirty.add(key)
         self.credit += WORK_PER_OBSERVATION
@@ -225,7 +243,7 @@ class Priorities:
             self.by_key[key] = waiting  # started steps never wait again: drop them once
             if not waiting:
                 continue
-            seconds = self.latency.estimate(self.steps[waiting[0]], self.tools)
+            seconds = self.latency.estimate_key(key)
             self.applied[key] = seconds
             for node in waiting:
                 changes[node] = seconds
