@@ -164,3 +164,20 @@ def test_non_finite_float_results_fail_their_step(
     assert code == 1 and result["steps"][step]["status"] == "failed", result
     assert says in result["steps"][step]["error"]
     assert result["steps"]["b"]["status"] == "skipped"
+
+
+def test_the_approval_prompt_escapes_model_written_arguments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """JSON leaves DEL and C1 raw; the terminal prompt shows them as escapes."""
+    import asyncio
+
+    from engine.cli import common
+
+    prompts: list[str] = []
+    monkeypatch.setattr(common.sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(common, "_ask_line", lambda prompt: prompts.append(prompt) or "y")
+    ask = common.terminal_approver()
+    assert ask is not None
+    assert asyncio.run(ask("r1", "send", {"body": "hi\x9b2J\x7f\x1b[31m"})) is True
+    assert _raw_controls(prompts[0]) == [] and "\\x9b2J\\x7f" in prompts[0]

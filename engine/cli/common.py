@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dsl.errors import Diagnostic, ExitCode, InputError, Location
+from dsl.errors import Diagnostic, ExitCode, InputError, Location, escape_controls
 from engine.cli.options import DEFAULT_MAX_PARALLEL
 from engine.errors import UsageError
 
@@ -247,8 +247,9 @@ def terminal_approver() -> Any:
     async def ask(run_id: str, step: str, arguments: Mapping[str, Any]) -> bool:
         import asyncio
 
-        shown = json.dumps(arguments, default=str, ensure_ascii=False)
-        prompt = f"\nstep `{step}` of run {run_id} wants to run with {shown[:400]}\napprove? [y/N] "
+        # JSON leaves DEL and C1 controls raw: model-written, so escaped for the terminal.
+        shown = escape_controls(json.dumps(arguments, default=str, ensure_ascii=False)[:400])
+        prompt = f"\nstep `{step}` of run {run_id} wants to run with {shown}\napprove? [y/N] "
         answer = await asyncio.to_thread(_ask_line, prompt)
         return answer.strip().lower() in ("y", "yes")
 
