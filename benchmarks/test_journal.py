@@ -22,8 +22,8 @@ from peers import chain, fan_out, plan_text
 from dsl.checker import CheckedPlan
 from engine import Engine, load_plan
 from engine.config import Config, ModelSettings
-from engine.store.journal import Journal
 from engine.models.ledger import Ledger
+from engine.store.journal import Journal
 from stdlib_tools import tool
 
 ROUNDS = 15

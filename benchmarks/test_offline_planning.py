@@ -13,9 +13,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from engine.agent.planner import Planner, allowed_tools
 from engine.api import Engine
 from engine.models.local_model import available
-from engine.agent.planner import Planner, allowed_tools
 
 GOALS = [
     "What is 15% of 2400?",

@@ -158,7 +158,10 @@ class Plan(_Frozen):
         default=(), description="Step or input names whose values are the plan's result."
     )
     expected_cost_usd: float | None = Field(
-        default=None, ge=0, allow_inf_nan=False, description="The author's (or planner's) cost estimate."
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="The author's (or planner's) cost estimate.",
     )
 
 

@@ -352,9 +352,7 @@ class _Builder(Transformer[Token, Any]):
 def _parser() -> Lark:
     grammar = resources.files("dsl").joinpath("plan.lark").read_text(encoding="utf-8")
     # The LALR tables are built once per grammar and loaded from disk after that.
-    return cached_lark(
-        grammar, "plan", parser="lalr", lexer="contextual", transformer=_Builder()
-    )
+    return cached_lark(grammar, "plan", parser="lalr", lexer="contextual", transformer=_Builder())
 
 
 _TERMINAL_NAMES = {

@@ -124,7 +124,7 @@ class ToolsSettings(_Strict):
     http_get: HttpSettings = Field(default_factory=HttpSettings)
     map: dict[str, str] = Field(
         default_factory=dict,
-        description="tool names a model writes -> tools (`web_search = \"search\"`), on load",
+        description='tool names a model writes -> tools (`web_search = "search"`), on load',
     )
 
 

@@ -198,13 +198,19 @@ CASES: list[tuple[str, Callable[[Path], list[str]], int, list[str]]] = [
     ),
     (
         ".plan timeout over a week",
-        lambda t: ["check", _write(t, "p.plan", ONE_STEP.replace("output a", "    timeout 9" + "9" * 40 + "s"))],
+        lambda t: [
+            "check",
+            _write(t, "p.plan", ONE_STEP.replace("output a", "    timeout 9" + "9" * 40 + "s")),
+        ],
         2,
         ["p.plan:3:13: error: timeout must be more than zero and at most a week (168h)"],
     ),
     (
         "retry over 4,300 digits",
-        lambda t: ["check", _write(t, "p.plan", ONE_STEP.replace("output a", "    retry " + "9" * 5000))],
+        lambda t: [
+            "check",
+            _write(t, "p.plan", ONE_STEP.replace("output a", "    retry " + "9" * 5000)),
+        ],
         2,
         ["p.plan:3:11: error: retry count must be between 0 and 100"],
     ),

@@ -347,9 +347,7 @@ def test_concurrent_runs_keep_their_own_state(planfile_home: Path, tmp_path: Pat
 
     async def main() -> list[RunResult]:
         return list(
-            await asyncio.gather(
-                eng.run(plan, audit_preamble=preamble), eng.resume(first.run_id)
-            )
+            await asyncio.gather(eng.run(plan, audit_preamble=preamble), eng.resume(first.run_id))
         )
 
     planned, resumed = asyncio.run(main())

@@ -61,7 +61,9 @@ def test_show_lists_what_a_killed_run_did_not_run(
     journal.close()  # the process died here: no end of run
     assert main(["show", "killed0"]) == 0
     shown = capsys.readouterr().out
-    assert "killed000001: plan p, interrupted" in shown and "a                    succeeded" in shown
+    assert (
+        "killed000001: plan p, interrupted" in shown and "a                    succeeded" in shown
+    )
     assert "b                    not run" in shown and "planfile resume killed000001" in shown
 
 

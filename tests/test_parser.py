@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dsl import PlanError, parse_text
-from dsl.parser import MAX_PLAN_BYTES, decode_source
 from dsl.ir import FanOut, Ref
+from dsl.parser import MAX_PLAN_BYTES, decode_source
 
 
 def errors_of(text: str) -> list[str]:

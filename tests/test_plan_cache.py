@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.api import Engine
 from dsl.ir import Plan, Step
+from engine.api import Engine
 from engine.store.plan_cache import PlanCache, abstract_goal
 from stdlib_tools import ToolRegistry
 

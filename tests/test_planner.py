@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from dsl.ir import Plan, Step
+from engine.agent.planner import Planner, add_joiner, allowed_tools, planner_schema
 from engine.api import Engine
 from engine.config import Config, ModelSettings
-from dsl.ir import Plan, Step
 from engine.models.ledger import Ledger
-from engine.agent.planner import Planner, add_joiner, allowed_tools, planner_schema
 from stdlib_tools import ToolRegistry
 
 from .scripted_provider import Reply, registered

@@ -180,9 +180,7 @@ def test_invalid_revision_is_rejected_and_recorded(tmp_path: Path) -> None:
         },
     )
     result = asyncio.run(engine(tmp_path).run(FLAKY_PLAN, replan="on-failure", max_replans=1))
-    assert (
-        result.replans[0].added is None and "unknown tool `rm_rf`" in result.replans[0].reason
-    )
+    assert result.replans[0].added is None and "unknown tool `rm_rf`" in result.replans[0].reason
 
 
 def test_user_policy_object(tmp_path: Path) -> None:

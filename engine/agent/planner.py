@@ -22,12 +22,11 @@ import jinja2
 
 from dsl.checker import CheckedPlan, check
 from dsl.errors import PlanError
-from dsl.json_loader import load_json
 from dsl.ir import Plan, Step
+from dsl.json_loader import load_json
 from dsl.repair import parse_model_json
-
-from engine.models.local_model import LOCAL_MODEL
 from engine.models.gateway import Gateway
+from engine.models.local_model import LOCAL_MODEL
 
 # Tools a model-written plan may call unless the user allows more: they touch nothing
 # outside the run's workspace. `http_get` and user tools need an explicit allow.
@@ -194,7 +193,9 @@ def _template(name: str) -> jinja2.Template:
 
 def _examples() -> list[dict[str, str]]:
     raw = json.loads(
-        resources.files("engine.agent").joinpath("prompts", "examples.json").read_text(encoding="utf-8")
+        resources.files("engine.agent")
+        .joinpath("prompts", "examples.json")
+        .read_text(encoding="utf-8")
     )
     return [{"goal": e["goal"], "plan": json.dumps(e["plan"], indent=1)} for e in raw]
 

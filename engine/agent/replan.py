@@ -192,9 +192,7 @@ class LLMPolicy:
 
     def __init__(self, name: str, replanner: Replanner, every: int = 3):
         if name not in POLICIES or name == "never":
-            raise RunSetupError(
-                f"unknown replan policy `{name}` (policies: {', '.join(POLICIES)})"
-            )
+            raise RunSetupError(f"unknown replan policy `{name}` (policies: {', '.join(POLICIES)})")
         self.name = name
         self.replanner = replanner
         self.every = max(1, every)
@@ -278,7 +276,9 @@ class PolicyRounds:
             step=end.step,
             error=end.error,
             completed=truncate_results(end.values),
-            failed={n: r.error or "failed" for n, r in end.finished.items() if r.status == "failed"},
+            failed={
+                n: r.error or "failed" for n, r in end.finished.items() if r.status == "failed"
+            },
             replans=end.revisions,
         )
         decision = await self.policy.decide(request)

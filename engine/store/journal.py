@@ -52,8 +52,6 @@ _RUN_COLUMNS = (
 _RUN_SELECT = f"SELECT {_RUN_COLUMNS} FROM runs LEFT JOIN plans ON plans.plan_hash = runs.plan_hash"
 
 
-
-
 class JournalLocked(JournalError):
     """Another process held the journal's write lock longer than the lock timeout."""
 
