@@ -49,6 +49,7 @@ from .shapes import (
     tool_call,
 )
 from .types import INT
+from .values import walk
 
 MAX_JSON_DEPTH = 64
 
@@ -268,7 +269,7 @@ class _Loader:
         # Ids that are not plain words cannot be found by splitting text into words.
         odd = [i for i in known if not _STEP_ID.fullmatch(i)]
         for step in steps:
-            for node in _nodes(step.get("args", {})):
+            for node in walk(step.get("args", {})):
                 if isinstance(node, dict):
                     ref = node.get("ref")
                     if isinstance(ref, str) and _ref_root(ref) in known:
@@ -768,21 +769,6 @@ def _convert_refs(value: Any, aliases: Mapping[str, str]) -> Any:
             return value
         return {k: _convert_refs(v, aliases) for k, v in value.items()}
     return value
-
-
-def _nodes(value: Any) -> list[Any]:
-    """Every dict, list and string inside a JSON value (iteratively: values nest deep)."""
-    out: list[Any] = []
-    stack = [value]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, str | dict):
-            out.append(current)
-        if isinstance(current, list):
-            stack.extend(current)
-        elif isinstance(current, dict):
-            stack.extend(current.values())
-    return out
 
 
 def _ref_root(ref: str) -> str:

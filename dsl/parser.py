@@ -26,6 +26,7 @@ from dsl.ir import MAX_TIMEOUT_S, TASK_TYPES, FanOut, InputDecl, Plan, RecordTyp
 
 from .errors import Diagnostic, Location, Path, PlanError, gc_paused
 from .lark_cache import cached_lark
+from .values import walk
 
 MAX_NESTING = 64
 # Parsing takes ~80x a step-dense file's size in memory (100k steps: 7.3 MB, 560 MB)
@@ -670,16 +671,7 @@ def _assemble(items: list[_Item], source: str, file: str | None) -> tuple[Plan, 
 
 
 def _contains_ref(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, Ref):
-            return True
-        if isinstance(current, list):
-            stack.extend(current)
-        elif isinstance(current, dict):
-            stack.extend(current.values())
-    return False
+    return any(isinstance(current, Ref) for current in walk(value))
 
 
 _STEP_SETTINGS = {"tier", "model"}

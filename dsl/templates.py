@@ -32,6 +32,7 @@ from .template_sandbox import (
     prepare,
     set_thread_deadline,
 )
+from .values import walk
 
 MAX_RENDERED_CHARS = MAX_VALUE_CHARS
 T = TypeVar("T")
@@ -221,17 +222,10 @@ def evaluate(expression: str, values: Mapping[str, Any], *, deadline: float | No
 def needs_worker(value: Any) -> bool:
     """Whether an argument value holds a template that does more than substitute names
     (`{{ x }}`, `{{ a.b }}` cost no more than their values): those render off the loop."""
-    stack = [value]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, str):
-            if is_template(current) and not _only_names(current):
-                return True
-        elif isinstance(current, list):
-            stack.extend(current)
-        elif isinstance(current, dict):
-            stack.extend(current.values())
-    return False
+    return any(
+        isinstance(current, str) and is_template(current) and not _only_names(current)
+        for current in walk(value)
+    )
 
 
 async def render_in_worker(work: Callable[[], T], timeout: float | None) -> T:
