@@ -48,11 +48,6 @@ def split_path(relative: str) -> tuple[str, ...]:
     return parts
 
 
-def confine(root: Path, relative: str) -> Path:
-    """The path of `relative` inside `root` (text checks only; opening is `open_*`)."""
-    return root.resolve().joinpath(*split_path(relative))
-
-
 def _symlink_error(relative: str, part: str) -> WorkspaceError:
     return WorkspaceError(
         f"`{relative}`: `{part}` is a symlink; file tools do not follow symlinks "

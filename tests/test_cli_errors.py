@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from dsl.errors import ExitCode, InputError, PlanError, PlanfileError, ToolError
+from dsl.errors import (
+    Diagnostic,
+    ExitCode,
+    InputError,
+    Location,
+    PlanError,
+    PlanfileError,
+    ToolError,
+)
 from engine import errors, faults
 from engine.cli import plan_cmds
 from engine.cli.main import main
@@ -408,8 +416,8 @@ def _raising(error: BaseException) -> Callable[[object], int]:
 
 
 TREE: list[tuple[BaseException, int]] = [
-    (PlanError([]), 2),
-    (InputError([]), 2),
+    (PlanError([Diagnostic("bad plan", Location("p.plan", 1, 1))]), 2),
+    (InputError([Diagnostic("bad input", Location("p.plan", 2, 7))]), 2),
     (errors.UsageError("bad flag"), 2),
     (errors.ConfigError("bad config"), 2),
     (errors.RunSetupError("bad set-up"), 2),
@@ -433,7 +441,7 @@ def test_each_phase_maps_to_its_exit_code(
     monkeypatch.setattr(plan_cmds, "cmd_schema", _raising(error))
     got, err = run_cli(capsys, "schema")
     assert got == code and "Traceback" not in err and "internal error" not in err
-    assert isinstance(error, PlanfileError) and error.render() in err
+    assert isinstance(error, PlanfileError) and error.render() and error.render() in err
 
 
 def test_budget_error_carries_a_hint(

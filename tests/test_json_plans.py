@@ -156,7 +156,9 @@ def test_invalid_json_text_is_located() -> None:
     deep nesting are refused."""
     with pytest.raises(PlanError) as info:
         load_json_bytes(b'{"steps": [\n  {"id": "a",, }]}', "p.json")
-    assert "p.json:2:" in info.value.render() and "note: repaired:" in info.value.render()
+    rendered = info.value.render()
+    assert "p.json:2:" in rendered and "note: repaired:" in rendered
+    assert "p.json:steps[0]: error: a step needs a `tool`" in rendered
     with pytest.raises(PlanError, match=r"p.json:1:1: invalid JSON"):
         load_json_bytes(b"no plan here, sorry", "p.json")
     with pytest.raises(PlanError, match="not a JSON number"):

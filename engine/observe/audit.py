@@ -75,8 +75,9 @@ class AuditLog:
 
     def __init__(self, paths: Iterable[Path], secrets: Iterable[str] = ()):
         self.paths = list(paths)
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-        self._secret_bytes = [(s.encode(), _REDACTED_BYTES) for s in self._secrets]
+        # Longest first, so a secret that contains another is replaced whole.
+        ordered = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._secret_bytes = [(s.encode(), _REDACTED_BYTES) for s in ordered]
         self._lock = threading.Lock()
         self._files: list[BinaryIO] = []
         # Encoded lines, not yet redacted nor written. One growing buffer, not a list of
@@ -106,11 +107,6 @@ class AuditLog:
         if extra is not None:
             paths.append(extra)
         return cls(paths, secrets)
-
-    def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
 
     def write(self, phase: str, kind: str, **data: Any) -> None:
         line = {"ts": self._timestamp(), "phase": phase, "event": kind}

@@ -69,9 +69,6 @@ class TraceListener(RunHook):
     def round_started(self, run: RunView, carried: Mapping[str, StepRecord]) -> None:
         self.records = run.records  # each round has its own records
 
-    def event(self, event: Event) -> None:
-        self(event)
-
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self.run_span = self.tracer.start_span(
@@ -123,3 +120,5 @@ class TraceListener(RunHook):
             self.run_span.set_attribute("planfile.cost_usd", event.cost_usd)
             self.run_span.end()
             self.run_span = None
+
+    event = __call__  # the run hook method: one call per event, no wrapper

@@ -116,10 +116,6 @@ class EventBus:
         self.active = bool(self._listeners)
         self.errors: list[BaseException] = []
 
-    def subscribe(self, listener: Listener) -> None:
-        self._listeners.append(listener)
-        self.active = True
-
     def emit(self, event: Event) -> None:
         for listener in self._listeners:
             try:

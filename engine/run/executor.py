@@ -211,10 +211,6 @@ class StepRunner:
             return {k: self.resolve(v, scope) for k, v in value.items()}
         return value
 
-    def adapter(self, step: Step, item: bool) -> TypeAdapter[Any] | None:
-        """The validator of a step's result (or of one item of a `for` step's result)."""
-        return self._check(self.index[step.id], item).adapter
-
     def _check(self, node: int, item: bool) -> _ResultCheck:
         pair = self._checks[node]
         if pair is None:
@@ -351,7 +347,7 @@ class StepRunner:
     def cancelled(self, node: int) -> None:
         step = self.steps[node]
         record = self.ctx.records[step.id]
-        if record.status in (StepStatus.PENDING, StepStatus.RUNNING):
+        if record.status.is_open:
             record.status = StepStatus.CANCELLED
             if record.started_at is not None:
                 record.finished_at = self.ctx.now()

@@ -134,9 +134,6 @@ class Hooks:
             hook.open(run) if callable(getattr(hook, "open", None)) else hook for hook in hooks
         )
 
-    def has(self, name: str) -> bool:
-        return bool(self._by_method[name])
-
     def call(self, name: str, *args: Any) -> None:
         """Call `name` on every listener that implements it (lifecycle: errors propagate)."""
         for listener in self._by_method[name]:

@@ -203,7 +203,7 @@ class Priorities:
             key = latency.key(step, tools)
             self.key_of.append(key)
             self.by_key.setdefault(key, []).append(node)
-            durations.append(latency.estimate(step, tools))
+            durations.append(latency.estimate_key(key))
             self.applied[key] = durations[-1]
         self.tails = CriticalTails(dag.deps, dag.order, durations)
         schedule.reprioritize(dict(enumerate(self.tails.tails)))

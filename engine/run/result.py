@@ -54,11 +54,6 @@ class RunStatus(StrEnum):
     def ok(self) -> bool:
         return self == RunStatus.SUCCEEDED
 
-    @property
-    def resumable(self) -> bool:
-        """`planfile resume` can take the run on from where it stopped."""
-        return self not in (RunStatus.SUCCEEDED, RunStatus.REPLANNING)
-
 
 class StopReason(StrEnum):
     """Why a run stopped starting steps before its plan was done."""

@@ -235,9 +235,7 @@ class RunSession:
                 record.status == StepStatus.FAILED and on_error[name] != "skip"
                 for name, record in records.items()
             )
-            unfinished = any(
-                r.status in (StepStatus.PENDING, StepStatus.RUNNING) for r in records.values()
-            )
+            unfinished = any(r.status.is_open for r in records.values())
             stop = ctx.stop_reason
             if stop is not None and stop.run_status != RunStatus.FAILED:
                 status = stop.run_status
