@@ -74,9 +74,13 @@ def test_fenced_reply_with_prose() -> None:
 
 
 def test_python_literals_and_single_quotes() -> None:
+    """A Python-style reply (single quotes, True/None) loads as its JSON twin."""
     text = json.dumps(CANONICAL).replace('"', "'")
-    doc = ir(text.replace("'k': 5", "'k': 5, 'x': None").replace(", 'x': None", "")).plan
-    assert doc == ir(json.dumps(CANONICAL)).plan
+    text = text.replace("'retry': 2", "'retry': 2, 'cache': True, 'description': None")
+    expected = json.loads(json.dumps(CANONICAL))
+    expected["steps"][1].update(cache=True, description=None)
+    doc = ir(text).plan
+    assert doc == ir(json.dumps(expected)).plan and doc.steps[1].cache is True
 
 
 def test_comments_and_trailing_commas() -> None:
