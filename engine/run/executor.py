@@ -178,6 +178,8 @@ class StepRunner:
         # Per node, filled on first use: how to check (the result, one item of it).
         # `type_adapter` shares one adapter per declared type across steps and runs.
         self._checks: list[tuple[_ResultCheck, _ResultCheck] | None] = [None] * len(order)
+        # A fan-out's scope, built once when it expands: its items add only their variable.
+        self._fan_scopes: dict[int, Mapping[str, Any]] = {}
         self._by_type: dict[Type, _ResultCheck] = {}
 
     # --- values ---------------------------------------------------------------------
@@ -295,6 +297,8 @@ class StepRunner:
                     self.ctx.events.emit(
                         FanOutExpanded(self.ctx.run_id, record.started_at, step.id, len(items))
                     )
+                if scope is not _NO_SCOPE:
+                    self._fan_scopes[node] = scope
                 return Outcome("expand", value=items)
         except (TemplateProblem, StepError) as err:
             return self._fail(node, step, record, describe_error(err), started=False)
@@ -303,11 +307,17 @@ class StepRunner:
     async def run_item(self, parent: int, index: int, item: Any) -> Outcome:
         step = self.steps[parent]
         assert step.for_each is not None
-        scope = self.scope(step, {step.for_each.var: item})
+        shared = self._fan_scopes.get(parent)
+        scope = (
+            {**shared, step.for_each.var: item}
+            if shared is not None
+            else self.scope(step, {step.for_each.var: item})
+        )
         record = self.ctx.records[step.id]
         return await self._call(parent, step, record, scope, item=True, index=index)
 
     def finish_parent(self, parent: int, outcomes: list[Outcome]) -> Outcome:
+        self._fan_scopes.pop(parent, None)
         step = self.steps[parent]
         record = self.ctx.records[step.id]
         failures = [(i, o) for i, o in enumerate(outcomes) if o.kind != "ok"]
