@@ -247,7 +247,7 @@ class _Loader:
             if not isinstance(raw, dict):
                 self.error(path, f"a step is an object, not {_json_kind(raw)}")
                 continue
-            steps.append(self.load_step(raw, index, path, ids, aliases, goal))
+            steps.append(self.load_step(raw, index, path, ids, aliases))
         # An ordered list without any declared dependency is a sequence: chain it.
         if self.problems:
             return steps
@@ -288,7 +288,6 @@ class _Loader:
         path: Path,
         ids: list[str],
         aliases: dict[str, str],
-        goal: Any,
     ) -> dict[str, Any]:
         ir_path: Path = ("steps", index)
         if raw.keys() <= _CANONICAL_KEYS:
