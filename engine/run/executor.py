@@ -587,24 +587,41 @@ class StepRunner:
             self._workspace_path = self.ctx.settings.get("workspace_path") or _cwd()
         return self._workspace_path
 
+    def tool_context(self, step: Step, attempt: int, model: str | None) -> ToolContext:
+        """What a tool that asks for a context sees for one attempt of `step`."""
+        ctx = self.ctx
+        return ToolContext(
+            run_id=ctx.run_id,
+            step_id=step.id,
+            attempt=attempt,
+            workspace=self._workspace(),
+            settings=ctx.settings,
+            model=model,
+            services={
+                **ctx.services,
+                "step": step,
+                "record": ctx.records[step.id],
+                "run": ctx,
+                "runner": self,
+            },
+        )
+
     async def _invoke(
         self, step: Step, spec: ToolSpec, kwargs: dict[str, Any], attempt: int, model: str | None
     ) -> Any:
-        ctx = self.ctx
         if spec.context_param is not None:
-            kwargs[spec.context_param] = ToolContext(
-                run_id=ctx.run_id,
-                step_id=step.id,
-                attempt=attempt,
-                workspace=self._workspace(),
-                settings=ctx.settings,
-                model=model,
-                services={**ctx.services, "step": step, "record": ctx.records[step.id], "run": ctx},
-            )
+            kwargs[spec.context_param] = self.tool_context(step, attempt, model)
+        return await self.call_tool(spec, kwargs, step.timeout_s)
+
+    async def call_tool(
+        self, spec: ToolSpec, kwargs: dict[str, Any], timeout_s: float | None
+    ) -> Any:
+        """One call of a tool with its arguments ready, under `timeout_s`: the single place
+        a step's tool runs (an agent step's inner tool calls come through here too)."""
         call: Awaitable[Any]
         if spec.is_async:
             call = _exit_is_error(spec.name, spec.fn(**kwargs))
-        elif spec.inline and step.timeout_s is None:
+        elif spec.inline and timeout_s is None:
             # Sync tools run in the pool: they may block (files, CPU), and only a pool
             # call can be abandoned at its timeout. The hop costs ~30-50 µs of CPU and
             # ~100 µs of wall time per call on a busy 2-core machine (10k chained no-op
@@ -616,10 +633,10 @@ class StepRunner:
             loop = asyncio.get_running_loop()
             # A timed-out thread cannot be killed, so its late result is discarded.
             call = loop.run_in_executor(
-                ctx.pool, functools.partial(_call_sync, spec.name, spec.fn, kwargs)
+                self.ctx.pool, functools.partial(_call_sync, spec.name, spec.fn, kwargs)
             )
-        if step.timeout_s is not None:
-            return await asyncio.wait_for(call, step.timeout_s)
+        if timeout_s is not None:
+            return await asyncio.wait_for(call, timeout_s)
         return await call
 
 
