@@ -151,7 +151,30 @@ def planning(rows: dict[str, dict[str, Any]]) -> list[str]:
             f"{offline['first_try']} ({offline['first_try_share']:.0%}) check on the first try, "
             f"{offline['after_repair']} ({offline['after_repair_share']:.0%}) after up to two repairs.",
         ]
-    return out
+    return out + planner_eval(rows)
+
+
+def planner_eval(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """benchmarks/test_planner_eval.py: each split, the embedded planner then the baseline."""
+    names = {split: f"test_planner_eval[{split}]" for split in ("heldout", "tuned")}
+    found = [(split, rows[name]) for split, name in names.items() if name in rows]
+    out = [
+        "",
+        "Planner evaluation (`planfile eval-planner`, embedded model, fresh process):",
+        "",
+        "| split | planner | checks, 1st try | checks | tool F1 | node F1 | edge F1 | steps | planning s p50 / p90 |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for split, row in found:
+        for who, p in (("embedded", ""), ("llm-only", "baseline_")):
+            n = row[p + "goals"]
+            out.append(
+                f"| {split} | {who} | {row[p + 'checks_first_try']}/{n} | {row[p + 'checks']}/{n} | "
+                f"{_fmt(row[p + 'tool_f1'], '.2f')} | {_fmt(row[p + 'node_f1'], '.2f')} | "
+                f"{_fmt(row[p + 'edge_f1'], '.2f')} | {_fmt(row[p + 'steps_mean'], '.1f')} | "
+                f"{_fmt(row[p + 'seconds_median'], '.1f')} / {_fmt(row[p + 'seconds_p90'], '.1f')} |"
+            )
+    return out if found else []
 
 
 def journal(rows: dict[str, dict[str, Any]]) -> list[str]:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from dsl.ir import TASK_TYPES, Plan, Ref, Step, is_template
 
+from .agent_steps import AGENT_TOOL, TOOLS_ARG, check_agent_args, is_agent_step
 from .errors import Diagnostic, Path, PlanError, did_you_mean, gc_paused
 from .parser import SourceMap
 from .templates import TemplateProblem, expression_names, template_names
@@ -123,6 +124,9 @@ class _Checker:
         self.diagnostics.append(
             self.smap.diagnostic(path, message, hint=hint, code=code, severity="warning")
         )
+
+    def unknown_tool_hint(self, name: str) -> str:
+        return _unknown_tool_hint(name, self.tools, self.smap.is_json)
 
     # --- types --------------------------------------------------------------------
     def resolve_type(self, text: str, path: Path) -> Type | None:
@@ -340,7 +344,9 @@ class _Checker:
             self.error(
                 (*path, "tool"),
                 f"unknown tool `{step.tool}`",
-                hint=_unknown_tool_hint(step.tool, self.tools, self.smap.is_json),
+                hint=_unknown_tool_hint(
+                    step.tool, self.tools, self.smap.is_json, agent_executor=True
+                ),
                 code="unknown-tool",
             )
         if step.for_each is not None:
@@ -366,8 +372,11 @@ class _Checker:
                     code="type",
                 )
                 scope[var] = JSON
+        agent = tool is not None and is_agent_step(step.tool)
         for name, value in step.args.items():
             arg_path: Path = (*path, "args", name)
+            if agent and name == TOOLS_ARG:
+                continue  # tool names, not references: check_agent_args checks them
             actual = self.value_type(value, arg_path, step, scope)
             if tool is None:
                 continue
@@ -404,6 +413,8 @@ class _Checker:
                     code="missing-arg",
                 )
             self.check_result_type(step, index, tool)
+            if agent:
+                check_agent_args(step.args, path, self.tools, self)
             if (step.tier or step.model) and not tool.uses_model:
                 self.warn(
                     (*path, "tier" if step.tier else "model"),
@@ -587,22 +598,34 @@ class _Checker:
     smap_source: str | None = None
 
 
-def _unknown_tool_hint(name: str, tools: Mapping[str, ToolLike], is_json: bool) -> str:
+def _unknown_tool_hint(
+    name: str, tools: Mapping[str, ToolLike], is_json: bool, *, agent_executor: bool = False
+) -> str:
     """The closest tool; for JSON plans (a model named the tool) also every available
-    tool and how to map the name on load."""
-    closest = did_you_mean(name, tools)
+    tool and how to map the name on load, and (for a step's own tool, `agent_executor`)
+    that `--executor agent` would run the step as an agent."""
+    offer_agent = agent_executor and AGENT_TOOL in tools
+    # `agent` is no target for a mapped name (it needs a task and tools) nor a tool an
+    # agent may call; it is a candidate only for a step's own tool in `.plan` text.
+    candidates = [t for t in tools if t != AGENT_TOOL or (offer_agent and not is_json)]
+    closest = did_you_mean(name, candidates)
     if closest is None and is_json:
         # Models name tools by purpose (`summary_generator`): match a shared word stem.
         stems = {part[:5] for part in name.lower().split("_") if len(part) >= 5}
-        similar = [tool for tool in tools if tool.lower()[:5] in stems]
+        similar = [tool for tool in candidates if tool.lower()[:5] in stems]
         closest = f"did you mean `{similar[0]}`?" if similar else None
     if not is_json:
         return closest or "see `planfile tools`; load your own with `--tools FILE.py`"
     target = closest.split("`")[1] if closest else "TOOL"
-    listed = ", ".join(sorted(tools)[:30]) or "none"
+    listed = ", ".join(sorted(candidates)[:30]) or "none"
+    agent = (
+        "; or run the step as an agent over the default tools: `--executor agent`"
+        if offer_agent
+        else ""
+    )
     return (
         f"{closest + ' ' if closest else ''}available tools: {listed}; map the name on load:"
-        f" `--map-tool {name}={target}`, or load your own with `--tools FILE.py`"
+        f" `--map-tool {name}={target}`, or load your own with `--tools FILE.py`{agent}"
     )
 
 

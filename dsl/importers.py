@@ -34,6 +34,7 @@ from lark.exceptions import UnexpectedInput
 
 from dsl.ir import Plan, Ref, Step
 
+from .agent_steps import AGENT_TOOL, TASK_ARG, TOOLS_ARG, Executor, args_as_task, default_tools
 from .errors import Diagnostic, Location, PlanError, did_you_mean
 
 FORMATS = ("llmcompiler", "rewoo")
@@ -215,11 +216,49 @@ def _items(kind: str, text: str, file: str | None) -> list[Any]:
     return items
 
 
+def _as_agent(
+    step_id: str,
+    tool: str,
+    args: Mapping[str, Any],
+    description: str | None,
+    tools: Mapping[str, Any],
+    where: Location,
+    notes: list[Diagnostic] | None,
+) -> Step:
+    """`--executor agent`: a task whose tool nobody registered becomes an agent step over
+    the default tools, the call it asked for its task (a note says so)."""
+    offered = default_tools(tools)
+    if notes is not None:
+        notes.append(
+            Diagnostic(
+                f"tool `{tool}` is not registered: `{step_id}` runs as an agent step over"
+                f" {', '.join(offered)} (--executor agent)",
+                where,
+                severity="note",
+                code="executor",
+            )
+        )
+    return Step(
+        id=step_id,
+        tool=AGENT_TOOL,
+        args={TASK_ARG: args_as_task(description or "", tool, args), TOOLS_ARG: offered},
+        description=description,
+        executor="agent",
+    )
+
+
+def _agent_executor(executor: Executor, tool: str, tools: Mapping[str, Any]) -> bool:
+    return executor == "agent" and tool not in tools and AGENT_TOOL in tools
+
+
 def import_llmcompiler(
     text: str,
     tools: Mapping[str, Any],
     file: str | None = None,
     tool_map: Mapping[str, str] | None = None,
+    *,
+    executor: Executor = "llm",
+    notes: list[Diagnostic] | None = None,
 ) -> Plan:
     items = _items("llmcompiler", text, file)
     ids: dict[str, str] = {}
@@ -247,12 +286,24 @@ def import_llmcompiler(
             join_at = len(steps)
             continue
         tool = _tool(str(name), tools, tool_map)
+        if _agent_executor(executor, tool, tools):
+            where = Location(file, name.line, name.column, name.column + len(str(name)))
+            positional = {
+                key or f"arg{position + 1}": _convert(_literal(raw), ids)
+                for position, (key, raw) in enumerate(args)
+            }
+            steps.append(_as_agent(step_id, tool, positional, thought, tools, where, notes))
+            thought = None
+            continue
         if tool not in tools:
             problems.append(
                 Diagnostic(
                     f"task {number}: unknown tool `{tool}`",
                     Location(file, name.line, name.column, name.column + len(str(name))),
-                    hint=did_you_mean(tool, [*tools, *ALIASES]) or "see `planfile tools`",
+                    # A near name is a typo; anything else may run as an agent instead.
+                    hint=did_you_mean(tool, [*tools, *ALIASES])
+                    or "see `planfile tools`"
+                    + ("; or run it as an agent step: `--executor agent`" * (AGENT_TOOL in tools)),
                     code="unknown-tool",
                 )
             )
@@ -315,6 +366,9 @@ def import_rewoo(
     tools: Mapping[str, Any],
     file: str | None = None,
     tool_map: Mapping[str, str] | None = None,
+    *,
+    executor: Executor = "llm",
+    notes: list[Diagnostic] | None = None,
 ) -> Plan:
     items = _items("rewoo", text, file)
     ids: dict[str, str] = {}
@@ -341,7 +395,11 @@ def import_rewoo(
         value = _reference(raw_input, _EVIDENCE, ids)
         args = {params[0]: value} if params else ({"input": value} if raw_input else {})
         step_id = f"E{number}"
-        steps.append(Step(id=step_id, tool=tool, args=args, description=plan_text))
+        if _agent_executor(executor, tool, tools):
+            where = Location(file, name.line, name.column, name.column + len(str(name)))
+            steps.append(_as_agent(step_id, tool, args, plan_text, tools, where, notes))
+        else:
+            steps.append(Step(id=step_id, tool=tool, args=args, description=plan_text))
         ids[number] = step_id
         plan_text = None
     if problems:
@@ -357,11 +415,15 @@ def import_plan(
     tools: Mapping[str, Any],
     file: str | None = None,
     tool_map: Mapping[str, str] | None = None,
+    *,
+    executor: Executor = "llm",
+    notes: list[Diagnostic] | None = None,
 ) -> Plan:
     """Parse LLMCompiler or ReWOO plan text into the IR; raise PlanError. `tool_map`
-    renames tools the text names (before the papers' own aliases)."""
+    renames tools the text names (before the papers' own aliases); with
+    `executor="agent"` a tool nobody registered becomes an agent step (a note in `notes`)."""
     if kind == "llmcompiler":
-        return import_llmcompiler(text, tools, file, tool_map)
+        return import_llmcompiler(text, tools, file, tool_map, executor=executor, notes=notes)
     if kind == "rewoo":
-        return import_rewoo(text, tools, file, tool_map)
+        return import_rewoo(text, tools, file, tool_map, executor=executor, notes=notes)
     raise ValueError(f"unknown plan format `{kind}` (formats: {', '.join(FORMATS)})")

@@ -133,6 +133,14 @@ class Step(_Frozen):
         description="Reuse a stored result of an identical call (same tool, arguments, model).",
     )
     approve: bool = Field(default=False, description="A person approves the call before it runs.")
+    # Provenance, not behaviour: set by the loaders only on a step they made from a
+    # description or from a tool nobody registered, so the run's record can say which
+    # executor ran it (`--executor llm|agent`); `fmt` writes it as `executor agent`.
+    executor: Literal["llm", "agent"] | None = Field(
+        default=None,
+        description="Set by the loader on a step made from a description or an unknown"
+        " tool: the executor chosen for it (`llm`, or `agent` with `--executor agent`).",
+    )
 
     @field_validator("after")
     @classmethod
@@ -171,6 +179,10 @@ def plan_json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://planfile.dev/schema/plan.schema.json"
     schema["title"] = "planfile plan"
+    from .agent_steps import agent_step_schema  # it reads this module's names
+
+    step = schema["$defs"]["Step"]
+    step["if"], step["then"] = agent_step_schema()
     return schema
 
 

@@ -27,6 +27,15 @@ from pydantic import ValidationError
 
 from dsl.ir import TASK_TYPES, Plan, is_template
 
+from .agent_steps import (
+    AGENT_TOOL,
+    AGENT_TOP_LEVEL_KEYS,
+    TASK_ARG,
+    TOOLS_ARG,
+    Executor,
+    args_as_task,
+    default_tools,
+)
 from .coerce import NOT_COERCED, coerce, describe, duration_seconds
 from .errors import Diagnostic, Location, Path, PlanError, did_you_mean, gc_paused
 from .parser import SourceMap, decode_source, default_plan_name
@@ -55,7 +64,9 @@ MAX_JSON_DEPTH = 64
 
 # A step with only these keys may take `load_canonical_step`; the verbatim ones are
 # copied as they are (the checker and the IR validate them), as `load_step` does.
-_VERBATIM_KEYS = frozenset({"for_each", "model", "when", "on_error", "check", "cache", "approve"})
+_VERBATIM_KEYS = frozenset(
+    {"for_each", "model", "when", "on_error", "check", "cache", "approve", "executor"}
+)
 _CANONICAL_KEYS = frozenset({"id", "tool", "args", "after"}) | _VERBATIM_KEYS
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -69,10 +80,14 @@ class _Loader:
         file: str | None,
         tools: Mapping[str, Any] | None,
         tool_map: Mapping[str, str] | None = None,
+        executor: Executor = "llm",
     ):
         self.file = file
         self.tools = tools or {}
         self.tool_map = dict(tool_map or {})
+        self.executor = executor
+        # Without a catalogue (a plain IR dump) every tool is taken as named.
+        self.agent_available = not self.tools or AGENT_TOOL in self.tools
         self.independent = False  # tool calls: no declared dependencies means none
         self.problems: list[Diagnostic] = []
         self.smap = SourceMap(file, is_json=True)
@@ -255,7 +270,8 @@ class _Loader:
             for index in range(1, len(steps)):
                 steps[index]["after"] = [ids[index - 1]]
         for step in self.description_steps:
-            step["args"]["prompt"] = self.llm_prompt(step["args"]["prompt"], step, goal)
+            key = TASK_ARG if step["tool"] == AGENT_TOOL else "prompt"
+            step["args"][key] = self.llm_prompt(step["args"][key], step, goal)
         return steps
 
     @staticmethod
@@ -380,7 +396,13 @@ class _Loader:
             elif result_type is not None:
                 step["type"] = result_type
                 self.smap.json_paths[(*ir_path, "type")] = (*path, "type")
-        if "task" in raw:
+        agent_shaped = self.agent_shaped(raw, call, text)
+        agent_task = (
+            agent_shaped
+            and isinstance(raw.get(TASK_ARG), str)
+            and raw[TASK_ARG].strip().lower() not in TASK_ALIASES
+        )
+        if "task" in raw and not agent_task:
             handled.add("task")
             task = raw["task"]
             if isinstance(task, str) and task.lower() in TASK_ALIASES:
@@ -408,7 +430,11 @@ class _Loader:
         )
         if action_step:
             tool, tool_key = raw["step"], "step"
+        if agent_shaped and tool_key is None:
+            tool = AGENT_TOOL  # a task (or description) and a `tools` list: an agent step
         listed_key = next((k for k in TOOL_LIST_KEYS if k in raw), None)
+        if agent_shaped:
+            listed_key = None  # `tools` is the agent's (see agent_args)
         if listed_key is not None and tool_key is None and call is None:
             handled.add(listed_key)
             listed = raw[listed_key]
@@ -417,7 +443,12 @@ class _Loader:
                 self.error(
                     (*path, listed_key),
                     f"a step calls one tool; `{listed_key}` lists {describe(raw[listed_key])}",
-                    hint="split the step into one step per tool",
+                    hint="split the step into one step per tool"
+                    + (
+                        ', or make it an agent step: "tools": [...] beside its description'
+                        if self.agent_available and isinstance(raw[listed_key], list)
+                        else ""
+                    ),
                 )
             elif listed:
                 tool, tool_key = listed[0], listed_key
@@ -467,6 +498,11 @@ class _Loader:
             step["tool"] = name
             self.smap.json_paths[(*ir_path, "tool")] = (*path, tool_key or "tool")
             args = self.load_args(raw_args, args_key, name, path, ir_path, aliases)
+            if name == AGENT_TOOL:
+                text = self.agent_args(raw, args, text, text_key, step, path, ir_path, handled)
+            elif self.executor == "agent" and self.agent_available and name not in self.tools:
+                args = self.as_agent(step, text, args, aliases, path, tool_key or "tool", ir_path)
+                text = None
             if not args and raw_args is None and text is not None and name == "llm":
                 # An LLM step in all but name: prompted with the goal and earlier results.
                 args = {"prompt": _numbered_refs(text, aliases)}
@@ -503,12 +539,18 @@ class _Loader:
                 )
                 return step
             self.llm_shaped = True
-            step["tool"] = "llm"
-            # The prompt is finished once dependencies are known (see load_steps).
-            step["args"] = {"prompt": _numbered_refs(text, aliases)}
-            self.description_steps.append(step)
-            if text_key is not None:
-                self.smap.json_paths[(*ir_path, "args", "prompt")] = (*path, text_key)
+            if self.executor == "agent" and self.agent_available:
+                self.as_agent(step, text, {}, aliases, path, text_key, ir_path)
+                if text_key is not None:
+                    self.smap.json_paths[(*ir_path, "args", TASK_ARG)] = (*path, text_key)
+            else:
+                step["tool"] = "llm"
+                step["executor"] = "llm"
+                # The prompt is finished once dependencies are known (see load_steps).
+                step["args"] = {"prompt": _numbered_refs(text, aliases)}
+                self.description_steps.append(step)
+                if text_key is not None:
+                    self.smap.json_paths[(*ir_path, "args", "prompt")] = (*path, text_key)
             if raw_args is not None:
                 self.error((*path, args_key or "args"), "arguments without a `tool`")
 
@@ -561,6 +603,7 @@ class _Loader:
             or not tool
             or tool in self.tool_map
             or (tool not in self.tools if self.tools else tool != tool.strip())
+            or tool == AGENT_TOOL
         ):
             return None
         deps = raw.get("after", ())
@@ -590,6 +633,93 @@ class _Loader:
                 paths[(*ir_path, key)] = (*path, key)
         paths[ir_path] = path
         return step
+
+    def agent_shaped(self, raw: dict[str, Any], call: Any, text: str | None) -> bool:
+        """`"tool": "agent"`, or no tool and a `tools` list beside a description or a task."""
+        if not self.agent_available or call is not None:
+            return False
+        named = next((raw[k] for k in ("tool", "tool_name", "action_name") if k in raw), None)
+        if isinstance(named, str):
+            return self.tool_map.get(named.strip(), named.strip()) == AGENT_TOOL
+        if named is not None or not isinstance(raw.get(TOOLS_ARG), list | str):
+            return False
+        task = raw.get(TASK_ARG)
+        return text is not None or (
+            isinstance(task, str) and task.strip().lower() not in TASK_ALIASES
+        )
+
+    def agent_args(
+        self,
+        raw: dict[str, Any],
+        args: dict[str, Any],
+        text: str | None,
+        text_key: str | None,
+        step: dict[str, Any],
+        path: Path,
+        ir_path: Path,
+        handled: set[str],
+    ) -> str | None:
+        """An agent step's arguments: `task`, `tools`, `max_iterations` (and
+        `max_cost_usd`) from `args` or the step's top level, as models write them; the
+        description is the task when none is given. Returns the text still unused."""
+        for key in AGENT_TOP_LEVEL_KEYS:
+            if key not in raw or (key == TASK_ARG and not isinstance(raw[key], str)):
+                continue
+            if key == TASK_ARG and raw[key].strip().lower() in TASK_ALIASES:
+                continue  # a task type (`"task": "search"`), handled with the others
+            handled.add(key)
+            if key in args:
+                self.error((*path, key), f"`{key}` is given twice (here and in the arguments)")
+                continue
+            args[key] = raw[key]
+            self.smap.json_paths[(*ir_path, "args", key)] = (*path, key)
+        if TASK_ARG not in args and text is not None:
+            args[TASK_ARG] = text  # finished with the goal and earlier results in load_steps
+            self.description_steps.append(step)
+            self.smap.json_paths[(*ir_path, "args", TASK_ARG)] = (*path, text_key or TASK_ARG)
+            text = None
+        tools = args.get(TOOLS_ARG)
+        where = self.smap.json_paths.get((*ir_path, "args", TOOLS_ARG), (*path, TOOLS_ARG))
+        if isinstance(tools, str):
+            self.note(where, f"read `{TOOLS_ARG}` {describe(tools)} as a list of one tool")
+            tools = args[TOOLS_ARG] = [tools]
+        if isinstance(tools, list):
+            for index, name in enumerate(tools):
+                self.smap.json_paths[(*ir_path, "args", TOOLS_ARG, index)] = (*where, index)
+                if isinstance(name, str) and name.strip():
+                    tools[index] = self.tool_name(name.strip(), (*where, index))
+        return text
+
+    def as_agent(
+        self,
+        step: dict[str, Any],
+        text: str | None,
+        args: dict[str, Any],
+        aliases: dict[str, str],
+        path: Path,
+        key: str | None,
+        ir_path: Path,
+    ) -> dict[str, Any]:
+        """`--executor agent`: a step with no tool, or a tool nobody registered, becomes
+        an agent step over the default tools, its description (and the arguments meant
+        for the missing tool) its task; a note says so."""
+        missing = step.get("tool")
+        offered = default_tools(self.tools)
+        task = _numbered_refs(text, aliases) if text is not None else ""
+        if missing is not None:
+            task = args_as_task(task, missing, args)
+        agent_args = {TASK_ARG: task, TOOLS_ARG: offered}
+        step.update(tool=AGENT_TOOL, executor="agent", args=agent_args)
+        self.description_steps.append(step)
+        if missing is not None:
+            self.smap.json_paths[(*ir_path, "args", TASK_ARG)] = (*path, key or "tool")
+        why = f"tool `{missing}` is not registered" if missing else "the step names no tool"
+        self.note(
+            (*path, key) if key else path,
+            f"{why}: it runs as an agent step over {', '.join(offered)} (--executor agent)",
+            "executor",
+        )
+        return agent_args
 
     def llm_prompt(self, text: str, step: dict[str, Any], goal: Any) -> str:
         """A prompt for a description-only step: the goal, the task, and its inputs."""
@@ -861,8 +991,12 @@ def load_json(
     *,
     tool_map: Mapping[str, str] | None = None,
     notes: list[Diagnostic] | None = None,
+    executor: Executor = "llm",
 ) -> tuple[Plan, SourceMap]:
-    """A parsed JSON document (canonical or LLM-shaped) -> Plan IR and source map."""
+    """A parsed JSON document (canonical or LLM-shaped) -> Plan IR and source map.
+    `executor="agent"` loads steps with no tool, or a tool nobody registered, as agent
+    steps over the default tools (dsl/agent_steps.py); `llm` (the default) makes a step
+    with no tool an `llm` step and leaves unknown tools to the checker."""
     depth, huge = _depth(doc)
     if depth > MAX_JSON_DEPTH:
         raise PlanError(
@@ -885,7 +1019,7 @@ def load_json(
                 )
             ]
         )
-    loader = _Loader(file, tools, tool_map)
+    loader = _Loader(file, tools, tool_map, executor)
     loader.smap.notes.extend(notes or ())
     with gc_paused():
         try:
@@ -901,9 +1035,12 @@ def load_json_bytes(
     tools: Mapping[str, Any] | None = None,
     *,
     tool_map: Mapping[str, str] | None = None,
+    executor: Executor = "llm",
 ) -> tuple[Plan, SourceMap]:
     """JSON bytes as a model wrote them (repaired if need be, see dsl/repair.py) -> IR."""
-    return load_json_text(decode_source(data, file), file, tools, tool_map=tool_map)
+    return load_json_text(
+        decode_source(data, file), file, tools, tool_map=tool_map, executor=executor
+    )
 
 
 def load_json_text(
@@ -912,13 +1049,14 @@ def load_json_text(
     tools: Mapping[str, Any] | None = None,
     *,
     tool_map: Mapping[str, str] | None = None,
+    executor: Executor = "llm",
 ) -> tuple[Plan, SourceMap]:
     """JSON text as a model wrote it -> IR: repaired (each repair a note), then loaded.
     An error carries the text, so it renders with the lines it points at."""
     try:
         with gc_paused():  # the parsed document: tens of thousands of objects, no cycles
             doc, notes = parse_model_json(text, file)
-            return load_json(doc, file, tools, tool_map=tool_map, notes=notes)
+            return load_json(doc, file, tools, tool_map=tool_map, notes=notes, executor=executor)
     except PlanError as err:
         err.source = text
         raise

@@ -8,6 +8,7 @@ from typing import Any
 
 from dsl.ir import Plan
 
+from .agent_steps import Executor
 from .bounded_read import FileTooLarge, read_bounded
 from .checker import CheckedPlan, ToolLike, check
 from .errors import Diagnostic, Location, PlanError
@@ -29,8 +30,11 @@ def read_plan_file(
     source_format: str | None = None,
     *,
     tool_map: Mapping[str, str] | None = None,
+    executor: Executor = "llm",
 ) -> tuple[Plan, SourceMap, str]:
-    """Read a `.plan` or `.json` file (or LLMCompiler/ReWOO text) into IR; raise PlanError."""
+    """Read a `.plan` or `.json` file (or LLMCompiler/ReWOO text) into IR; raise PlanError.
+    `executor` says how a JSON or imported step naming no registered tool runs (see
+    `dsl.json_loader.load_json`); `.plan` text states every step's tool."""
     file = str(path)
     try:
         data = read_bounded(path, MAX_PLAN_BYTES)
@@ -62,12 +66,12 @@ def read_plan_file(
     if source_format is not None:
         from .importers import import_plan
 
-        return (
-            import_plan(source_format, text, tools or {}, file, tool_map),
-            SourceMap(file, is_json=True),
-            text,
+        smap = SourceMap(file, is_json=True)
+        plan = import_plan(
+            source_format, text, tools or {}, file, tool_map, executor=executor, notes=smap.notes
         )
-    plan, smap = parse_plan_text(text, file, tools, tool_map=tool_map)
+        return plan, smap, text
+    plan, smap = parse_plan_text(text, file, tools, tool_map=tool_map, executor=executor)
     return plan, smap, text
 
 
@@ -77,6 +81,7 @@ def parse_plan_text(
     tools: Mapping[str, Any] | None = None,
     *,
     tool_map: Mapping[str, str] | None = None,
+    executor: Executor = "llm",
 ) -> tuple[Plan, SourceMap]:
     """`.plan` text or JSON text -> IR (JSON when the file ends in .json or looks like it).
 
@@ -86,7 +91,7 @@ def parse_plan_text(
         not (file or "").lower().endswith(".plan") and looks_like_json(text)
     )
     if is_json:
-        return load_json_text(text, file, tools, tool_map=tool_map)
+        return load_json_text(text, file, tools, tool_map=tool_map, executor=executor)
     return parse_text(text, file)
 
 
@@ -96,18 +101,19 @@ def load_and_check(
     *,
     tiers: Collection[str] = (),
     tool_map: Mapping[str, str] | None = None,
+    executor: Executor = "llm",
 ) -> CheckedPlan:
     """Any plan source -> a CheckedPlan; raise PlanError with every problem found."""
     text: str | None = None
     if isinstance(source, Plan):
         plan, smap = source, SourceMap(None, is_json=True)
     elif isinstance(source, Mapping | list):
-        plan, smap = load_json(source, None, tools, tool_map=tool_map)
+        plan, smap = load_json(source, None, tools, tool_map=tool_map, executor=executor)
     elif isinstance(source, Path) or (
         isinstance(source, str) and "\n" not in source and Path(source).suffix in (".plan", ".json")
     ):
-        plan, smap, text = read_plan_file(source, tools, tool_map=tool_map)
+        plan, smap, text = read_plan_file(source, tools, tool_map=tool_map, executor=executor)
     else:
         text = str(source)
-        plan, smap = parse_plan_text(text, None, tools, tool_map=tool_map)
+        plan, smap = parse_plan_text(text, None, tools, tool_map=tool_map, executor=executor)
     return check(plan, tools, smap, tiers=tiers, source=text)

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from dsl.ir import MAX_TIMEOUT_S, TASK_TYPES, FanOut, InputDecl, Plan, RecordType, Ref, Step
 
+from .agent_steps import EXECUTORS, TOOLS_ARG, is_agent_step, names_from_refs
 from .errors import Diagnostic, Location, Path, PlanError, gc_paused
 from .lark_cache import cached_lark
 from .values import walk
@@ -338,6 +339,9 @@ class _Builder(Transformer[Token, Any]):
 
     def approve(self, children: list[Token]) -> tuple[str, Any]:
         return ("approve", children[0])
+
+    def executor(self, children: list[Token]) -> tuple[str, Any]:
+        return ("executor", children[0])
 
     def step_decl(self, children: list[Any]) -> _Item:
         return _Item("step", children, _pos(children[0]))
@@ -752,6 +756,8 @@ def _build_step(
             positions[(*path, arg_name)] = val.pos
             continue
         arg_values[arg_name] = val.value
+        if arg_name == TOOLS_ARG and is_agent_step(fields["tool"]):
+            arg_values[arg_name] = names_from_refs(val.value)  # tool names, not references
         _record_val(smap, (*path, "args", arg_name), val)
         if val.pos.line:
             positions[(*path, "args", arg_name)] = val.pos
@@ -801,6 +807,17 @@ def _build_step(
         elif kind in ("cache", "approve"):
             fields[kind] = True
             positions[(*path, kind)] = _pos(value)
+        elif kind == "executor":
+            if str(value) not in EXECUTORS:
+                problem(
+                    _pos(value),
+                    f"unknown executor `{value}`",
+                    hint=f"executors: {', '.join(EXECUTORS)}",
+                )
+                ok = False
+                continue
+            fields["executor"] = str(value)
+            positions[(*path, "executor")] = _pos(value)
     if not ok:
         return None
     task = fields.get("task")

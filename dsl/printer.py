@@ -17,6 +17,7 @@ from typing import Any
 
 from dsl.ir import Plan, Ref, Step
 
+from .agent_steps import TOOLS_ARG, is_agent_step
 from .parser import SourceMap, decode_long_string, default_plan_name, scan_comments
 
 INDENT = "    "
@@ -67,6 +68,29 @@ def format_value(value: Any, indent: str = "") -> str:
     raise TypeError(f"cannot print {type(value).__name__} in a plan")
 
 
+_RESERVED_WORDS = frozenset({"true", "false", "null"})
+
+
+def format_tool_names(value: Any) -> str:
+    """An agent's `tools`: names bare (`[search, calculate]`), as the parser reads them;
+    anything that is not a name (the checker's error) as a value."""
+    if not isinstance(value, list):
+        return format_value(value)
+    return (
+        "["
+        + ", ".join(
+            item
+            if isinstance(item, str)
+            and item.isidentifier()
+            and item.isascii()
+            and item not in _RESERVED_WORDS
+            else format_value(item)
+            for item in value
+        )
+        + "]"
+    )
+
+
 def format_duration(seconds: float) -> str:
     if seconds >= 1 or seconds == 0:
         text = repr(float(seconds))
@@ -89,7 +113,11 @@ def format_step(step: Step) -> str:
         args.append(f"tier: {step.tier}")
     if step.model is not None:
         args.append(f"model: {format_string(step.model)}")
-    args.extend(f"{name}: {format_value(value)}" for name, value in step.args.items())
+    agent = is_agent_step(step.tool)
+    args.extend(
+        f"{name}: {format_tool_names(value) if agent and name == TOOLS_ARG else format_value(value)}"
+        for name, value in step.args.items()
+    )
     call = f"{step.tool}({', '.join(args)})"
     lines = [head + call]
     if step.after:
@@ -112,6 +140,8 @@ def format_step(step: Step) -> str:
         lines.append(f"{INDENT}cache")
     if step.approve:
         lines.append(f"{INDENT}approve")
+    if step.executor is not None:
+        lines.append(f"{INDENT}executor {step.executor}")
     return "\n".join(lines)
 
 

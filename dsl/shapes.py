@@ -62,6 +62,7 @@ CANONICAL_STEP_KEYS = {
     "description",
     "cache",
     "approve",
+    "executor",
 }
 IGNORED_STEP_KEYS = {
     "reasoning",

@@ -23,11 +23,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from dsl.agent_steps import Executor
 from dsl.checker import CheckedPlan
 from dsl.errors import Diagnostic, InputError, Location, did_you_mean
 from dsl.ir import Plan
 from dsl.loader import PlanSource, load_and_check
 from dsl.types import build_record_models, type_adapter
+from engine.agent.loop import AGENT_LOOP
 from engine.agent.planner import Usage
 from engine.agent.replan import POLICIES, LLMPolicy, PolicyRounds, Replanner, ReplanPolicy
 from engine.config import Config
@@ -38,6 +40,7 @@ from engine.models.local_model import LOCAL_MODEL
 from engine.models.selection import ModelSelector, TierSelector
 from engine.observe.audit import AuditHook, secrets_from
 from engine.observe.tracing import TraceHook, tracer_from_environment
+from engine.run.backend import LOCAL, Backend
 from engine.run.events import Event
 from engine.run.executor import RetryPolicy
 from engine.run.hooks import Approver
@@ -71,10 +74,14 @@ def load_plan(
     tools: Iterable[ToolSpec | Callable[..., Any]] | ToolRegistry | None = None,
     tiers: Iterable[str] = (),
     tool_map: Mapping[str, str] | None = None,
+    executor: Executor = "llm",
 ) -> CheckedPlan:
     """Load a plan from a `.plan`/`.json` path, text, a JSON value or IR, and check it;
-    `tool_map` renames tools a JSON plan names (`{"web_search": "search"}`)."""
-    return load_and_check(source, build_registry(tools), tiers=tuple(tiers), tool_map=tool_map)
+    `tool_map` renames tools a JSON plan names (`{"web_search": "search"}`); with
+    `executor="agent"` a JSON step naming no registered tool is an agent step."""
+    return load_and_check(
+        source, build_registry(tools), tiers=tuple(tiers), tool_map=tool_map, executor=executor
+    )
 
 
 def resolve_inputs(checked: CheckedPlan, provided: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -171,6 +178,7 @@ class Engine:
         approver: Callable[[str, str, dict[str, Any]], Any] | None = None,
         approve_all: bool = False,
         tracer: Any = None,
+        backend: Backend | None = None,
     ):
         if max_parallel < 1:
             raise RunSetupError("max_parallel must be at least 1")
@@ -199,6 +207,9 @@ class Engine:
         # An OpenTelemetry tracer (the `tracing` extra); None = no tracing, no cost.
         self.tracer = tracer if tracer is not None else tracer_from_environment()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        # Where steps execute: this process (default) or a cluster (engine/backends/);
+        # closed with the engine.
+        self.backend: Backend = backend or LOCAL
 
     # --- lifecycle ------------------------------------------------------------------
     @property
@@ -215,6 +226,7 @@ class Engine:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+        self.backend.close()
 
     def __enter__(self) -> Engine:
         return self
@@ -227,7 +239,11 @@ class Engine:
         if isinstance(plan, CheckedPlan):
             return plan
         return load_and_check(
-            plan, self.registry, tiers=tuple(self.tiers), tool_map=self.config.tools.map
+            plan,
+            self.registry,
+            tiers=tuple(self.tiers),
+            tool_map=self.config.tools.map,
+            executor=self.config.executor,
         )
 
     async def run(
@@ -303,8 +319,11 @@ class Engine:
             values = {name: record.output for name, record in finished.items()}
             # The run budget is the run's, across resumes: what it spent already counts.
             spent = self.ledger.spent_by_run(row.run_id) if self.ledger is not None else 0.0
+            setup = self._setup((), hooks, spent)
+            # An agent step killed mid-loop replays its finished calls, not running them again.
+            setup.agent_replay = journal.agent_replay(row.run_id)
             session = RunSession(
-                self._setup((), hooks, spent),
+                setup,
                 checked,
                 inputs,
                 run_id=row.run_id,
@@ -396,9 +415,10 @@ class Engine:
         return RunSetup(
             tools=self.registry,
             pool=self.pool,
+            backend=self.backend,
             latency=self.latency,
             settings=settings,
-            services=self.services,
+            services={"agent": AGENT_LOOP, **self.services},
             retry=self.retry,
             limits=self.limits,
             max_parallel=self.max_parallel,
@@ -475,7 +495,7 @@ class Engine:
                 self.on_warning(message)
 
         selector = self.selector or TierSelector(tiers, default_tier=self.config.default_tier)
-        return Gateway(
+        gateway = Gateway(
             self.config,
             tiers,
             selector=selector,
@@ -484,3 +504,7 @@ class Engine:
             warn=warn,
             fallback_to_local=self.config.fallback_to_local,
         )
+        # On a cluster, the raw provider call runs on a worker; pricing, budgets, rate
+        # limits and the ledger stay here.
+        gateway.provider_call = self.backend.model_caller(tiers)
+        return gateway

@@ -3,6 +3,8 @@
 ```toml
 model_timeout_s = 120                     # each model call's deadline (default 120; per
                                           # model: timeout_s under [models."..."])
+executor = "agent"                        # JSON/imported steps with no registered tool:
+                                          # agent steps (default "llm"; --executor)
 [tiers]
 fast = "openai/gpt-4o-mini"
 
@@ -31,6 +33,14 @@ web_search = "search"
 
 [search]
 corpus = "docs/"
+
+[cluster]                                 # run steps on a Dask cluster (the `cluster` extra)
+address = "tcp://10.0.0.5:8786"           # or --cluster ADDRESS
+connect_timeout_s = 10                    # optional
+task_timeout_s = 3600                     # optional: a call's deadline when its step sets none
+[cluster.resources]                       # optional placement: Dask worker resources
+"tier:local" = {GPU = 1}
+"tool:read_file" = {disk = 1}
 ```
 
 Keys come from the environment (`api_key_env`); a literal `api_key` is for local
@@ -42,7 +52,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -132,6 +142,30 @@ class SearchSettings(_Strict):
     corpus: str | None = None
 
 
+class ClusterSettings(_Strict):
+    """`[cluster]`: the Dask cluster steps execute on (engine/backends/dask.py)."""
+
+    address: str | None = None
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=600, allow_inf_nan=False)
+    # The deadline of one call on the cluster when its step sets no `timeout`: a lost
+    # task, or one waiting for resources no worker has, is not awaited forever.
+    task_timeout_s: float = Field(default=3600.0, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
+    # "tool:NAME" / "tier:NAME" / "model:NAME" -> Dask worker resources its calls need.
+    resources: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+    @field_validator("resources")
+    @classmethod
+    def _placement(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for key, needs in value.items():
+            kind, sep, name = key.partition(":")
+            if not sep or kind not in ("tool", "tier", "model") or not name:
+                raise ValueError(f"`{key}`: use `tool:NAME`, `tier:NAME` or `model:NAME`")
+            for resource, amount in needs.items():
+                if not amount > 0 or amount > 1e12:  # `not >`: nan is refused too
+                    raise ValueError(f"`{key}`: {resource} must be a positive amount")
+        return value
+
+
 class Config(_Strict):
     """The whole config file."""
 
@@ -141,6 +175,7 @@ class Config(_Strict):
     limits: dict[str, int] = Field(default_factory=dict)
     tools: ToolsSettings = Field(default_factory=ToolsSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     default_tier: str = "standard"
     # Every model call's deadline, its provider retries included (litellm's own default
     # is 600 s per attempt); a model's `timeout_s` and a step's `timeout` may shorten it.
@@ -148,6 +183,9 @@ class Config(_Strict):
         default=DEFAULT_MODEL_TIMEOUT_S, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False
     )
     fallback_to_local: bool = True
+    # How a JSON or imported step naming no registered tool runs: an `llm` call, or an
+    # `agent` over the default tools (dsl/agent_steps.py); `--executor` overrides it.
+    executor: Literal["llm", "agent"] = "llm"
     source: str | None = Field(default=None, exclude=True)
 
     def model_settings(self, model: str) -> ModelSettings:

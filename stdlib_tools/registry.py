@@ -34,10 +34,14 @@ class ToolContext:
     settings: Mapping[str, Any] = field(default_factory=dict)
     model: str | None = None
     services: Mapping[str, Any] = field(default_factory=dict)
+    call: int | None = None  # an agent step's inner call: its index in the step
 
     @property
     def idempotency_key(self) -> str:
-        """Stable across retries of one attempt number: `run:step:attempt`."""
+        """Stable across retries of one attempt number: `run:step:attempt`, and
+        `:index` for an agent step's inner call."""
+        if self.call is not None:
+            return f"{self.run_id}:{self.step_id}:{self.attempt}:{self.call}"
         return f"{self.run_id}:{self.step_id}:{self.attempt}"
 
 

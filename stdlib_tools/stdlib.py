@@ -13,6 +13,7 @@ from typing import Any
 import jmespath
 import jmespath.exceptions
 
+from .agent_tool import agent
 from .calculator import as_float, evaluate
 from .listing import list_matching
 from .llm_tools import extract, llm, summarize
@@ -170,4 +171,5 @@ TOOLS: tuple[ToolSpec, ...] = (
     llm,
     summarize,
     extract,
+    agent,
 )

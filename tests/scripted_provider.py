@@ -25,6 +25,8 @@ class Reply:
     input_tokens: int = 100
     output_tokens: int = 50
     delay_s: float = 0.0  # simulated model latency
+    # Function calls the reply asks for: {"name", "arguments" (dict or JSON text), "id"?}
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 def rate_limited(retry_after: float = 0.0) -> Exception:
@@ -89,6 +91,20 @@ class ScriptedProvider(CustomLLM):
         response = kwargs["model_response"]
         content = reply.content if isinstance(reply.content, str) else json.dumps(reply.content)
         response.choices[0].message.content = content
+        if reply.tool_calls:
+            response.choices[0].message.tool_calls = [
+                litellm.utils.ChatCompletionMessageToolCall(
+                    id=call.get("id") or f"call_{n}",
+                    type="function",
+                    function=litellm.utils.Function(
+                        name=call["name"],
+                        arguments=call["arguments"]
+                        if isinstance(call["arguments"], str)
+                        else json.dumps(call["arguments"]),
+                    ),
+                )
+                for n, call in enumerate(reply.tool_calls)
+            ]
         response.usage = litellm.Usage(
             prompt_tokens=reply.input_tokens,
             completion_tokens=reply.output_tokens,

@@ -49,10 +49,34 @@ durations = st.one_of(
     st.floats(0.001, 1e5, allow_nan=False).map(lambda f: round(f, 3)).filter(lambda f: f > 0),
 )
 
+step_settings = dict(
+    type=st.one_of(st.none(), types),
+    for_each=st.one_of(st.none(), st.builds(FanOut, var=names, over=refs)),
+    after=st.lists(names, max_size=3).map(tuple),
+    tier=st.one_of(st.none(), names),
+    retry=st.integers(0, 100),
+    timeout_s=st.one_of(st.none(), durations),
+    on_error=st.one_of(st.just("fail"), st.just("skip"), names),
+    description=st.one_of(st.none(), text, multiline),
+    executor=st.one_of(st.none(), st.sampled_from(["llm", "agent"])),
+)
+# `agent(task:, tools: [...])`: inside `tools` bare names are tool names (strings in the
+# IR), so agent steps get their own strategy and other steps never call `agent`.
+agent_steps = st.builds(
+    Step,
+    id=names,
+    tool=st.just("agent"),
+    args=st.fixed_dictionaries(
+        {"task": st.one_of(text, multiline), "tools": st.lists(names, min_size=1, max_size=3)},
+        optional={"max_iterations": st.integers(1, 50), "max_cost_usd": floats},
+    ),
+    **step_settings,
+)
+
 steps = st.builds(
     Step,
     id=names,
-    tool=names,
+    tool=names.filter(lambda n: n != "agent"),
     args=st.dictionaries(
         names.filter(lambda n: n not in ("tier", "model")), arg_values, max_size=3
     ),
@@ -72,6 +96,7 @@ steps = st.builds(
     description=st.one_of(st.none(), text, multiline),
     cache=st.booleans(),
     approve=st.booleans(),
+    executor=step_settings["executor"],
 )
 
 plans = st.builds(
@@ -93,7 +118,7 @@ plans = st.builds(
         st.builds(RecordType, name=names, fields=st.dictionaries(names, types, max_size=3)),
         max_size=2,
     ).map(tuple),
-    steps=st.lists(steps, max_size=4).map(tuple),
+    steps=st.lists(st.one_of(steps, agent_steps), max_size=4).map(tuple),
     outputs=st.lists(names, max_size=3).map(tuple),
     expected_cost_usd=st.one_of(st.none(), st.floats(0, 1000, allow_nan=False)),
 )

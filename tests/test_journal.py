@@ -181,7 +181,7 @@ def test_version_1_journal_is_upgraded_and_still_reads(tmp_path: Path) -> None:
     assert resumed.status == "succeeded" and resumed.steps["a"].attempts == 1  # not run again
     assert journal.run("oldrun000001").status == "succeeded"
     assert journal.steps("oldrun000001")["c"].output == "ok after 2"
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 def test_journal_from_a_newer_planfile_is_refused(tmp_path: Path) -> None:

@@ -12,10 +12,24 @@ ROOT = Path(__file__).resolve().parent.parent
 # package -> the packages it must never import (at module level or inside functions)
 FORBIDDEN = {
     "dsl": ("engine", "stdlib_tools"),
-    "engine/run": ("engine.models", "engine.store", "engine.observe", "engine.agent", "engine.cli"),
-    "engine/models": ("engine.store.journal", "engine.observe", "engine.agent", "engine.cli"),
-    "engine/store": ("engine.observe", "engine.agent", "engine.cli"),
-    "engine/observe": ("engine.agent", "engine.cli"),
+    "engine/run": (
+        "engine.models",
+        "engine.store",
+        "engine.observe",
+        "engine.agent",
+        "engine.cli",
+        "engine.batch",
+    ),
+    "engine/models": (
+        "engine.store.journal",
+        "engine.observe",
+        "engine.agent",
+        "engine.cli",
+        "engine.batch",
+    ),
+    "engine/store": ("engine.observe", "engine.agent", "engine.cli", "engine.batch"),
+    "engine/observe": ("engine.agent", "engine.cli", "engine.batch"),
+    "engine/batch": ("engine.cli",),
     "stdlib_tools": ("engine",),
 }
 

@@ -6,20 +6,17 @@ Slow: they run the real 135M model on the CPU. Marked `slow`; CI runs them.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from engine import Engine, load_plan
 from engine.config import Config, ModelSettings
-from engine.models.local_model import LOCAL_MODEL, available, gguf_path
+from engine.models.local_model import LOCAL_MODEL, available
 
 from .conftest import EXAMPLES
 
@@ -174,53 +171,6 @@ def test_main_example_runs_offline(tmp_path: Path) -> None:
     doc = json.loads(proc.stdout)
     assert doc["steps"]["verdict"]["model"] == LOCAL_MODEL
     assert set(doc["outputs"]["verdict"]) == {"city", "disposable", "reasoning"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def llama_server() -> Iterator[str]:
-    """llama-cpp-python's own OpenAI-compatible server on loopback, same model."""
-    pytest.importorskip("llama_cpp.server")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(gguf_path()),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "4096",
-            "--model_alias",
-            "smollm2",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        else:
-            pytest.fail("llama_cpp.server did not start")
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_plan_runs_against_an_openai_compatible_server(llama_server: str) -> None:

@@ -223,3 +223,95 @@ def test_mechanical_repairs_are_recorded(tmp_path: Path) -> None:
         "steps[0].depends_on: dropped rewoo, share (no such earlier step)",
         "outputs: dropped names of no step (the joiner answers from the results)",
     ]
+
+
+def test_a_repeated_mistake_is_not_fed_back_identically(tmp_path: Path) -> None:
+    """The same wrong reply three times: each retry is told something new (that it repeats
+    an earlier attempt, the attempt number), at a higher temperature, with the valid ids
+    and tools; the history does not pile up copies of the failed reply."""
+    copied = json.loads(json.dumps(GOOD))  # an example's step names, not positional ids
+    copied["steps"][0]["tool"] = "rewoo_search"
+    PROVIDER.default["planner"] = Reply(copied)
+    planned = asyncio.run(planner(tmp_path, max_repairs=2).plan("What is 15% of 2400?"))
+    assert not planned.ok and len(planned.attempts) == 3
+    calls = PROVIDER.calls
+    feedback = [call["messages"][-1]["content"] for call in calls[1:]]
+    assert feedback[0] != feedback[1]
+    assert "repeats attempt 1" in feedback[1] and "repeats" not in feedback[0]
+    for text in feedback:
+        assert "unknown tool `rewoo_search`" in text
+        assert "rename share -> s1, answer -> s2" in text
+        assert "Valid step ids: s1, s2" in text and "Valid tools: calculate, extract" in text
+    temperatures = [call["params"].get("temperature") for call in calls]
+    assert len(set(temperatures)) == 3
+    # Only the latest failed reply is in the conversation, once.
+    assert [m["role"] for m in calls[2]["messages"]] == ["system", "user", "assistant", "user"]
+
+
+def test_the_embedded_model_gets_a_grammar_and_a_new_seed_per_attempt(tmp_path: Path) -> None:
+    """On the embedded model the request carries the plan grammar (no schema), a reply
+    bound from the step bound, and a seed and temperature that change per attempt."""
+    from engine.models.local_model import LOCAL_MODEL
+
+    plan = planner(tmp_path)
+    first, second = plan.request(LOCAL_MODEL, 1), plan.request(LOCAL_MODEL, 2)
+    assert first["schema"] is None and 'root ::= "{\\"steps\\": ["' in first["extra"]["grammar"]
+    assert (first["extra"]["seed"], second["extra"]["seed"]) == (1, 2)
+    assert first["temperature"] != second["temperature"]
+    assert first["max_tokens"] < 1000
+    other = plan.request("pftest/planner", 1)
+    assert other["extra"] is None and other["schema"]["properties"]["steps"]["maxItems"] == 6
+
+
+def test_raw_control_characters_in_a_reply_are_accepted(tmp_path: Path) -> None:
+    """A reply with a raw tab, newline or control character inside a JSON string is
+    repaired, not rejected as 'not JSON'."""
+    reply = (
+        '{"steps": [{"id": "s1", "tool": "calculate", "args": {"expression": "2400 * 0.15"}}, '
+        '{"id": "s2", "tool": "llm", "tier": "fast", "args": {"prompt": "Explain\t{{ s1 }}\n'
+        'in a line\x01"}}], "outputs": ["s2"]}'
+    )
+    PROVIDER.add("planner", Reply(reply))
+    planned = asyncio.run(planner(tmp_path, max_repairs=0).plan("What is 15% of 2400?"))
+    assert planned.ok, planned.attempts[0].errors
+
+
+def test_template_like_goal_text_makes_a_plan_that_checks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A goal with `{%`/`{{` text: the written .plan (goal, joiner prompt) checks."""
+    from engine.cli.main import main
+
+    goal = "Explain {% if x %} and {{ y }} {# z"
+    PROVIDER.add(
+        "planner",
+        Reply(
+            '{"steps": [{"id": "s1", "tool": "calculate", "args": {"expression": "2 + 2"}}], '
+            '"outputs": ["s1"]}'
+        ),
+    )
+    out = tmp_path / "p.plan"
+    code = main(["plan", goal, "-o", str(out), "--tier", "planner=pftest/planner"])
+    assert code == 0, capsys.readouterr().err
+    assert main(["check", str(out)]) == 0
+
+
+@pytest.mark.slow
+def test_embedded_model_plans_check_by_construction() -> None:
+    """Real runs on the embedded model: everyday goals, each plan checks on its first attempt
+    (the grammar makes any reply a plan that loads and checks)."""
+    from engine.models.local_model import available
+
+    if not available():
+        pytest.skip("embedded model not installed")
+    engine = Engine()
+    plan = Planner(engine.model_gateway(), allowed_tools(engine.registry), tiers=engine.tier_map())
+    for goal in (
+        "What is 8% of 1250, and is that more than 90?",
+        "Write a short reply to a neighbour about {{ noise }} at night {% please %}",
+        "Find what our notes say about parking permits and summarize it",
+    ):
+        planned = asyncio.run(plan.plan(goal))
+        assert planned.ok and len(planned.attempts) == 1, planned.attempts[-1].errors
+        ids = [s.id for s in planned.checked.plan.steps]
+        assert ids[0] == "s1" and planned.checked.plan.goal == goal

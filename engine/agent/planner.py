@@ -1,17 +1,21 @@
 """The planner: an LLM writes a plan for a goal; it is checked, repaired, and joined.
 
-The prompt (`engine/prompts/planner.md.j2`) gets the goal, the tool catalogue (only the
-tools the run allows), the tiers, and worked examples. The reply is requested as
-structured output against a plan schema whose `tool` is an enum of the allowed tools,
-then goes through the same loader and checker as a hand-written plan. When it fails, the
-errors (with their JSON paths) go back to the model for a repair, at most
-`max_repairs` times; every attempt and its errors are kept. Planning calls are priced
-and ledgered like any other call.
+The prompt (`prompts/planner.md.j2`) gets the goal, a compact catalogue of the tools the
+run allows, and at most two worked examples chosen for the goal (engine/agent/examples.py).
+On the embedded model the reply is constrained by a grammar built for the request
+(engine/agent/plan_grammar.py): positional step ids, only earlier steps referenced, only
+offered tools with their own typed arguments, arithmetic for `calculate`, a bounded number
+of steps; every such reply loads and checks. Other models get the plan schema as
+structured output. Either way the reply goes through the same loader and checker as a
+hand-written plan; when it fails, the errors (with their JSON paths), the valid ids and
+tools go back for a repair, at most `max_repairs` times, with sampling that changes; every
+attempt and its errors are kept. Planning calls are priced and ledgered like any other.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,8 +29,11 @@ from dsl.errors import PlanError
 from dsl.ir import Plan, Step
 from dsl.json_loader import load_json
 from dsl.repair import parse_model_json
+from engine.agent.examples import choose
+from engine.agent.plan_grammar import DEFAULT_MAX_STEPS, HIDDEN_PARAMS, plan_grammar, tool_names
 from engine.models.gateway import Gateway
 from engine.models.local_model import LOCAL_MODEL
+from engine.models.local_model import PROVIDER as LOCAL_PROVIDER
 
 # Tools a model-written plan may call unless the user allows more: they touch nothing
 # outside the run's workspace. `http_get` and user tools need an explicit allow.
@@ -44,6 +51,17 @@ SAFE_TOOLS = (
 )
 PLANNER_TIER = "planner"
 PLANNER_MAX_TOKENS = 2000
+_TAG_OPEN = re.compile(r"\{(?=[{%#])")
+# Sampling temperature of attempt 1, 2, 3, ... (the last repeats).
+RETRY_TEMPERATURES = (0.0, 0.5, 0.8, 1.0)
+# What the prompt says a tool is for, beyond its own description (only offered ones shown).
+TOOL_HINTS = {
+    "calculate": "arithmetic (never llm)",
+    "search": "facts in the local corpus",
+    "read_file": "a file the goal names",
+    "llm": "writing, explaining, comparing",
+    "extract": "pulling data out of text",
+}
 
 
 @dataclass
@@ -136,7 +154,7 @@ def _step_schema(name: str, spec: Any) -> dict[str, Any]:
     step: dict[str, Any] = {
         "type": "object",
         "properties": {
-            "id": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,30}$"},
+            "id": {"type": "string", "pattern": "^s[1-9][0-9]?$"},
             "tool": {"const": name},
             "args": {
                 "type": "object",
@@ -151,7 +169,7 @@ def _step_schema(name: str, spec: Any) -> dict[str, Any]:
             },
             "description": {"type": "string", "maxLength": 120},
         },
-        "required": ["id", "tool", "args", "depends_on", "description"],
+        "required": ["id", "tool", "args"],
         "additionalProperties": False,
     }
     if getattr(spec, "uses_model", False):
@@ -159,9 +177,10 @@ def _step_schema(name: str, spec: Any) -> dict[str, Any]:
     return step
 
 
-def planner_schema(tools: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON schema the planner's reply must follow: each step is one of the allowed
-    tools with that tool's own arguments (length caps keep a weak model from looping)."""
+def planner_schema(tools: Mapping[str, Any], max_steps: int = DEFAULT_MAX_STEPS) -> dict[str, Any]:
+    """The JSON schema the planner's reply must follow where no grammar can be given: each
+    step is one of the allowed tools with that tool's own arguments (length caps keep a
+    weak model from looping)."""
     return {
         "type": "object",
         "properties": {
@@ -169,19 +188,19 @@ def planner_schema(tools: Mapping[str, Any]) -> dict[str, Any]:
             "steps": {
                 "type": "array",
                 "minItems": 1,
-                "maxItems": 12,
+                "maxItems": max_steps,
                 "items": {
                     "anyOf": [_step_schema(name, spec) for name, spec in sorted(tools.items())]
                 },
             },
             "outputs": {
                 "type": "array",
-                "items": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,30}$"},
+                "items": {"type": "string", "pattern": "^s[1-9][0-9]?$"},
                 "minItems": 1,
                 "maxItems": 4,
             },
         },
-        "required": ["goal", "steps", "outputs"],
+        "required": ["steps", "outputs"],
         "additionalProperties": False,
     }
 
@@ -191,23 +210,39 @@ def _template(name: str) -> jinja2.Template:
     return jinja2.Environment(autoescape=False, keep_trailing_newline=True).from_string(text)
 
 
-def _examples() -> list[dict[str, str]]:
-    raw = json.loads(
-        resources.files("engine.agent")
-        .joinpath("prompts", "examples.json")
-        .read_text(encoding="utf-8")
-    )
-    return [{"goal": e["goal"], "plan": json.dumps(e["plan"], indent=1)} for e in raw]
+def planner_prompt(
+    goal: str,
+    tools: Mapping[str, Any],
+    tiers: Mapping[str, str] | None = None,
+    *,
+    max_steps: int = DEFAULT_MAX_STEPS,
+) -> str:
+    """The planner's prompt: rules, one line per offered tool, examples chosen for the goal.
 
-
-def planner_prompt(goal: str, tools: Mapping[str, Any], tiers: Mapping[str, str]) -> str:
-    catalogue = [
-        {"signature": spec.signature(), "description": spec.description} for spec in tools.values()
-    ]
-    shown_tiers = {name: tiers.get(name, "") for name in ("fast", "standard", "frontier")}
+    `tiers` is accepted for callers that pass it; the prompt names tiers by role only (the
+    models behind them are not the planner's concern, and every token costs time)."""
+    catalogue = []
+    for name, spec in sorted(tools.items()):
+        line = f"{_signature(spec)}: {_first_line(spec.description)}"
+        if name in TOOL_HINTS:
+            line += f" Use for {TOOL_HINTS[name]}."
+        catalogue.append(line)
     return _template("planner.md.j2").render(
-        goal=goal, tools=catalogue, tiers=shown_tiers, examples=_examples()
+        goal=goal, tools=catalogue, examples=choose(goal, tools), max_steps=max_steps
     )
+
+
+def _signature(spec: Any) -> str:
+    """`spec.signature()` without the parameters a plan may not set (the grammar has none)."""
+    shown = tuple(p for p in spec.params if p.name not in HIDDEN_PARAMS)
+    if len(shown) == len(spec.params):
+        return str(spec.signature())
+    return str(dataclasses.replace(spec, params=shown).signature())
+
+
+def _first_line(text: str) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def add_joiner(plan: Plan, tools: Mapping[str, Any]) -> Plan:
@@ -222,7 +257,8 @@ def add_joiner(plan: Plan, tools: Mapping[str, Any]) -> Plan:
     used = {dep for s in plan.steps for dep in s.after}
     sources = list(plan.outputs) or [s.id for s in plan.steps if s.id not in used]
     lines = "\n".join(f"- {name}: {{{{ {name} }}}}" for name in sources)
-    goal = (plan.goal or "the question").replace("{{", "{ {").replace("{%", "{ %")
+    # The goal is user text inside a template: no `{{`, `{%` or `{#` may open a tag.
+    goal = _TAG_OPEN.sub("{ ", plan.goal or "the question")
     answer_id = "answer" if all(s.id != "answer" for s in plan.steps) else "final_answer"
     joiner = Step(
         id=answer_id,
@@ -238,7 +274,14 @@ def add_joiner(plan: Plan, tools: Mapping[str, Any]) -> Plan:
 
 
 class Planner:
-    """Asks the planner tier for a plan and repairs it until it checks (or gives up)."""
+    """Asks the planner tier for a plan and repairs it until it checks (or gives up).
+
+    On a model that takes a GBNF grammar (the embedded one) the reply is constrained to
+    plans that load and check (engine/agent/plan_grammar.py); any other model gets the
+    plan schema as structured output and the repair loop, whose retries differ: the
+    errors, the valid ids and tools, a note when a reply repeats an earlier one, and a
+    higher temperature each time (and a new seed where the provider takes one).
+    """
 
     def __init__(
         self,
@@ -249,6 +292,7 @@ class Planner:
         max_repairs: int = 2,
         model: str | None = None,
         mock_response: str | None = None,
+        max_steps: int = DEFAULT_MAX_STEPS,
     ):
         self.gateway = gateway
         self.tools = dict(tools)
@@ -256,6 +300,7 @@ class Planner:
         self.max_repairs = max_repairs
         self.model = model
         self.mock_response = mock_response
+        self.max_steps = max_steps
 
     def planner_model(self) -> str:
         if self.model:
@@ -263,15 +308,35 @@ class Planner:
         tier = PLANNER_TIER if PLANNER_TIER in self.tiers else "frontier"
         return self.gateway.usable(self.tiers.get(tier) or LOCAL_MODEL)
 
+    def request(self, model: str, number: int) -> dict[str, Any]:
+        """The call's sampling and constraint for attempt `number` (1-based)."""
+        # A retry at the same temperature tends to repeat the failed reply word for word.
+        temperature = RETRY_TEMPERATURES[min(number, len(RETRY_TEMPERATURES)) - 1]
+        if takes_grammar(model):
+            grammar = plan_grammar(self.tools, max_steps=self.max_steps)
+            return {
+                "temperature": temperature,
+                "max_tokens": grammar.max_tokens,
+                "schema": None,
+                "extra": {"grammar": grammar.gbnf, "seed": number},
+            }
+        return {
+            "temperature": temperature,
+            "max_tokens": PLANNER_MAX_TOKENS,
+            "schema": planner_schema(self.tools, self.max_steps),
+            "extra": None,
+        }
+
     async def plan(self, goal: str, *, run_id: str | None = None) -> Planned:
         run_id = run_id or uuid.uuid4().hex[:12]
         model = self.planner_model()
         usage = Usage(model=model)
-        schema = planner_schema(self.tools)
-        messages: list[dict[str, Any]] = [
+        prompt = planner_prompt(goal, self.tools, self.tiers, max_steps=self.max_steps)
+        base: list[dict[str, Any]] = [
             {"role": "system", "content": "You write plans as JSON for a plan-and-execute agent."},
-            {"role": "user", "content": planner_prompt(goal, self.tools, self.tiers)},
+            {"role": "user", "content": prompt},
         ]
+        messages = base
         attempts: list[Attempt] = []
         for number in range(1, self.max_repairs + 2):
             reply = await self.gateway.call(
@@ -280,11 +345,8 @@ class Planner:
                 usage=usage,
                 run_id=run_id,
                 step_id=f"planning#{number}",
-                max_tokens=PLANNER_MAX_TOKENS,
-                # A repair at temperature 0 tends to repeat the failed reply word for word.
-                temperature=0 if number == 1 else 0.4,
-                schema=schema,
                 mock=self.mock_response,
+                **self.request(model, number),
             )
             attempt = Attempt(number, reply)
             attempts.append(attempt)
@@ -292,15 +354,12 @@ class Planner:
             if checked is not None:
                 return Planned(goal, checked, attempts, usage)
             attempt.errors = errors
+            # Only the latest reply and its feedback go back: a history of identical
+            # failures teaches the model to repeat them.
             messages = [
-                *messages,
+                *base,
                 {"role": "assistant", "content": reply},
-                {
-                    "role": "user",
-                    "content": "The plan has these problems:\n"
-                    + "\n".join(f"- {e}" for e in errors[:20])
-                    + "\nReturn the whole corrected plan as JSON.",
-                },
+                {"role": "user", "content": feedback(attempts, self.tools, 1 + self.max_repairs)},
             ]
         return Planned(goal, None, attempts, usage)
 
@@ -308,18 +367,19 @@ class Planner:
         self, reply: str, goal: str, attempt: Attempt
     ) -> tuple[CheckedPlan | None, list[str]]:
         try:
-            # The loader's repair (dsl/repair.py): fences, trailing commas, cut-off replies.
+            # The loader's repair (dsl/repair.py): fences, trailing commas, cut-off replies,
+            # raw control characters inside strings.
             doc, notes = parse_model_json(reply, "plan.json")
         except PlanError as err:
             return None, [f"the reply is not JSON: {d.location}: {d.message}" for d in err.errors]
         attempt.repairs = [d.message for d in notes] + mechanical_repairs(doc)
         if isinstance(doc, dict):
-            doc.setdefault("goal", goal)
+            # The goal is the user's text, never the model's copy of it (a grammar-made
+            # plan has none): it is not a template, so its braces are plain text.
+            doc["goal"] = goal
         try:
             plan, smap = load_json(doc, "plan.json", self.tools, notes=notes)
             plan = add_joiner(plan, self.tools)
-            if not plan.goal:
-                plan = plan.model_copy(update={"goal": goal})
             return check(plan, self.tools, smap, tiers=self.tiers), []
         except PlanError as err:
             return None, [
@@ -328,4 +388,59 @@ class Planner:
             ]
 
 
-__all__ = ["SAFE_TOOLS", "Attempt", "Planned", "Planner", "Usage", "add_joiner", "allowed_tools"]
+def takes_grammar(model: str) -> bool:
+    """Whether the model's provider constrains replies with a GBNF `grammar` (the embedded one)."""
+    return model.startswith(f"{LOCAL_PROVIDER}/")
+
+
+def feedback(attempts: list[Attempt], tools: Mapping[str, Any], total: int) -> str:
+    """What a retry is told: the latest attempt's errors, the valid step ids and tools, and,
+    when the reply repeats an earlier one, that it did (so the same mistake is never fed
+    back the same way)."""
+    last = attempts[-1]
+    lines = [f"Attempt {last.number} of {total}: the plan has these problems:"]
+    lines += [f"- {e}" for e in last.errors[:12]]
+    same = [a.number for a in attempts[:-1] if a.reply.strip() == last.reply.strip()]
+    if same:
+        lines.append(
+            f"This reply repeats attempt {same[0]} word for word, and fails the same way: "
+            "write a different plan, do not repeat it."
+        )
+    ids = _reply_ids(last.reply)
+    positional = [f"s{i}" for i in range(1, max(len(ids), 1) + 1)]
+    if ids and ids != positional:
+        renames = ", ".join(f"{old} -> {new}" for old, new in zip(ids, positional, strict=True))
+        lines.append(f"Step ids must be s1, s2, ... in order: rename {renames}.")
+    lines.append(
+        f"Valid step ids: {', '.join(positional)}; a step may use only the ids before it, as "
+        "{{ s1 }} inside an argument."
+    )
+    lines.append(f"Valid tools: {tool_names(tools)}.")
+    lines.append("Return the whole corrected plan as JSON.")
+    return "\n".join(lines)
+
+
+def _reply_ids(reply: str) -> list[str]:
+    """The step ids a reply used, in order (none when it is not a plan)."""
+    try:
+        doc, _ = parse_model_json(reply, "plan.json")
+    except PlanError:
+        return []
+    steps = doc.get("steps") if isinstance(doc, dict) else None
+    if not isinstance(steps, list):
+        return []
+    return [str(s["id"]) for s in steps if isinstance(s, dict) and s.get("id") is not None]
+
+
+__all__ = [
+    "SAFE_TOOLS",
+    "Attempt",
+    "Planned",
+    "Planner",
+    "Usage",
+    "add_joiner",
+    "allowed_tools",
+    "feedback",
+    "planner_prompt",
+    "takes_grammar",
+]

@@ -20,6 +20,7 @@ from engine.cli.options import DEFAULT_MAX_PARALLEL
 from engine.errors import UsageError
 
 if TYPE_CHECKING:
+    from dsl.agent_steps import Executor
     from dsl.checker import CheckedPlan
     from engine.api import Engine
     from engine.config import Config
@@ -75,20 +76,33 @@ def tool_map(pairs: Sequence[str], config: Config | None = None) -> dict[str, st
     return mapping
 
 
+def executor_choice(args: argparse.Namespace, config: Config | None = None) -> Executor:
+    """`--executor`, else `executor` in planfile.toml, else `llm`: how a JSON or imported
+    step that names no registered tool runs (dsl/agent_steps.py)."""
+    chosen: Executor | None = getattr(args, "executor", None)
+    if chosen is not None:
+        return chosen
+    return config.executor if config is not None else "llm"
+
+
 def load_checked(
     file: str,
     tool_files: Sequence[str],
     tiers: Sequence[str] = (),
     source_format: str | None = None,
     tool_names: Mapping[str, str] | None = None,
+    executor: Executor = "llm",
 ) -> tuple[CheckedPlan, ToolRegistry]:
     """Read, parse and check one plan file (PlanError with every diagnostic otherwise);
-    `tool_names` renames the tools a JSON plan names (see `tool_map`)."""
+    `tool_names` renames the tools a JSON plan names (see `tool_map`), `executor` runs
+    its steps that name no registered tool (see `executor_choice`)."""
     from dsl import read_plan_file
     from dsl.checker import check
 
     tools = registry(tool_files)
-    plan, smap, text = read_plan_file(file, tools, source_format, tool_map=tool_names)
+    plan, smap, text = read_plan_file(
+        file, tools, source_format, tool_map=tool_names, executor=executor
+    )
     return check(plan, tools, smap, source=text, tiers=tiers), tools
 
 
@@ -226,6 +240,7 @@ def engine_from_args(
             approve_all=getattr(args, "approve_all", False),
             cache_all=getattr(args, "cache", False),
         )
+        options["backend"] = cluster_backend(args, config)
     audit = getattr(args, "audit", None)
     return Engine(
         tools=tools,
@@ -237,6 +252,20 @@ def engine_from_args(
         audit=Path(audit) if audit else True,
         **options,
     )
+
+
+def cluster_backend(args: argparse.Namespace, config: Config) -> Any:
+    """The Dask backend of `--cluster ADDRESS` or `[cluster] address`, connected now (a
+    clear error if unreachable, before any step); None: steps run in this process."""
+    address = getattr(args, "cluster", None) or config.cluster.address
+    if not address:
+        return None
+    from engine.backends.dask import DaskBackend, quiet_distributed_logs
+
+    backend = DaskBackend.from_settings(config.cluster, address)
+    # The backend reports a lost cluster itself (the step's error, with the fix).
+    quiet_distributed_logs()
+    return backend
 
 
 def terminal_approver() -> Any:

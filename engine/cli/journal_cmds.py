@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,28 @@ from engine.store.journal import INTERRUPTED
 
 def _status(value: Any) -> str:
     return str(getattr(value, "value", value))
+
+
+def tool_call_lines(calls: Iterable[Mapping[str, Any]], indent: str = "      ") -> list[str]:
+    """An agent step's inner tool calls, one line each: tool, arguments, output or
+    error (previews) and duration."""
+    from engine.observe.display import preview
+
+    lines = []
+    for number, call in enumerate(calls, 1):
+        error = call.get("error")
+        result = (
+            f"error: {preview(error, 50)}" if error else f"-> {preview(call.get('output'), 50)}"
+        )
+        started, finished = call.get("started_at"), call.get("finished_at")
+        took = (
+            f" ({finished - started:.2f}s)"
+            if isinstance(started, int | float) and isinstance(finished, int | float)
+            else ""
+        )
+        tool = escape_controls(str(call.get("tool")))
+        lines.append(f"{indent}{number}. {tool}({preview(call.get('args'), 50)}) {result}{took}")
+    return lines
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -86,11 +109,28 @@ def cmd_show(args: argparse.Namespace) -> int:
         model = f" {record.model}" if record.model else ""
         cost = f" ${record.cost_usd:.6f}" if record.cost_usd else ""
         print(f"  {name:20} {status:10} {record.attempts}x{model}{cost}  {detail}")
+        if record.tool_calls is not None:  # an agent step: its loop
+            print(f"    {record.iterations} model call(s), {len(record.tool_calls)} tool call(s)")
+            for line in tool_call_lines(record.tool_calls):
+                print(line)
     if _status(row.status) != "succeeded":
-        # A killed, stopped or waiting run: what `resume` would run.
+        # A killed, stopped or waiting run: what `resume` would run; an agent step that
+        # was mid-loop shows the calls it replays.
+        inner = store.agent_calls(row.run_id)
         for step in json.loads(row.plan_json)["steps"]:
             if step["id"] not in records:
                 print(f"  {step['id']:20} {'not run':10} (`planfile resume {row.run_id}` runs it)")
+                for item, calls in inner.items():
+                    if item.split("[", 1)[0] != step["id"]:
+                        continue
+                    models = sum(1 for call in calls if call.get("kind") == "model")
+                    tools = [call for call in calls if call.get("kind") == "tool"]
+                    print(
+                        f"    {item}: {models} model call(s), {len(tools)} tool call(s) "
+                        "journaled (`resume` replays the latest attempt's)"
+                    )
+                    for line in tool_call_lines(tools):
+                        print(line)
     for change in (result or {}).get("replans", []):
         print(f"  replanned after `{change['after']}`: {escape_controls(str(change['reason']))}")
     return ExitCode.OK

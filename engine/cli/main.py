@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "resume": ("run_cmds", "cmd_resume"),
     "plan": ("agent_cmds", "cmd_plan"),
     "ask": ("agent_cmds", "cmd_ask"),
+    "batch": ("batch_cmds", "cmd_batch"),
+    "eval-planner": ("eval_cmds", "cmd_eval_planner"),
     "runs": ("journal_cmds", "cmd_runs"),
     "show": ("journal_cmds", "cmd_show"),
     "approve": ("journal_cmds", "cmd_decide"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 DEFAULT_MAX_PARALLEL = 16
 # Upper bounds for counts given on the command line: large enough for any real use,
@@ -50,6 +50,16 @@ def _usd(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, not `{text:.40}`") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 (and finite), not {text:.40}")
+    return value
+
+
 def _parent() -> _Parser:
     return _Parser(add_help=False)
 
@@ -80,6 +90,13 @@ def _shared_options() -> dict[str, _Parser]:
         metavar="NAME=TOOL",
         help="load a JSON plan's tool NAME as TOOL (e.g. web_search=search); also [tools.map]"
         " in planfile.toml",
+    )
+    p["from"].add_argument(
+        "--executor",
+        choices=["llm", "agent"],
+        help="run JSON/imported steps that name no registered tool as one llm call (default)"
+        " or as an agent over search, calculate, read_file, list_files, json_query; also"
+        " `executor` in planfile.toml",
     )
     p["config"] = _parent()
     p["config"].add_argument(
@@ -118,6 +135,12 @@ def _shared_options() -> dict[str, _Parser]:
         "--audit", metavar="FILE", help="also write the audit log (JSON lines) to FILE"
     )
     p["journaled"].add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="execute the steps on this Dask cluster (e.g. tcp://10.0.0.5:8786; also "
+        "[cluster] address in planfile.toml; needs the `cluster` extra)",
+    )
+    p["journaled"].add_argument(
         "--approve-all",
         action="store_true",
         help="approve every `approve` step (trusted automation)",
@@ -140,22 +163,24 @@ def _shared_options() -> dict[str, _Parser]:
             metavar="N",
             help="cap on plan revisions (default 5)",
         )
-    p["planning"] = _parent()
-    p["planning"].add_argument("goal", metavar="GOAL")
-    p["planning"].add_argument(
+    # The planner's options; `planning` adds the goal (plan, ask), eval-planner takes files.
+    p["planner"] = _parent()
+    p["planner"].add_argument(
         "--max-repairs",
         type=_count(0),
         default=2,
         metavar="N",
         help="planner repair attempts (default 2)",
     )
-    p["planning"].add_argument(
+    p["planner"].add_argument(
         "--allow-tool",
         action="append",
         default=[],
         metavar="NAME",
         help="let the plan use NAME too (by default: the stdlib tools that stay in the workspace)",
     )
+    p["planning"] = _Parser(add_help=False, parents=[p["planner"]])
+    p["planning"].add_argument("goal", metavar="GOAL")
     return p
 
 
@@ -256,6 +281,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 if a file is not canonically formatted",
     )
 
+    evaluate = command(
+        "eval-planner",
+        "score the planner on goals (JSON lines): plans that check, tool and graph F1, cost, latency",
+        *("planner", "tools", "config", "budget", "tier"),
+    )
+    evaluate.add_argument("goals", nargs="+", metavar="GOALS.jsonl")
+    evaluate.add_argument(
+        "--baseline",
+        choices=["llm-only"],
+        help="also score the trivial plan (one llm step with the goal) on the same goals",
+    )
+    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    evaluate.add_argument("-o", "--output", metavar="FILE", help="write the JSON report here")
+    evaluate.add_argument(
+        "--limit", type=_count(1), metavar="N", help="only the first N goals of each file"
+    )
+    evaluate.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=300.0,
+        metavar="S",
+        help="the most one goal's planning may take, repairs included (default 300)",
+    )
+
+    _add_batch(command)
     command("schema", "print the JSON Schema of a JSON plan")
 
     runs = command("runs", "list journaled runs (id, plan, status, started, cost)")
@@ -285,3 +335,54 @@ def build_parser() -> argparse.ArgumentParser:
     tools = command("tools", "print the tool catalogue with typed signatures", "tools")
     tools.add_argument("--json", action="store_true", help="machine-readable catalogue")
     return parser
+
+
+def _add_batch(command: Any) -> None:
+    """`planfile batch` (engine/cli/batch_cmds.py): a run per row, with budgets."""
+    batch = command(
+        "batch",
+        "run a plan once per row of a JSONL/CSV file, with per-run and daily budgets",
+        *("tools", "from", "config", "tier", "workspace", "parallel", "journaled"),
+    )
+    batch.add_argument("plan", metavar="PLAN", nargs="?", help="the plan (or give --resume)")
+    batch.add_argument(
+        "--inputs", metavar="ROWS", help="rows of inputs: .jsonl (a JSON object a line) or .csv"
+    )
+    batch.add_argument("-o", "--output", metavar="FILE", help="results, a JSON line per row")
+    batch.add_argument(
+        "--max-runs",
+        type=_count(1),
+        default=16,
+        metavar="N",
+        help="rows running at once (default 16)",
+    )
+    batch.add_argument(
+        "--budget-per-run", type=_usd, metavar="USD", help="each run stops before exceeding USD"
+    )
+    batch.add_argument(
+        "--budget-per-day",
+        type=_usd,
+        metavar="USD",
+        help="stop starting rows when the day's spending (all processes) reaches USD; the "
+        "rest are queued (also [budget] daily_usd)",
+    )
+    batch.add_argument(
+        "--resume", metavar="BATCH", help="continue this batch (by id; files as it started)"
+    )
+    batch.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="KEY=N",
+        help="concurrency limit per tool, tier or model in each run (as for `run`)",
+    )
+    batch.add_argument(
+        "--mock",
+        metavar="REPLY",
+        help="answer every model call with REPLY (litellm's mock response, priced as the "
+        "model): a dry run of the batch",
+    )
+    batch.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    batch.add_argument(
+        "--json", action="store_true", help="print the summary as JSON (no progress display)"
+    )

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dsl.errors import Diagnostic, ExitCode, Location, PlanError
-from engine.cli.common import config_if_present, journal, load_checked, registry, tool_map
+from engine.cli.common import (
+    config_if_present,
+    executor_choice,
+    journal,
+    load_checked,
+    registry,
+    tool_map,
+)
 from engine.errors import UsageError
 
 if TYPE_CHECKING:
@@ -30,11 +37,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     from dsl.checker import check
 
     tools = registry(args.tools)
-    names = tool_map(args.map_tool, config_if_present())
+    config = config_if_present()
+    names = tool_map(args.map_tool, config)
+    chosen = executor_choice(args, config)
     status = ExitCode.OK
     for file in args.plans:
         try:
-            plan, smap, text = read_plan_file(file, tools, args.source_format, tool_map=names)
+            plan, smap, text = read_plan_file(
+                file, tools, args.source_format, tool_map=names, executor=chosen
+            )
             checked = check(plan, tools, smap, source=text)
         except PlanError as err:
             print(err.render(), file=sys.stderr)
@@ -122,7 +133,9 @@ def cmd_fmt(args: argparse.Namespace) -> int:
                 hint="redirect the output to convert JSON: planfile fmt PLAN.json > PLAN.plan",
             )
     tools = registry(args.tools)
-    names = tool_map(args.map_tool, config_if_present())
+    config = config_if_present()
+    names = tool_map(args.map_tool, config)
+    args.executor = executor_choice(args, config)  # the flag, else the config's choice
     status = ExitCode.OK
     for file in args.plans:
         try:
@@ -141,7 +154,9 @@ def _fmt_one(args: argparse.Namespace, file: str, tools: Any, names: dict[str, s
     from dsl import read_plan_file
     from dsl.printer import format_plan
 
-    plan, smap, text = read_plan_file(file, tools, args.source_format, tool_map=names)
+    plan, smap, text = read_plan_file(
+        file, tools, args.source_format, tool_map=names, executor=args.executor
+    )
     for note in smap.notes:  # what the JSON loader repaired, coerced or mapped
         print(note.render(), file=sys.stderr)
     formatted = format_plan(plan, text, smap)  # the source's comments are kept

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from dsl.errors import ExitCode
 from engine.cli.common import (
     engine_from_args,
+    executor_choice,
     exit_for_status,
     load_checked,
     load_config,
@@ -36,6 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         tiers=[*tiers, *config.tiers],
         source_format=args.source_format,
         tool_names=tool_map(args.map_tool, config),
+        executor=executor_choice(args, config),
     )
     for warning in checked.warnings:
         print(warning.render(checked.source), file=sys.stderr)

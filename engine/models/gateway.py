@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +83,30 @@ class Warnings:
                 self.emit(message)
 
 
+@dataclass(slots=True)
+class Reply:
+    """One model call's assistant message and what it cost (`Gateway.respond`).
+
+    `tool_calls`: `{"id", "name", "arguments"}` each, `arguments` the JSON text the
+    model wrote (not parsed here: a malformed one is the agent loop's to report)."""
+
+    content: Any
+    tool_calls: list[dict[str, Any]]
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+def _tool_call(call: Any) -> dict[str, Any]:
+    function = getattr(call, "function", None)
+    arguments = getattr(function, "arguments", None)
+    return {
+        "id": getattr(call, "id", None) or "",
+        "name": getattr(function, "name", None) or "",
+        "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
+    }
+
+
 class Gateway:
     """Implements the LLM tools' `ModelGateway` over litellm for one run."""
 
@@ -111,6 +135,9 @@ class Gateway:
         self._usable: dict[str, str] = {}
         self._backoff = RetryPolicy(base_s=provider_retry_base_s, cap_s=MAX_PROVIDER_WAIT_S)
         self._rng = random.Random()
+        # The raw provider call (litellm.acompletion's kwargs -> response) when it runs
+        # elsewhere: a cluster backend's worker (engine/run/backend.py, `model_caller`).
+        self.provider_call: Callable[[dict[str, Any]], Awaitable[Any]] | None = None
 
     # --- model choice ------------------------------------------------------------------
     def usable(self, model: str) -> str:
@@ -274,12 +301,50 @@ class Gateway:
         prompt_tokens: int | None = None,
         mock: str | None = None,
         timeout_s: float | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> str:
         """One priced, budgeted, rate-limited, ledgered model call; returns the reply text.
 
         `usage` is any object with input_tokens/output_tokens/cost_usd counters (a step's
         record, or the planner's). `timeout_s` (the step's) shortens the call's deadline.
         """
+        reply = await self.respond(
+            model,
+            messages,
+            usage=usage,
+            run_id=run_id,
+            step_id=step_id,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            schema=schema,
+            prompt_tokens=prompt_tokens,
+            mock=mock,
+            timeout_s=timeout_s,
+            extra=extra,
+        )
+        content = reply.content
+        return content if isinstance(content, str) else json.dumps(content)
+
+    async def respond(
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        *,
+        usage: Any,
+        run_id: str,
+        step_id: str,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        temperature: float | None = None,
+        schema: dict[str, Any] | None = None,
+        prompt_tokens: int | None = None,
+        mock: str | None = None,
+        timeout_s: float | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Reply:
+        """`call`, returning the whole assistant message: its text and, when `tools`
+        (OpenAI function specs, passed to litellm as `tools`) were offered, the tool
+        calls it asks for, with the call's tokens and cost."""
         litellm = litellm_module()
         settings = self.config.model_settings(model)
         price = self.pricing.price(model)
@@ -310,12 +375,22 @@ class Gateway:
                 kwargs["response_format"] = fmt
         if mock is not None:
             kwargs["mock_response"] = mock
+        if tools:
+            kwargs["tools"] = tools
+            # Only function tools are passed: litellm's MCP-gateway check on `tools`
+            # imports the optional `mcp` package (absent: the call fails) on every call.
+            kwargs["_skip_mcp_handler"] = True
+        if extra:
+            # Request fields only some providers take (llama.cpp's `grammar`, a `seed`);
+            # the caller decides they fit the model.
+            kwargs.update(extra)
         worst = price.cost(prompt_tokens, max_tokens)
         reservation = self.budget.reserve(worst, model)
         limiter = self._limiters.get(model)
         if limiter is None:
             limiter = self._limiters[model] = RateLimiter(settings)
         cost = 0.0
+        input_tokens = output_tokens = 0
         try:
             await limiter.admit(prompt_tokens + max_tokens)
             if limiter.semaphore is not None:
@@ -339,8 +414,15 @@ class Gateway:
         passed = self.budget.passed() if self.budget.active else None
         if passed is not None:
             raise BudgetOverrun(passed[0], passed[1], passed[2], model, cost)
-        content = response.choices[0].message.content
-        return content if isinstance(content, str) else json.dumps(content)
+        message = response.choices[0].message
+        calls = getattr(message, "tool_calls", None) if tools else None
+        return Reply(
+            message.content,
+            [_tool_call(call) for call in calls] if calls else [],
+            input_tokens,
+            output_tokens,
+            cost,
+        )
 
     async def _within(
         self, deadline: float, litellm: Any, kwargs: dict[str, Any], model: str
@@ -360,6 +442,8 @@ class Gateway:
     async def _with_retries(self, litellm: Any, kwargs: dict[str, Any], model: str) -> Any:
         for attempt in range(PROVIDER_RETRIES + 1):
             try:
+                if self.provider_call is not None:
+                    return await self.provider_call(kwargs)
                 return await litellm.acompletion(**kwargs)
             except Exception as err:
                 kind = classify(err)
@@ -382,4 +466,4 @@ class Gateway:
         raise AssertionError("unreachable")
 
 
-__all__ = ["Gateway", "InvalidReply", "ModelCallError", "ModelTimeout"]
+__all__ = ["Gateway", "InvalidReply", "ModelCallError", "ModelTimeout", "Reply"]

@@ -17,7 +17,9 @@ would reset the day's spending).
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import contextlib
 import datetime as dt
 import math
 import sqlite3
@@ -92,6 +94,9 @@ class Ledger:
         # every read writes them first (budgets see every call), and so do run ends and exit.
         self._pending: list[tuple[object, ...]] = []
         self._last_commit = time.monotonic()
+        # A commit due on the event loop (see `_commit_soon`), and that loop.
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
         atexit.register(self._flush_at_exit)
 
     def open(self) -> None:
@@ -155,6 +160,28 @@ class Ledger:
                 or time.monotonic() - self._last_commit >= self.COMMIT_EVERY_S
             ):
                 self._write()
+            else:
+                self._commit_soon()
+
+    def _commit_soon(self) -> None:
+        """Commit the waiting rows within `COMMIT_EVERY_S` even if no other call comes: a
+        run killed during a long tool call keeps the model calls made before it (an agent
+        step's resume replays them, and must find them paid). A timer on the running
+        event loop; without one, the next call, a read, the run's end or exit writes them."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._timer is not None and self._timer_loop is loop:
+            return
+        self._timer_loop = loop
+        self._timer = loop.call_later(self.COMMIT_EVERY_S, self._commit_due)
+
+    def _commit_due(self) -> None:
+        self._timer = None
+        # A broken file: the rows stay pending; the next call or the run's end reports it.
+        with contextlib.suppress(LedgerError):
+            self.flush()
 
     def _write(self) -> None:
         """Write the pending rows in one transaction (held only for that moment)."""

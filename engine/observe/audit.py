@@ -2,7 +2,8 @@
 
 Written to `$PLANFILE_HOME/audit/<run_id>.jsonl` (and/or `--audit FILE`): the plan, each
 phase (planning, execution, replanning), each step with status, model, tokens, cost and
-error, and replans as diffs. Every line passes through redaction: API keys from the
+error, each inner model and tool call of an agent step (with its idempotency key), and
+replans as diffs. Every line passes through redaction: API keys from the
 config and the environment never reach the file. `AuditHook` attaches it to runs.
 """
 
@@ -251,6 +252,43 @@ class _AuditRun(RunHook):
         if self.log is not None:
             self.log(event)
 
+    def agent_call(self, step_id: str, call: dict[str, Any]) -> None:
+        """One line per inner call of an agent step; like a step's line, without its
+        output (results stay in the journal): a model call's tokens, cost and the tools
+        it asked for; a tool call's idempotency key, arguments and error."""
+        if self.log is None:
+            return
+        common = {
+            "run_id": self.run_id,
+            "step": step_id,
+            "index": call.get("index"),
+            "iteration": call.get("iteration"),
+            "attempt": call.get("attempt"),
+            "duration_s": _duration(call),
+        }
+        if call.get("kind") == "model":
+            reply = call.get("reply") or {}
+            self.log.write(
+                "execution",
+                "agent_model_called",
+                **common,
+                model=call.get("model"),
+                tool_calls=[c.get("name") for c in reply.get("tool_calls") or ()],
+                input_tokens=call.get("input_tokens", 0),
+                output_tokens=call.get("output_tokens", 0),
+                cost_usd=call.get("cost_usd", 0.0),
+            )
+        else:
+            self.log.write(
+                "execution",
+                "agent_tool_called",
+                **common,
+                key=call.get("key"),
+                tool=call.get("tool"),
+                args=call.get("args"),
+                error=call.get("error"),
+            )
+
     def replanned(self, run: RunView, decision: Mapping[str, Any]) -> None:
         if self.log is not None:
             self.log.write("replanning", "decision", run_id=run.run_id, **decision)
@@ -258,6 +296,13 @@ class _AuditRun(RunHook):
     def close(self) -> None:
         if self.log is not None:
             self.log.close()
+
+
+def _duration(call: Mapping[str, Any]) -> float | None:
+    started, finished = call.get("started_at"), call.get("finished_at")
+    if isinstance(started, int | float) and isinstance(finished, int | float):
+        return round(finished - started, 6)
+    return None
 
 
 _LEFT_OUT = frozenset({"t", "output", "outputs"})

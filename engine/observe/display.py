@@ -1,7 +1,8 @@
 """Terminal output for `planfile run`: a live step table (rich), or plain log lines.
 
 Both consume run events (as `on_event` callbacks or as run hooks); neither affects the run. The live table shows each step's
-state, elapsed time, attempts, model, tokens and cost.
+state, elapsed time, attempts, model, tokens and cost; an agent step's row shows its
+latest inner tool call, and the plain log has a short line per inner tool call.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from dsl.errors import escape_controls
 from engine.run.events import (
+    AgentToolCalled,
     Event,
     FanOutExpanded,
     RunFinished,
@@ -111,6 +113,8 @@ class StepTable:
             row.update(state="skipped", end=now, note=event.reason)
         elif isinstance(event, StepCancelled):
             row.update(state="cancelled", end=now)
+        elif isinstance(event, AgentToolCalled):
+            row["note"] = f"iteration {event.iteration}: {tool_call_line(event)}"
 
     event = __call__  # a run hook too: Engine(hooks=[StepTable()])
 
@@ -136,6 +140,18 @@ class StepTable:
                 _escape(escape_controls(row["note"])),  # rich passes ESC through
             )
         return table
+
+
+def tool_call_line(event: AgentToolCalled, limit: int = 40) -> str:
+    """`search({"query": "x"}) -> [...] (0.12s)`: one inner tool call of an agent step."""
+    result = (
+        f"error: {preview(event.error, limit)}" if event.error else preview(event.output, limit)
+    )
+    replayed = ", replayed" if event.replayed else ""
+    return (
+        f"{escape_controls(event.tool)}({preview(event.args, limit)}) -> {result} "
+        f"({event.duration_s:.2f}s{replayed})"
+    )
 
 
 def _escape(text: str) -> str:
@@ -198,6 +214,8 @@ class PlainLog:
             line = f"[{event.t:8.3f}s] retry   {event.step} in {event.delay_s:.2f}s: {error}"
         elif isinstance(event, StepCancelled):
             line = f"[{event.t:8.3f}s] cancelled {event.step}"
+        elif isinstance(event, AgentToolCalled):
+            line = f"[{event.t:8.3f}s] tool    {event.step}: {tool_call_line(event)}"
         if line:
             self._write(line)
 

@@ -1,7 +1,8 @@
 """The HTML run report: one self-contained page (inline SVG and CSS, no scripts, no fetches).
 
 It shows the DAG coloured by step state with the observed critical path marked, a
-timeline (Gantt) of when each step ran, and the cost table per step and per model.
+timeline (Gantt) of when each step ran, the cost table per step and per model, and
+each agent step's inner tool calls.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import html
 from collections.abc import Mapping
 
 from dsl.checker import CheckedPlan
+from engine.observe.display import preview
 from engine.observe.export import STATE_COLOURS
 from engine.run.result import StepRecord, observed_critical_path
 
@@ -124,6 +126,42 @@ def _cost_tables(checked: CheckedPlan, records: Mapping[str, StepRecord]) -> str
     )
 
 
+def _agent_tables(checked: CheckedPlan, records: Mapping[str, StepRecord]) -> str:
+    """Under each agent step: its model calls and a row per inner tool call (tool,
+    arguments, output or error, duration). Empty when the plan has no agent step."""
+    parts = []
+    for step in checked.plan.steps:
+        record = records.get(step.id)
+        if record is None or record.tool_calls is None:
+            continue
+        rows = []
+        for number, call in enumerate(record.tool_calls, 1):
+            error = call.get("error")
+            result = f"error: {preview(error, 200)}" if error else preview(call.get("output"), 200)
+            started, finished = call.get("started_at"), call.get("finished_at")
+            took = (
+                f"{finished - started:.3f}s"
+                if isinstance(started, int | float) and isinstance(finished, int | float)
+                else ""
+            )
+            row_class = ' class="error"' if error else ""
+            rows.append(
+                f"<tr{row_class}><td class=n>{number}</td>"
+                f"<td>{html.escape(str(call.get('tool')))}</td>"
+                f"<td><code>{html.escape(preview(call.get('args'), 200))}</code></td>"
+                f"<td>{html.escape(result)}</td><td class=n>{took}</td></tr>"
+            )
+        parts.append(
+            f'<h3 data-step="{html.escape(step.id)}">{html.escape(step.id)}: '
+            f"{record.iterations} model call(s), {len(record.tool_calls)} tool call(s)</h3>"
+            '<table class="tool-calls"><tr><th>#</th><th>tool</th><th>arguments</th>'
+            "<th>output / error</th><th>time</th></tr>"
+            + ("".join(rows) or "<tr><td colspan=5>no tool calls</td></tr>")
+            + "</table>"
+        )
+    return "<h2>Agent steps</h2>" + "".join(parts) if parts else ""
+
+
 def render_report(
     checked: CheckedPlan,
     records: Mapping[str, StepRecord],
@@ -150,6 +188,7 @@ table {{ border-collapse: collapse; font-size: 13px; }} td, th {{ border: 1px so
 td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
 .key {{ display: inline-block; width: 12px; height: 12px; border: 1px solid #333; margin: 0 4px 0 10px; }}
 .summary span {{ margin-right: 18px; }}
+tr.error td {{ color: #b71c1c; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p class="summary"><span id="status">status: <b>{html.escape(status)}</b></span>
@@ -161,5 +200,6 @@ td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
 {_gantt_svg(checked, records, critical)}
 <h2>Cost</h2>
 {_cost_tables(checked, records)}
+{_agent_tables(checked, records)}
 </body></html>
 """

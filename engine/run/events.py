@@ -83,6 +83,35 @@ class FanOutExpanded(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class AgentModelCalled(Event):
+    """An agent step's model call finished: its reply asked for `tool_calls` tools (none:
+    the final answer). `replayed`: read back from the journal on resume, not made."""
+
+    step: str
+    iteration: int
+    model: str
+    tool_calls: tuple[str, ...]
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AgentToolCalled(Event):
+    """An agent step's tool call finished, with its output or the error the model saw."""
+
+    step: str
+    iteration: int
+    tool: str
+    args: Any
+    output: Any = None
+    error: str | None = None
+    duration_s: float = 0.0
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class RunFinished(Event):
     status: str
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -99,6 +128,8 @@ _KINDS: dict[type, str] = {
     StepSkipped: "step_skipped",
     StepCancelled: "step_cancelled",
     FanOutExpanded: "fan_out_expanded",
+    AgentModelCalled: "agent_model_called",
+    AgentToolCalled: "agent_tool_called",
     RunFinished: "run_finished",
 }
 

@@ -12,7 +12,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -21,7 +21,6 @@ from typing import Any, cast
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from dsl.checker import CheckedPlan
-from dsl.errors import ToolError
 from dsl.ir import Ref, Step, is_template
 from dsl.templates import (
     TemplateProblem,
@@ -33,6 +32,7 @@ from dsl.templates import (
 from dsl.types import Type, build_record_models, type_adapter
 from engine.errors import BudgetExceeded, RunError
 from engine.faults import TransientError, worth_retrying
+from engine.run.backend import LOCAL, Backend
 from engine.run.driver import Outcome
 from engine.run.events import (
     EventBus,
@@ -72,6 +72,8 @@ _PLAIN_MESSAGES = {
     "NetworkNotAllowed",
     "WorkspaceError",
     "ToolError",
+    "ClusterLost",
+    "WorkerLost",
 }
 
 
@@ -134,6 +136,11 @@ class RunContext:
     cache_all: bool = False  # --cache: every step, not only those marked `cache`
     trigger: tuple[str, str, str | None] | None = None  # (kind, step, error) that stopped the round
     finished_steps: int = 0
+    # Agent steps (engine.agent.loop documents the call dict): called once per finished
+    # inner model or tool call, and asked for a step's journaled inner calls on resume.
+    on_agent_call: Callable[[str, dict[str, Any]], None] | None = None
+    agent_replay: Callable[[str], list[dict[str, Any]]] | None = None
+    backend: Backend = LOCAL  # where tool calls execute (engine/run/backend.py)
 
     def raise_trigger(self, kind: str, step: str, error: str | None) -> None:
         """Stop this round so the replan policy can decide (first trigger wins)."""
@@ -181,6 +188,7 @@ class StepRunner:
         # A fan-out's scope, built once when it expands: its items add only their variable.
         self._fan_scopes: dict[int, Mapping[str, Any]] = {}
         self._by_type: dict[Type, _ResultCheck] = {}
+        self._call_tool = ctx.backend.tool_caller(ctx)
 
     # --- values ---------------------------------------------------------------------
     def scope(self, step: Step, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -571,15 +579,7 @@ class StepRunner:
         if not step.args and not spec.params:
             return {}  # nothing to resolve or validate (~10 µs of pydantic saved per step)
         raw = {name: self.resolve(value, scope) for name, value in step.args.items()}
-        if spec.args_model is None:
-            return raw
-        try:
-            model = spec.args_model.model_validate(raw)
-        except ValidationError as err:
-            first = err.errors()[0]
-            name = ".".join(str(p) for p in first["loc"])
-            raise StepError(f"argument `{name}` of `{spec.name}`: {first['msg']}") from None
-        return {name: getattr(model, name) for name in type(model).model_fields}
+        return tool_arguments(spec, raw)
 
     def _workspace(self) -> Any:
         """The run's workspace folder, looked up once (not a `getcwd` per tool call)."""
@@ -611,54 +611,30 @@ class StepRunner:
     ) -> Any:
         if spec.context_param is not None:
             kwargs[spec.context_param] = self.tool_context(step, attempt, model)
-        return await self.call_tool(spec, kwargs, step.timeout_s)
+        return await self._call_tool(spec, kwargs, step.timeout_s)  # = call_tool, one frame less
 
-    async def call_tool(
+    def call_tool(
         self, spec: ToolSpec, kwargs: dict[str, Any], timeout_s: float | None
-    ) -> Any:
+    ) -> Coroutine[Any, Any, Any]:
         """One call of a tool with its arguments ready, under `timeout_s`: the single place
-        a step's tool runs (an agent step's inner tool calls come through here too)."""
-        call: Awaitable[Any]
-        if spec.is_async:
-            call = _exit_is_error(spec.name, spec.fn(**kwargs))
-        elif spec.inline and timeout_s is None:
-            # Sync tools run in the pool: they may block (files, CPU), and only a pool
-            # call can be abandoned at its timeout. The hop costs ~30-50 µs of CPU and
-            # ~100 µs of wall time per call on a busy 2-core machine (10k chained no-op
-            # calls; benchmarks/test_user_path.py), more than the rest of a step. A tool
-            # declared `@tool(inline=True)` (pure, microseconds) skips it unless its step
-            # sets a timeout; a slow "inline" tool stalls every other step meanwhile.
-            return _call_sync(spec.name, spec.fn, kwargs)
-        else:
-            loop = asyncio.get_running_loop()
-            # A timed-out thread cannot be killed, so its late result is discarded.
-            call = loop.run_in_executor(
-                self.ctx.pool, functools.partial(_call_sync, spec.name, spec.fn, kwargs)
-            )
-        if timeout_s is not None:
-            return await asyncio.wait_for(call, timeout_s)
-        return await call
+        a step's tool runs (an agent step's inner tool calls come through here too). It
+        runs where the run's backend puts it (engine/run/backend.py); a plain function
+        returning the backend's coroutine, so the hot path awaits no extra frame."""
+        return self._call_tool(spec, kwargs, timeout_s)
 
 
-def _exit_error(name: str, err: SystemExit) -> ToolError:
-    return ToolError(f"tool `{name}` called sys.exit({err.code!r})")
-
-
-# A tool's sys.exit() is its bug, not a request to stop the run: SystemExit escaping a
-# task stops the event loop (the run would end "cancelled"), so it becomes the step's
-# ToolError, inside the call (an asyncio task re-raises SystemExit past the step).
-def _call_sync(name: str, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+def tool_arguments(spec: ToolSpec, raw: dict[str, Any]) -> dict[str, Any]:
+    """A tool's arguments validated against its signature (a step's, or an agent's call);
+    StepError names the first bad one."""
+    if spec.args_model is None:
+        return raw
     try:
-        return fn(**kwargs)
-    except SystemExit as err:
-        raise _exit_error(name, err) from None
-
-
-async def _exit_is_error(name: str, call: Any) -> Any:
-    try:
-        return await call
-    except SystemExit as err:
-        raise _exit_error(name, err) from None
+        model = spec.args_model.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        name = ".".join(str(p) for p in first["loc"])
+        raise StepError(f"argument `{name}` of `{spec.name}`: {first['msg']}") from None
+    return {name: getattr(model, name) for name in type(model).model_fields}
 
 
 _NO_SCOPE: Mapping[str, Any] = MappingProxyType({})

@@ -72,6 +72,10 @@ class RunHook:
     def event(self, event: Event) -> None:
         """Every run event, as the executor emits it."""
 
+    def agent_call(self, step_id: str, call: dict[str, Any]) -> None:
+        """An agent step's inner model or tool call finished (the call dict of
+        engine/agent/loop.py); the journal keeps it for `resume`."""
+
     def round_ended(self, run: RunView) -> None:
         """No step of the round can finish any more."""
 
@@ -99,6 +103,7 @@ METHODS = (
     "round_started",
     "step_final",
     "event",
+    "agent_call",
     "round_ended",
     "replanned",
     "approval",
@@ -151,6 +156,21 @@ class Hooks:
         def fan_out(step_id: str) -> None:
             for call in calls:
                 call(step_id)
+
+        return fan_out
+
+    def agent_call(self) -> Callable[[str, dict[str, Any]], None] | None:
+        """The run's `on_agent_call`: None when nobody listens (read after
+        `round_started`, which may rebind it)."""
+        calls = [listener.agent_call for listener in self._by_method["agent_call"]]
+        if not calls:
+            return None
+        if len(calls) == 1:
+            return calls[0]
+
+        def fan_out(step_id: str, call: dict[str, Any]) -> None:
+            for each in calls:
+                each(step_id, call)
 
         return fan_out
 

@@ -62,6 +62,7 @@ class StopReason(StrEnum):
     REPLAN = "replan"  # the replan policy wants to decide
     AWAITING_APPROVAL = "awaiting_approval"
     JOURNAL = "journal"  # the journal broke: work it cannot record would be lost
+    CLUSTER = "cluster"  # the cluster's scheduler is gone: `planfile resume RUN` continues
 
     @property
     def run_status(self) -> RunStatus:
@@ -74,6 +75,7 @@ _STOP_STATUS = {
     StopReason.REPLAN: RunStatus.REPLANNING,
     StopReason.AWAITING_APPROVAL: RunStatus.AWAITING_APPROVAL,
     StopReason.JOURNAL: RunStatus.FAILED,
+    StopReason.CLUSTER: RunStatus.FAILED,
 }
 
 RUN_STATUSES = tuple(RunStatus)
@@ -137,6 +139,16 @@ class StepRecord:
     # Prompt tokens cut from the step's inputs to fit the embedded model's prompt budget
     # (engine/models/trim.py); in `--json` only when some were cut.
     prompt_tokens_trimmed: int = 0
+    # Agent steps (engine/agent/loop.py): model calls made, and the inner tool calls
+    # ({tool, args, output|error, started_at, finished_at}); None for other steps, whose
+    # `--json` entry has neither. `agent_calls` numbers inner calls across attempts (the
+    # journal's call index); not in `--json`.
+    iterations: int = 0
+    tool_calls: list[dict[str, Any]] | None = None
+    agent_calls: int = 0
+    # `llm` or `agent` for a step the loader made from a description or an unknown tool
+    # (`Step.executor`, chosen by `--executor`); in `--json` only for such steps.
+    executor: str | None = None
 
     @property
     def is_done(self) -> bool:
@@ -162,6 +174,11 @@ class StepRecord:
         }
         if self.prompt_tokens_trimmed:
             doc["prompt_tokens_trimmed"] = self.prompt_tokens_trimmed
+        if self.executor is not None:
+            doc["executor"] = self.executor
+        if self.tool_calls is not None:
+            doc["iterations"] = self.iterations
+            doc["tool_calls"] = [jsonable(call) for call in self.tool_calls]
         return doc
 
     @classmethod
@@ -181,6 +198,9 @@ class StepRecord:
             error=data.get("error"),
             skipped_by_when=bool(data.get("skipped_by_when", False)),
             prompt_tokens_trimmed=int(data.get("prompt_tokens_trimmed", 0)),
+            executor=data.get("executor"),
+            iterations=int(data.get("iterations", 0)),
+            tool_calls=list(data["tool_calls"]) if data.get("tool_calls") is not None else None,
         )
 
 

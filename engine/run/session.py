@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from dsl.checker import CheckedPlan
 from dsl.ir import Step
 from engine.errors import StoreError
+from engine.run.backend import LOCAL, Backend
 from engine.run.driver import Driver
 from engine.run.events import EventBus, RunFinished, RunStarted
 from engine.run.executor import RetryPolicy, RunContext, StepRunner
@@ -64,6 +65,9 @@ class RunSetup:
     # The gateway for a plan that calls models: (checked plan, the run's warnings) -> it.
     models: Callable[[CheckedPlan, list[str]], ModelService] | None = None
     on_warning: Callable[[str], None] | None = None
+    backend: Backend = LOCAL  # where tool calls execute (engine/run/backend.py)
+    # A resumed run's journaled agent calls: step id -> the inner calls it replays.
+    agent_replay: Callable[[str], list[dict[str, Any]]] | None = None
 
 
 def _preset_state(record: StepRecord, on_error: str) -> State:
@@ -151,7 +155,8 @@ class RunSession:
         plan = checked.plan
         carried = self.carried
         records = {
-            step.id: carried.get(step.id) or StepRecord(tool=step.tool) for step in plan.steps
+            step.id: carried.get(step.id) or StepRecord(tool=step.tool, executor=step.executor)
+            for step in plan.steps
         }
         self.records = records
         self.trigger = None
@@ -163,6 +168,7 @@ class RunSession:
             records=records,
             events=self.events,
             pool=setup.pool,
+            backend=setup.backend,
             settings=setup.settings,
             services=setup.services,
             retry=setup.retry,
@@ -180,6 +186,8 @@ class RunSession:
         self.hooks.call("round_started", self, carried)
         # Read after round_started: a hook may bind its per-round callback there.
         ctx.on_final = self.hooks.step_final()
+        ctx.on_agent_call = self.hooks.agent_call()
+        ctx.agent_replay = setup.agent_replay
         if (
             setup.models is not None
             and "models" not in setup.services

@@ -1,7 +1,8 @@
 """The run journal: every run, its plan, inputs and step results, in SQLite as they happen.
 
 One file (WAL) under `PLANFILE_HOME`: a run row when it starts, its steps' records as
-they reach a final state, the run's status, cost and result when it ends. A killed run
+they reach a final state, an agent step's inner calls as they finish
+(engine/store/agent_calls.py), the run's status, cost and result when it ends. A killed run
 (even SIGKILL) keeps every step that was written; `planfile resume RUN` continues it
 without running those again. Several processes may journal at once.
 
@@ -34,13 +35,14 @@ import orjson
 
 from engine.errors import JournalError
 from engine.run.result import Replan, RunResult, RunStatus, StepRecord, jsonable
-from engine.store import lease
+from engine.store import agent_calls, lease
 from engine.store.home import data_home
 from engine.store.sqlite import connect_wal, refuse_hint
 
 # Version 2: plans by content, step records in `step_log`, run summaries. Version-1 files
 # (a JSON document per step and per run) are upgraded in place; their rows still read.
-SCHEMA_VERSION = 2
+# Version 3 adds `agent_calls` (an agent step's inner calls: engine/store/agent_calls.py).
+SCHEMA_VERSION = 3
 LOCK_TIMEOUT_S = 30.0  # how long a write waits for another process's write lock
 # A run journaled as running whose owner is gone (`planfile runs`/`show` say so).
 INTERRUPTED = "interrupted"
@@ -103,13 +105,15 @@ _LOG_FIELDS = (
     "output",
     "error",
     "skipped_by_when",
+    "iterations",  # agent steps only: the row is two shorter for other steps
+    "tool_calls",
 )
 
 
 def _log_row(step: str, r: StepRecord) -> list[Any]:
     """One step's record as a compact JSON array, in `_LOG_FIELDS` order."""
     output = r.output
-    return [
+    row = [
         step,
         r.status,
         r.tool,
@@ -124,6 +128,9 @@ def _log_row(step: str, r: StepRecord) -> list[Any]:
         r.error,
         r.skipped_by_when,
     ]
+    if r.tool_calls is not None:
+        row += [r.iterations, jsonable(r.tool_calls)]
+    return row
 
 
 def _from_log_row(row: list[Any]) -> tuple[str, StepRecord]:
@@ -137,7 +144,9 @@ class RunLog:
 
     `finished` is the engine's per-step hook: a bare `deque.append` of the step's name
     (no lock, no Python frame); the journal reads the record itself when it writes, so
-    it is current. `on_error` hears a journal that broke mid-run, to stop the run.
+    it is current. `agent_call(step, call)` queues an agent step's finished inner call
+    (written with the next group, so within ~50 ms). `on_error` hears a journal that
+    broke mid-run, to stop the run.
     """
 
     def __init__(
@@ -151,7 +160,11 @@ class RunLog:
         self.on_error = on_error
         self.queue: deque[str] = deque()
         self.finished: Callable[[str], None] = self.queue.append
+        self.calls: deque[tuple[str, dict[str, Any]]] = deque()
         self.closed = False
+
+    def agent_call(self, step_id: str, call: dict[str, Any]) -> None:
+        self.calls.append((step_id, call))
 
 
 class Journal:
@@ -271,6 +284,8 @@ class Journal:
                     "CREATE TABLE IF NOT EXISTS step_log (run_id TEXT, written_at TEXT, "
                     "records_json TEXT)",
                     "CREATE INDEX IF NOT EXISTS step_log_run ON step_log (run_id)",
+                    agent_calls.TABLE,
+                    agent_calls.INDEX,
                 ):
                     conn.execute(statement)
                 have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
@@ -360,7 +375,9 @@ class Journal:
 
     def _drop_closed(self) -> None:
         with self._logs_lock:
-            self._logs = [log for log in self._logs if not (log.closed and not log.queue)]
+            self._logs = [
+                log for log in self._logs if not (log.closed and not log.queue and not log.calls)
+            ]
 
     def _schedule_tick(self) -> None:
         """Write in ~50 ms, on the running event loop (none: at the run's end)."""
@@ -416,11 +433,14 @@ class Journal:
 
     def _flush(self, strict: bool, wait: bool) -> bool:
         taken: list[tuple[RunLog, list[str]]] = []
+        calls: list[tuple[RunLog, list[tuple[str, dict[str, Any]]]]] = []
         for log in list(self._logs):
             queue = log.queue
             if queue:
                 taken.append((log, [queue.popleft() for _ in range(len(queue))]))
-        if not taken:
+            if log.calls:
+                calls.append((log, [log.calls.popleft() for _ in range(len(log.calls))]))
+        if not taken and not calls:
             if strict and self._error is not None:
                 raise self._error
             return False
@@ -430,18 +450,29 @@ class Journal:
                 (log.run_id, now, _dumps([_log_row(step, log.records[step]) for step in steps]))
                 for log, steps in taken
             ]
+            call_rows = [
+                agent_calls.row(log.run_id, step, call, now)
+                for log, queued in calls
+                for step, call in queued
+            ]
             with self._db(wait) as db:
+                # The calls first: a step's record never lands without the calls before it.
+                if call_rows:
+                    db.executemany(agent_calls.INSERT, call_rows)
                 db.executemany(
                     "INSERT INTO step_log (run_id, written_at, records_json) VALUES (?, ?, ?)",
                     rows,
                 )
             self._unchecked_bytes += sum(len(row[2]) for row in rows)
+            self._unchecked_bytes += sum(len(row[-1]) for row in call_rows)
             with self._logs_lock:
                 for log, steps in taken:
                     self._written.setdefault(log.run_id, set()).update(steps)
         except JournalError as err:
             for log, steps in taken:
                 log.queue.extendleft(reversed(steps))
+            for log, queued in calls:
+                log.calls.extendleft(reversed(queued))
             if not isinstance(err, JournalLocked):
                 self._error = err
                 for log in list(self._logs):
@@ -563,6 +594,29 @@ class Journal:
                 out[step] = record
         return out
 
+    def agent_calls(self, run_id: str, step: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        """The journaled inner calls of the run's agent steps (or one step's), per step,
+        in the order they were written (engine/store/agent_calls.py)."""
+        self.flush(strict=True)
+        with self._db() as db:
+            return agent_calls.read(db, run_id, step)
+
+    def agent_replay(self, run_id: str) -> Callable[[str], list[dict[str, Any]]] | None:
+        """For a resume: step id -> the inner calls that step replays instead of running
+        them again (its latest attempt's finished calls; `agent_calls.replayable`), given
+        once per step, or None when the run has none."""
+        calls = self.agent_calls(run_id)
+        if not calls:
+            return None
+        status = self.run(run_id).status
+        replay = agent_calls.replayable(
+            calls, self.steps(run_id), budget_stopped=status == RunStatus.BUDGET_EXCEEDED
+        )
+        if not replay:
+            return None
+        # Once per step: an attempt after the replayed one (a retry) runs live.
+        return lambda step: replay.pop(step, [])
+
     def result_json(self, run_id: str) -> dict[str, Any] | None:
         """The run's result document (as `planfile run --json` printed it), once it ended."""
         with self._db() as db:
@@ -616,7 +670,7 @@ class Journal:
     def close(self) -> None:
         """Write what is queued (raising if it cannot be written) and close the file."""
         try:
-            if any(log.queue for log in self._logs):
+            if any(log.queue or log.calls for log in self._logs):
                 self.flush(strict=True)
         finally:
             held = sorted(self._heartbeat.held)

@@ -1,4 +1,5 @@
-"""The run journal as a run hook: records each round's steps, the run's end, and approvals.
+"""The run journal as a run hook: records each round's steps (and agent steps' inner
+calls), the run's end, and approvals.
 
 `Engine(journal=...)` and `Engine(hooks=[JournalHook(journal)])` are the same thing. Per
 step the run calls the round's `RunLog.finished`, a bare `deque.append` (no Python
@@ -52,10 +53,16 @@ class _JournalRun(RunHook):
         # Each step is queued the moment it is final (a bare deque append), so a killed
         # run keeps it.
         self.step_final = self.log.finished  # type: ignore[method-assign, assignment]
+        # An agent step's inner calls go out with the step records (within ~50 ms).
+        self.agent_call = self.log.agent_call  # type: ignore[method-assign]
 
     def step_final(self, step_id: str) -> None:  # rebound per round in round_started
         if self.log is not None:
             self.log.finished(step_id)
+
+    def agent_call(self, step_id: str, call: dict[str, Any]) -> None:  # rebound per round
+        if self.log is not None:
+            self.log.agent_call(step_id, call)
 
     def round_ended(self, run: RunView) -> None:
         if self.log is not None:

@@ -1,0 +1,164 @@
+"""Worked plans for the planner's prompt, chosen per goal by lexical similarity.
+
+A weak model copies what it is shown, so it is shown little and only what fits: at most
+`SHOWN` examples from `prompts/plan_examples.json`, ranked by BM25 between the goal and
+the example (its goal and its plan's text), never one that calls a tool the run does not
+offer, never one sharing no word with the goal. The examples use positional step ids
+(`s1`, `s2`, ...) like the plan grammar, so no example's step name can be copied.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+SHOWN = 2
+# Below this an example shares only a common word or two with the goal: not shown.
+MIN_SCORE = 1.0
+# BM25's usual constants (term saturation, length normalisation).
+K1 = 1.2
+B = 0.75
+_WORD = re.compile(r"[a-z0-9]+")
+# Words that say nothing about what a goal needs.
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "give",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "please",
+        "so",
+        "than",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "this",
+        "to",
+        "was",
+        "we",
+        "what",
+        "when",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Example:
+    goal: str
+    plan: dict[str, Any]
+
+    @property
+    def tools(self) -> frozenset[str]:
+        return frozenset(step["tool"] for step in self.plan["steps"])
+
+    def text(self) -> str:
+        """The plan as the grammar writes it (compact JSON, keys in its order)."""
+        return json.dumps(self.plan, ensure_ascii=False)
+
+    def words(self) -> list[str]:
+        args = " ".join(_strings(self.plan))
+        return terms(f"{self.goal} {args}")
+
+
+def terms(text: str) -> list[str]:
+    """Lower-case words without stop words, a plural `s` dropped (`bills` = `bill`)."""
+    words = _WORD.findall(text.lower().replace("{{", " ").replace("}}", " "))
+    return [
+        _stem(w) for w in words if len(w) > 1 and w not in _STOP and not re.fullmatch(r"s\d+", w)
+    ]
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+@functools.cache
+def all_examples() -> tuple[Example, ...]:
+    raw = json.loads(
+        resources.files("engine.agent")
+        .joinpath("prompts", "plan_examples.json")
+        .read_text(encoding="utf-8")
+    )
+    return tuple(Example(e["goal"], e["plan"]) for e in raw)
+
+
+def choose(
+    goal: str,
+    offered: Collection[str],
+    *,
+    shown: int = SHOWN,
+    pool: tuple[Example, ...] | None = None,
+) -> list[Example]:
+    """The `shown` examples most like `goal` whose tools are all offered (best first)."""
+    candidates = [
+        e for e in (pool if pool is not None else all_examples()) if e.tools <= set(offered)
+    ]
+    if not candidates or shown <= 0:
+        return []
+    docs = [Counter(e.words()) for e in candidates]
+    average = sum(sum(d.values()) for d in docs) / len(docs)
+    frequency = Counter(word for d in docs for word in d)
+    query = set(terms(goal))
+    scored = []
+    for index, (example, doc) in enumerate(zip(candidates, docs, strict=True)):
+        length = sum(doc.values())
+        score = 0.0
+        for word in query & doc.keys():
+            idf = math.log(1 + (len(docs) - frequency[word] + 0.5) / (frequency[word] + 0.5))
+            tf = doc[word]
+            score += idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / average))
+        if score >= MIN_SCORE:
+            scored.append((-score, index, example))
+    return [example for _, _, example in sorted(scored)[:shown]]
+
+
+__all__ = ["SHOWN", "Example", "all_examples", "choose", "terms"]

@@ -1,0 +1,118 @@
+"""Where a step's tool call executes: the `Backend` interface and the local backend.
+
+The scheduler, the journal, budgets and the ledger always stay in the coordinating
+process; a backend only executes calls. `StepRunner.call_tool` (engine/run/executor.py)
+hands every tool call to the caller its run's backend bound for the run, and the model
+gateway hands the raw provider call to `model_caller` (None: call in this process).
+
+`LocalBackend` (the default) is today's behaviour: async tools on the event loop, sync
+tools in the engine's thread pool, `inline` tools on the event loop. Its `call` is the
+hot path of every step: keep it free of extra awaits and allocations (a 10k no-op
+fan-out measures it; benchmarks/test_user_path.py). The Dask backend lives in
+engine/backends/dask.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dsl.errors import ToolError
+from stdlib_tools.registry import ToolSpec
+
+if TYPE_CHECKING:
+    from engine.run.executor import RunContext
+
+# (spec, kwargs ready, timeout_s) -> the tool's result; one per run, bound to its context.
+ToolCaller = Callable[[ToolSpec, dict[str, Any], float | None], Coroutine[Any, Any, Any]]
+# litellm.acompletion's keyword arguments -> its response (the gateway's provider call).
+ModelCaller = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class Backend(Protocol):
+    """Executes a run's tool calls and model calls (see the module docstring)."""
+
+    name: str
+
+    def tool_caller(self, ctx: RunContext) -> ToolCaller:
+        """The function that runs the tool calls of one run (round) of `ctx`."""
+        ...
+
+    def model_caller(self, tiers: Mapping[str, str]) -> ModelCaller | None:
+        """The gateway's raw provider call, or None to make it in this process.
+        `tiers` (tier -> model) lets placement name tiers."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LocalBackend:
+    """Everything in this process: the event loop and the engine's thread pool."""
+
+    name = "local"
+
+    def tool_caller(self, ctx: RunContext) -> ToolCaller:
+        return functools.partial(call_local, ctx.pool)
+
+    def model_caller(self, tiers: Mapping[str, str]) -> ModelCaller | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+LOCAL = LocalBackend()
+
+
+async def call_local(
+    pool: Executor, spec: ToolSpec, kwargs: dict[str, Any], timeout_s: float | None
+) -> Any:
+    """One tool call in this process, under `timeout_s`."""
+    call: Awaitable[Any]
+    if spec.is_async:
+        call = _exit_is_error(spec.name, spec.fn(**kwargs))
+    elif spec.inline and timeout_s is None:
+        # Sync tools run in the pool: they may block (files, CPU), and only a pool
+        # call can be abandoned at its timeout. The hop costs ~30-50 µs of CPU and
+        # ~100 µs of wall time per call on a busy 2-core machine (10k chained no-op
+        # calls; benchmarks/test_user_path.py), more than the rest of a step. A tool
+        # declared `@tool(inline=True)` (pure, microseconds) skips it unless its step
+        # sets a timeout; a slow "inline" tool stalls every other step meanwhile.
+        return call_sync(spec.name, spec.fn, kwargs)
+    else:
+        loop = asyncio.get_running_loop()
+        # A timed-out thread cannot be killed, so its late result is discarded.
+        call = loop.run_in_executor(pool, functools.partial(call_sync, spec.name, spec.fn, kwargs))
+    if timeout_s is not None:
+        return await asyncio.wait_for(call, timeout_s)
+    return await call
+
+
+def _exit_error(name: str, err: SystemExit) -> ToolError:
+    return ToolError(f"tool `{name}` called sys.exit({err.code!r})")
+
+
+# A tool's sys.exit() is its bug, not a request to stop the run: SystemExit escaping a
+# task stops the event loop (the run would end "cancelled"), so it becomes the step's
+# ToolError, inside the call (an asyncio task re-raises SystemExit past the step). The
+# Dask workers call tools through these too (engine/backends/worker.py).
+def call_sync(name: str, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    try:
+        return fn(**kwargs)
+    except SystemExit as err:
+        raise _exit_error(name, err) from None
+
+
+async def _exit_is_error(name: str, call: Any) -> Any:
+    try:
+        return await call
+    except SystemExit as err:
+        raise _exit_error(name, err) from None
+
+
+async def call_async(name: str, call: Any) -> Any:
+    """An async tool's coroutine, its sys.exit() made a ToolError (for the workers)."""
+    return await _exit_is_error(name, call)
