@@ -170,9 +170,7 @@ def test_batch_throughput_against_gather(benchmark: Any, tmp_path: Path, monkeyp
     monkeypatch.setenv("PLANFILE_HOME", str(tmp_path / "home-gather"))
     config = load_config(str(tmp_path / "planfile.toml"))
     checked = load_plan(MODEL_PLAN)
-    engine = Engine(
-        config=config, settings={"mock_response": "ok"}, journal=Journal(), audit=True
-    )
+    engine = Engine(config=config, settings={"mock_response": "ok"}, journal=Journal(), audit=True)
 
     async def gather() -> float:
         await engine.run(checked, {"topic": "warm-up"})

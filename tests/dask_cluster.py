@@ -128,7 +128,7 @@ class Cluster:
         for proc in self._all:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 1  # a worker whose scheduler is gone may linger
         for proc in self._all:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))

@@ -103,6 +103,7 @@ def cli(tmp_path: Path) -> Iterator[tuple[_Cli, LoopbackServer]]:
         yield _Cli(tmp_path, server), server
 
 
+@pytest.mark.slow
 def test_an_agent_steps_calls_are_journaled_audited_shown_and_reported(
     cli: tuple[_Cli, LoopbackServer], tmp_path: Path
 ) -> None:
@@ -236,6 +237,10 @@ def test_a_run_killed_mid_loop_resumes_without_repeating_calls(tmp_path: Path) -
         shown = run("show", row.run_id).stdout
         assert "2 model call(s), 1 tool call(s) journaled" in shown
         assert "1. append_line(" in shown
+        page = tmp_path / "interrupted.html"
+        assert run("show", row.run_id, "--html", str(page), *run.common[:2]).returncode == 0
+        assert "not finished; 2 model call(s), 1 tool call(s) journaled" in page.read_text()
+        assert "appended hello" in page.read_text()
 
         (run.workspace / "fast").touch()  # the slow tool (which never finished) runs again, quickly
         resumed = run("resume", row.run_id, *run.common, "--json")

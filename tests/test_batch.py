@@ -452,3 +452,71 @@ def test_resume_names_a_batch_by_id(
     assert sorted(line["row"] for line in results(out)) == list(range(1, 7))
     code, _, err = cli(capsys, "--resume", "nosuchbatch")
     assert code == 2 and "no such batch" in err
+
+
+# --- stores and files ------------------------------------------------------------------
+
+
+def test_a_broken_batch_store_is_refused_not_replaced(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, planfile_home: Path
+) -> None:
+    """A damaged batches.sqlite is exit 2 naming the file; it is left as it was."""
+    plan = write(tmp_path / "calc.plan", CALC_PLAN)
+    rows = jsonl(tmp_path / "rows.jsonl", [{"salary": 1}])
+    store = planfile_home / "batches.sqlite"
+    store.write_bytes(b"not a database at all" * 100)
+    code, _, err = cli(capsys, str(plan), "--inputs", str(rows), "-o", str(tmp_path / "o.jsonl"))
+    assert code == 2 and f"batch store {store} is unusable" in err and "move it aside" in err
+    assert store.read_bytes() == b"not a database at all" * 100
+
+
+def test_a_results_line_cut_short_by_a_kill_is_removed_and_its_row_rerun(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    plan = write(tmp_path / "calc.plan", CALC_PLAN)
+    rows = jsonl(tmp_path / "rows.jsonl", [{"salary": 1}, {"salary": 2}])
+    out = tmp_path / "out.jsonl"
+    assert cli(capsys, str(plan), "--inputs", str(rows), "-o", str(out), "-q")[0] == 0
+    whole = out.read_text().splitlines(keepends=True)
+    out.write_text(whole[0] + whole[1][:25])  # the kill came mid-write
+    code, _, err = cli(capsys, str(plan), "--inputs", str(rows), "-o", str(out), "-q")
+    assert code == 0 and "the last line was cut short" in err
+    assert sorted(line["row"] for line in results(out)) == [1, 2]
+
+
+def test_progress_shows_done_failed_running_spent_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live bar (rich) and the plain line show the same counters; quiet shows none."""
+    import io
+
+    from engine.batch import progress
+
+    counts = progress.Counts(total=10, skipped=1, done_before=2)
+    counts.succeeded, counts.failed, counts.running, counts.spent_usd = 3, 1, 2, 0.0123
+    live = io.StringIO()
+    display = progress.Display(counts, "live", live)
+    display.start()
+    display.stop()
+    shown = " ".join(live.getvalue().split())  # rich wraps at the console's width
+    assert "━" in shown and "6/10 rows done (3 ok, 1 failed), 2 running, $0.012300 spent" in shown
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.0)
+    plain = io.StringIO()
+    display = progress.Display(counts, "plain", plain)
+    display.start()
+    display.tick()
+    assert plain.getvalue().startswith("batch: 6/10 rows done") and "runs/s" in plain.getvalue()
+    quiet = progress.Display.choose(counts, quiet=True)
+    assert quiet.mode == "none"
+
+
+def test_a_deleted_results_file_is_an_error_not_a_rerun(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Rows the batch finished are never run (and paid) again because their results
+    file went missing: that is an error saying what to do."""
+    plan = write(tmp_path / "calc.plan", CALC_PLAN)
+    rows = jsonl(tmp_path / "rows.jsonl", [{"salary": 1}, {"salary": 2}])
+    out = tmp_path / "out.jsonl"
+    assert cli(capsys, str(plan), "--inputs", str(rows), "-o", str(out), "-q")[0] == 0
+    out.unlink()
+    code, _, err = cli(capsys, str(plan), "--inputs", str(rows), "-o", str(out), "-q")
+    assert code == 2 and "lacks the results of 2 rows" in err and not out.exists()

@@ -13,11 +13,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 pytest.importorskip("distributed")
 
@@ -170,6 +172,7 @@ def test_placement_by_worker_resources(
     assert {_pid(v) for v in json.loads(out)["outputs"]["s"]} == {cluster.pid("gpu")}
 
 
+@pytest.mark.slow  # a worker imports litellm for its first model call: seconds
 def test_model_calls_run_on_workers_and_are_priced_here(cluster: Cluster) -> None:
     """The raw provider call runs on a worker; the price, the step's tokens and cost
     are the coordinator's (litellm's mock reply: 10 tokens in, 20 out)."""
@@ -235,9 +238,9 @@ def test_step_timeout_bounds_a_call_on_the_cluster(
     assert time.monotonic() - started < 6
 
 
-def _wait_for(condition: object, timeout_s: float, what: str) -> None:
+def _wait_for(condition: Callable[[], object], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
@@ -260,7 +263,7 @@ def test_worker_killed_mid_step_runs_it_elsewhere(
         "output first, s\n"
     )
 
-    async def scenario() -> object:
+    async def scenario() -> tuple[Any, str]:
         with Engine(tools=tools, backend=DaskBackend(own_cluster.address)) as engine:
             run = asyncio.create_task(engine.run(plan))
             await asyncio.to_thread(
@@ -271,7 +274,7 @@ def test_worker_killed_mid_step_runs_it_elsewhere(
             own_cluster.kill(own_cluster.workers[victim])
             return await asyncio.wait_for(run, 60), victim
 
-    result, victim = asyncio.run(scenario())  # type: ignore[misc]
+    result, victim = asyncio.run(scenario())
     assert result.status == "succeeded", result.steps
     survivor = "b" if victim == "a" else "a"
     assert _pid(result.outputs["s"]) == own_cluster.pid(survivor)
@@ -338,9 +341,11 @@ def test_scheduler_lost_mid_run_stops_the_run_and_resume_continues(
     plan = tmp_path / "p.plan"
     plan.write_text(
         f'step first = slow(tag: "first", seconds: 0, marker: "{marker}")\n'
-        f'step s = slow(tag: "s", seconds: 4, marker: "{marker}") after first\n'
+        f'step s = slow(tag: "s", seconds: 2, marker: "{marker}") after first\n'
         "output first, s\n"
     )
+    # Read from the working folder: the lost client gives up reconnecting after 3 s.
+    (tmp_path / "planfile.toml").write_text("[cluster]\nconnect_timeout_s = 3\n")
     cli = [sys.executable, "-m", "engine.cli"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
@@ -386,3 +391,74 @@ def _run_id(text: str) -> str:
         if len(word) == 12 and all(c in "0123456789abcdef" for c in word):
             return word
     raise AssertionError(f"no run id in: {text[-500:]}")
+
+
+# --- the parts that need no cluster -----------------------------------------------------
+
+
+def test_placement_model_key_wins_and_unmapped_tier_is_the_embedded_model() -> None:
+    """`model:NAME` wins over a tier mapped to NAME; a tier mapped to no model places
+    the embedded model's calls (what that tier runs on)."""
+    from engine.backends.placement import Placement
+
+    placement = Placement(
+        {
+            "tier:fast": {"A": 1},
+            "model:openai/x": {"B": 1},
+            "tier:local": {"GPU": 1},
+            "tool:read_file": {"disk": 1},
+        }
+    )
+    found = placement.for_models({"fast": "openai/x", "big": "openai/y"}, "embedded/model")
+    assert found == {"openai/x": {"B": 1}, "embedded/model": {"GPU": 1}}
+    assert placement.tool("read_file") == {"disk": 1} and placement.tool("search") is None
+
+
+@given(
+    key=st.text(min_size=1, max_size=20),
+    amount=st.floats(allow_nan=True, allow_infinity=True),
+)
+def test_placement_config_refuses_bad_keys_and_amounts(key: str, amount: float) -> None:
+    """`[cluster.resources]`: only `tool:`/`tier:`/`model:` keys with a name, and
+    positive finite amounts, are accepted; anything else is a located config error."""
+    from pydantic import ValidationError
+
+    from engine.config import ClusterSettings
+
+    kind, sep, name = key.partition(":")
+    good_key = bool(sep) and kind in ("tool", "tier", "model") and bool(name)
+    good_amount = 0 < amount <= 1e12
+    try:
+        ClusterSettings(resources={key: {"GPU": amount}})
+    except ValidationError:
+        assert not (good_key and good_amount)
+    else:
+        assert good_key and good_amount
+
+
+def test_a_provider_error_from_a_worker_is_classified_like_a_local_one() -> None:
+    """litellm's exceptions do not survive pickling; a worker sends them as a
+    RemoteFault whose rebuilt exception the fault classifier and the gateway's
+    Retry-After reading treat as the original."""
+    import pickle
+
+    import httpx
+
+    from engine.backends.worker import RemoteFault, portable
+    from engine.faults import Fault, classify
+    from engine.models.provider import litellm_module, retry_after
+
+    litellm = litellm_module()
+    response = httpx.Response(
+        429, headers={"retry-after": "7"}, request=httpx.Request("POST", "http://x")
+    )
+    original = litellm.RateLimitError("slow down", "openai", "gpt-x", response=response)
+    sent = portable(original)
+    assert isinstance(sent, RemoteFault)
+    received = pickle.loads(pickle.dumps(sent)).rebuild()
+    assert classify(received) is classify(original) is Fault.TRANSIENT
+    assert retry_after(received) == 7.0 and "slow down" in str(received)
+    auth = portable(litellm.AuthenticationError("bad key", "openai", "gpt-x"))
+    assert classify(pickle.loads(pickle.dumps(auth)).rebuild()) is Fault.AUTH
+    plain = ValueError("a tool's own error")
+    assert portable(plain) is plain  # picklable errors travel as themselves

@@ -17,12 +17,14 @@ from dsl.json_loader import load_json
 from engine.agent.evaluate import (
     Goal,
     Shape,
+    copied_phrase,
     from_counts,
     micro,
     percentile,
     prf,
     score,
     shape_of,
+    shingles,
     written_steps,
 )
 from engine.agent.goal_file import GoalFileError, load_goals
@@ -153,6 +155,25 @@ def test_a_failed_plan_scores_0() -> None:
     assert tools.f1 == 0 and nodes is not None and nodes.f1 == 0
     # No edges expected and none written: nothing to get wrong.
     assert edges is not None and edges.f1 == 1.0
+
+
+def test_text_copied_from_an_example_is_found_unless_the_goal_has_it() -> None:
+    examples = shingles(["Draft a polite reply to a customer asking for a refund after 45 days"])
+    copied = ["Draft a polite reply to a customer asking for a refund. Policy: {{ s1 }}"]
+    assert copied_phrase(copied, examples, "Compare rents in two cities") == (
+        "a customer asking for a refund"
+    )
+    goal = "Draft a polite reply to a customer asking for a refund"
+    assert copied_phrase(copied, examples, goal) is None
+    # Step ids are positional, not text: `{{ s1 }}` never makes a run match.
+    assert copied_phrase(["reply to a customer {{ s1 }} asking"], examples, "g") is None
+
+
+@given(st.lists(st.text(max_size=60), max_size=4), st.text(max_size=60))
+def test_text_the_examples_do_not_have_is_never_a_copy(texts: list[str], goal: str) -> None:
+    assert copied_phrase(texts, frozenset(), goal) is None
+    # The goal's own words are never a copy, whatever the examples hold.
+    assert copied_phrase([goal], shingles([goal]), goal) is None
 
 
 # --- goal files -------------------------------------------------------------------------
@@ -346,3 +367,17 @@ def test_the_evaluation_runs_against_an_openai_compatible_server(
         assert goal["cost_usd"] == pytest.approx(expected)
     s = report["splits"]["heldout"]
     assert s["goals"] == 2 and 0 <= s["checks"] <= 2 and s["seconds_median"] > 0
+
+
+def test_a_budget_stops_the_evaluation_with_the_goals_done(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    goals = tmp_path / "goals.jsonl"
+    goals.write_text('{"goal": "What is 2+2?", "tools": ["calculate"]}\n', encoding="utf-8")
+    config = str(_config(tmp_path))
+    report = tmp_path / "report.json"
+    options = ["--config", config, "--budget", "0.0001", "-o", str(report)]
+    code = main(["eval-planner", str(goals), *options])
+    assert code == 3
+    assert "stopped early" in capsys.readouterr().err and not PROVIDER.calls
+    assert "budget" in json.loads(report.read_text(encoding="utf-8"))["stopped"]

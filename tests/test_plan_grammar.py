@@ -281,7 +281,9 @@ def test_no_example_text_or_id_is_in_the_grammar(registry: ToolRegistry) -> None
     """The grammar is built from the tools alone: no example's goal, argument text or step
     name can be forced or offered to the model by it, whatever the goal."""
     gbnf = plan_grammar(allowed_tools(registry)).gbnf
-    assert set(re.findall(r'\\"id\\": \\"(\w+)\\"', gbnf)) == {f"s{i}" for i in range(1, 7)}
+    assert set(re.findall(r'\\"id\\": \\"(\w+)\\"', gbnf)) == {
+        f"s{i}" for i in range(1, DEFAULT_MAX_STEPS + 1)
+    }
     for example in all_examples():
         assert example.goal not in gbnf
         for text in _strings(example.plan["steps"]):

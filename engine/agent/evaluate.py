@@ -11,7 +11,10 @@ planner under test, with a deadline, and scored against them:
   edges the (producer's tool, consumer's tool) pairs of the dependency graph. Counted
   as multisets here (TaskBench's per-sample sets count a tool used twice once), so a
   plan that searches twice where the reference searches once loses precision;
-- steps per plan, planning cost and latency (median and p90).
+- steps per plan, planning cost and latency (median and p90);
+- copies: plans with a run of COPY_WORDS words that is in the planner's example pool
+  (engine/agent/prompts/*.json) but not in the goal, such as an example's goal text
+  pasted into a step: text that does not fit the goal.
 
 The steps scored are those the planner wrote: the joiner step that planning adds to a
 plan ending in non-model steps (`add_joiner`) is left out, or every plan would seem to
@@ -28,10 +31,12 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from typing import Any
 
 from dsl.checker import CheckedPlan, check
@@ -146,6 +151,59 @@ def shape_of(checked: CheckedPlan, tools: Mapping[str, Any] | None = None) -> Sh
     return Shape(tuple(s.tool for s in steps), edges)
 
 
+COPY_WORDS = 6
+Shingles = frozenset[tuple[str, ...]]
+
+
+def _words(text: str) -> list[str]:
+    # Step ids (`s1`) are left out: positional ids are not text taken from an example.
+    return [w for w in re.findall(r"[a-z0-9]+", text.lower()) if not re.fullmatch(r"s\d+", w)]
+
+
+def shingles(texts: Iterable[str], n: int = COPY_WORDS) -> Shingles:
+    """Every run of `n` consecutive words of each text."""
+    found: set[tuple[str, ...]] = set()
+    for text in texts:
+        words = _words(text)
+        found.update(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+    return frozenset(found)
+
+
+def copied_phrase(texts: Iterable[str], examples: Shingles, goal: str) -> str | None:
+    """The first run of words in `texts` found in the examples and not in the goal."""
+    own = shingles([goal])
+    for text in texts:
+        for run in sorted(shingles([text]) - own):
+            if run in examples:
+                return " ".join(run)
+    return None
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [t for item in value.values() for t in _strings(item)]
+    if isinstance(value, list | tuple):
+        return [t for item in value for t in _strings(item)]
+    return []
+
+
+def step_texts(steps: Iterable[Step]) -> list[str]:
+    """The text a planner wrote into steps: argument strings and descriptions."""
+    return [t for s in steps for t in [*_strings(s.args), s.description or ""] if t]
+
+
+def prompt_examples() -> Shingles:
+    """The word runs of every string in the planner's example files (its whole pool)."""
+    folder = resources.files("engine.agent").joinpath("prompts")
+    texts: list[str] = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".json"):
+            texts += _strings(json.loads(entry.read_text(encoding="utf-8")))
+    return shingles(texts)
+
+
 @dataclass
 class GoalResult:
     """One goal's outcome and scores (None where there is nothing to score against)."""
@@ -165,6 +223,7 @@ class GoalResult:
     nodes: PRF | None
     edges: PRF | None
     plan_tools: list[str] = field(default_factory=list)
+    copied: str | None = None  # text from an example that is not in the goal (the first)
     error: str | None = None
     plan: dict[str, Any] | None = None  # the plan that checked, as JSON (for reading)
     attempt_errors: list[list[str]] = field(default_factory=list)  # the first few per attempt
@@ -188,9 +247,11 @@ def result_of(
     seconds: float,
     tools: Mapping[str, Any],
     error: str | None = None,
+    examples: Shingles = frozenset(),
 ) -> GoalResult:
     checked = planned.checked if planned is not None else None
     shape = shape_of(checked, tools) if checked is not None else None
+    written = written_steps(checked.plan, tools) if checked is not None else ()
     tool_score, nodes, edges = score(goal, shape)
     usage = planned.usage if planned is not None else Usage()
     attempts = len(planned.attempts) if planned is not None else 0
@@ -210,6 +271,7 @@ def result_of(
         nodes=nodes,
         edges=edges,
         plan_tools=list(shape.nodes) if shape else [],
+        copied=copied_phrase(step_texts(written), examples, goal.goal) if examples else None,
         error=error,
         plan=checked.plan.model_dump(mode="json", exclude_defaults=True) if checked else None,
         attempt_errors=[a.errors[:5] for a in planned.attempts] if planned is not None else [],
@@ -240,6 +302,7 @@ def summarize(results: Sequence[GoalResult]) -> dict[str, Any]:
         "node_f1": micro(nodes).f1 if nodes else None,
         "edge_f1": micro(edges).f1 if edges else None,
         "steps_mean": _mean([float(r.steps) for r in checked]),
+        "copied": sum(r.copied is not None for r in results),
         "seconds_median": percentile(seconds, 50),
         "seconds_p90": percentile(seconds, 90),
         "cost_usd_total": sum(costs),
@@ -270,6 +333,7 @@ async def evaluate(
     *,
     timeout_s: float,
     on_result: Callable[[GoalResult], None] | None = None,
+    examples: Shingles = frozenset(),
 ) -> tuple[list[GoalResult], str | None]:
     """Plan each goal (at most `timeout_s` each) and score it; goals run one at a time
     so latencies are not inflated by each other. Returns the results and why the
@@ -288,7 +352,8 @@ async def evaluate(
             return results, err.message
         except PlanfileError as err:  # a provider error: this goal fails, the rest run
             error = err.message
-        result = result_of(goal, planned, time.perf_counter() - started, tools, error)
+        seconds = time.perf_counter() - started
+        result = result_of(goal, planned, seconds, tools, error, examples)
         results.append(result)
         if on_result is not None:
             on_result(result)
@@ -310,14 +375,18 @@ __all__ = [
     "GoalResult",
     "Shape",
     "by_split",
+    "copied_phrase",
     "evaluate",
     "from_counts",
     "llm_only",
     "micro",
     "percentile",
     "prf",
+    "prompt_examples",
     "score",
     "shape_of",
+    "shingles",
+    "step_texts",
     "summarize",
     "written_steps",
 ]

@@ -26,6 +26,7 @@ MIN_SCORE = 1.0
 K1 = 1.2
 B = 0.75
 _WORD = re.compile(r"[a-z0-9]+")
+_FILE = re.compile(r"[\w./-]+\.(?:txt|md|py|json|csv|html|js|ts|go|rs|java|yaml|yml|toml|log)\b")
 # Words that say nothing about what a goal needs.
 _STOP = frozenset(
     [
@@ -93,9 +94,38 @@ class Example:
         """The plan as the grammar writes it (compact JSON, keys in its order)."""
         return json.dumps(self.plan, ensure_ascii=False)
 
+    def adapted(self, goal: str) -> Example:
+        """The example with its goal-specific text taken from `goal`: a model step's
+        restated goal becomes this goal, a file path the file this goal names (if any), a
+        search query this goal's words. A weak model copies the example's text; so what
+        it copies is its own goal's."""
+        plain = _plain(goal)
+        files = _FILE.findall(goal)
+        words = [w for w in re.findall(r"[\w'-]+", plain) if w.lower() not in _STOP]
+        steps = []
+        for step in self.plan["steps"]:
+            args = {}
+            for name, value in step["args"].items():
+                if isinstance(value, str) and "{{" not in value:
+                    if name == "path" and files:
+                        value = files[0]
+                    elif step["tool"] == "search" and name == "query" and words:
+                        value = " ".join(words[:8])
+                if isinstance(value, str) and plain:
+                    value = value.replace(self.goal, plain)
+                args[name] = value
+            steps.append({**step, "args": args})
+        return Example(self.goal, {**self.plan, "steps": steps})
+
     def words(self) -> list[str]:
         args = " ".join(_strings(self.plan))
         return terms(f"{self.goal} {args}")
+
+
+def _plain(text: str) -> str:
+    """`text` without what plan text may not hold (braces, quotes, backslashes, controls)."""
+    kept = "".join(" " if c in '{}"\\' or ord(c) < 0x20 else c for c in text)
+    return " ".join(kept.split())
 
 
 def terms(text: str) -> list[str]:
@@ -158,7 +188,7 @@ def choose(
             score += idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / average))
         if score >= MIN_SCORE:
             scored.append((-score, index, example))
-    return [example for _, _, example in sorted(scored)[:shown]]
+    return [example.adapted(goal) for _, _, example in sorted(scored)[:shown]]
 
 
 __all__ = ["SHOWN", "Example", "all_examples", "choose", "terms"]

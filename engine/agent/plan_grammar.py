@@ -22,7 +22,7 @@ from typing import Any
 
 from .grammar_ir import Alt, Chars, Expr, Grammar, Lit, Ref, Rep, alt, opt, seq
 
-DEFAULT_MAX_STEPS = 6
+DEFAULT_MAX_STEPS = 4  # everyday goals need 1-4 steps; a weak model given more room repeats steps
 # Parameters the planner never sets: the engine picks sampling for model steps, and a weak
 # model fills an offered `system` with noise (the prompt carries the instructions).
 HIDDEN_PARAMS = frozenset({"temperature", "max_tokens", "system"})

@@ -93,6 +93,7 @@ class DaskBackend:
             ) from None
         self.address = address
         self.task_timeout_s = task_timeout_s
+        self.connect_timeout_s = connect_timeout_s
         self.placement = Placement(resources)
         self._shipped: dict[str, str] = {}  # user tools module -> its worker plugin's name
         self._refs: dict[str, Any] = {}  # tool name -> what workers resolve it from
@@ -133,7 +134,7 @@ class DaskBackend:
 
     # --- Backend ------------------------------------------------------------------------
     def tool_caller(self, ctx: RunContext) -> ToolCaller:
-        self._ship_user_tools(ctx.tools, {step.tool for step in ctx.checked.plan.steps})
+        self._ship_user_tools(ctx, {step.tool for step in ctx.checked.plan.steps})
         return _RunCalls(self, ctx).call
 
     def model_caller(self, tiers: Mapping[str, str]) -> ModelCaller | None:
@@ -250,12 +251,12 @@ class DaskBackend:
             self._refs[spec.name] = ref
         return ref
 
-    def _ship_user_tools(self, tools: Mapping[str, ToolSpec], used: set[str]) -> None:
+    def _ship_user_tools(self, ctx: RunContext, used: set[str]) -> None:
         """Load the `--tools` files the plan's tools come from on every worker (once)."""
         from engine.backends.worker import UserTools
 
         for name in used:
-            spec = tools.get(name)
+            spec = ctx.tools.get(name)
             module_name = spec.fn.__module__ if spec is not None else ""
             if not module_name.startswith(USER_TOOLS_PREFIX) or module_name in self._shipped:
                 continue
@@ -266,7 +267,14 @@ class DaskBackend:
             plugin = UserTools(module_name, path, source)
             if self.client is None or self.client.status != "running":
                 raise self.lost()
-            self.client.register_plugin(plugin, name=plugin.name)
+            # In the engine's pool, to bound the wait (the client's call has no timeout).
+            done = ctx.pool.submit(self.client.register_plugin, plugin, name=plugin.name)
+            try:
+                done.result(timeout=self.connect_timeout_s)
+            except TimeoutError:
+                raise self.lost(
+                    f"loading {path} on the workers took over {self.connect_timeout_s:g} s"
+                ) from None
             self._shipped[module_name] = plugin.name
 
 

@@ -42,11 +42,3 @@ class Placement:
             if key.startswith("model:"):
                 found[key[len("model:") :]] = needs
         return found
-
-    def unknown_tools(self, known: Mapping[str, object]) -> list[str]:
-        """`tool:NAME` keys that name no tool (for a warning: a typo places nothing)."""
-        return [
-            key
-            for key in self.resources
-            if key.startswith("tool:") and key[len("tool:") :] not in known
-        ]

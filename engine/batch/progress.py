@@ -51,8 +51,8 @@ class Counts:
         return (
             f"{self.done_before + self.done:,}/{self.total:,} rows done "
             f"({self.succeeded:,} ok, {self.failed:,} failed), {self.running:,} running, "
-            f"${self.spent_usd:.4f} spent, {self.rate():.1f} runs/s"
-            + (f", ETA {_duration(eta)}" if eta is not None else "")
+            f"${self.spent_usd:.{2 if self.spent_usd >= 100 else 6}f} spent, "
+            f"{self.rate():.1f} runs/s" + (f", ETA {_duration(eta)}" if eta is not None else "")
         )
 
 

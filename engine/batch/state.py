@@ -216,6 +216,14 @@ class BatchStore:
             )
         return {int(row): str(run_id) for row, run_id in rows}
 
+    def missing(self, batch_id: str, done: set[int]) -> int:
+        """How many rows the store has as done that `done` (the results file) lacks."""
+        with self._lock:
+            cursor = self._db().execute(
+                "SELECT row FROM batch_rows WHERE batch_id = ? AND state = ?", (batch_id, DONE)
+            )
+            return sum(1 for (row,) in cursor if row not in done)
+
     def started(self, batch_id: str, row: int, run_id: str) -> None:
         """Committed at once: a killed batch must know which run each row was."""
         self._write(
@@ -252,7 +260,7 @@ class BatchStore:
                 db.rollback()
                 raise self._broken(err) from None
         self._heartbeat.add(key)
-        return note
+        return None if note is None else note.replace(f"run {key}", f"results file {output_path}")
 
     def release(self, output_path: str) -> None:
         key = f"batch-output:{output_path}"

@@ -122,6 +122,16 @@ def _run(
 
     results = ResultsFile(Path(output_path), batch_id)
     done = results.read_done(warn)
+    lost = store.missing(batch_id, done)
+    if lost:
+        from engine.batch.output import ResultsFileError
+
+        raise ResultsFileError(
+            f"{output_path} lacks the results of {lost:,} rows this batch finished (the "
+            "file was deleted, cut or replaced); planfile does not run them again",
+            hint="put the results file back, or write to a new file with -o to run the "
+            "whole batch again (paid again)",
+        )
     resume = {row: run for row, run in store.unfinished(batch_id).items() if row not in done}
     args.budget = args.budget_per_run  # engine_from_args reads the run budget from here
     engine = engine_from_args(args, config, tools)

@@ -29,6 +29,7 @@ COLUMNS = (
     ("node_f1", "node F1", "{:.2f}"),
     ("edge_f1", "edge F1", "{:.2f}"),
     ("steps_mean", "steps", "{:.1f}"),
+    ("copied", "copied", "{:d}"),
     ("seconds_median", "s p50", "{:.1f}"),
     ("seconds_p90", "s p90", "{:.1f}"),
     ("cost_usd_total", "cost $", "{:.4f}"),
@@ -79,7 +80,7 @@ def _progress(total: int) -> Any:
 
 
 def cmd_eval_planner(args: argparse.Namespace) -> int:
-    from engine.agent.evaluate import by_split, evaluate, llm_only
+    from engine.agent.evaluate import by_split, evaluate, llm_only, prompt_examples
     from engine.agent.goal_file import load_goals
     from engine.agent.planner import Planned, Planner, allowed_tools
 
@@ -91,6 +92,8 @@ def cmd_eval_planner(args: argparse.Namespace) -> int:
             f"--allow-tool: unknown tool `{unknown[0]}`", hint="`planfile tools` lists them"
         )
     goals = [goal for path in args.goals for goal in load_goals(path, tools)[: args.limit]]
+    if args.output and not Path(args.output).parent.is_dir():  # before minutes of planning
+        raise UsageError(f"-o: no folder `{Path(args.output).parent}` for the report")
     allowed = allowed_tools(tools, args.allow_tool)
     outside = sorted({t for goal in goals for t in goal.tools} - set(allowed))
     if outside:
@@ -113,6 +116,7 @@ def cmd_eval_planner(args: argparse.Namespace) -> int:
                 allowed,
                 timeout_s=args.timeout,
                 on_result=_progress(len(goals)),
+                examples=prompt_examples(),
             )
         )
     finally:
@@ -123,7 +127,9 @@ def cmd_eval_planner(args: argparse.Namespace) -> int:
         async def trivial(goal: str) -> Planned:
             return llm_only(goal, allowed)
 
-        baseline, _ = run_async(evaluate(trivial, goals, allowed, timeout_s=args.timeout))
+        # The goals the planner was scored on (all of them unless a budget stopped it).
+        done = goals[: len(results)]
+        baseline, _ = run_async(evaluate(trivial, done, allowed, timeout_s=args.timeout))
     splits = by_split(results)
     base_splits = by_split(baseline) if baseline else {}
     report: dict[str, Any] = {
@@ -142,9 +148,14 @@ def cmd_eval_planner(args: argparse.Namespace) -> int:
             "goals": [r.to_json() for r in baseline],
         }
     text = json.dumps(report, indent=2) + "\n"
+    unwritten = False
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
-        print(f"wrote {args.output}", file=sys.stderr)
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+            print(f"wrote {args.output}", file=sys.stderr)
+        except OSError as err:  # the report goes to stdout: minutes of planning are not lost
+            print(f"planfile: error: cannot write {args.output}: {err}", file=sys.stderr)
+            unwritten = args.json = True
     if args.json:
         sys.stdout.write(text)
     else:
@@ -154,6 +165,8 @@ def cmd_eval_planner(args: argparse.Namespace) -> int:
             if name in base_splits:
                 rows.append((name, args.baseline, base_splits[name]))
         print(table(rows))
+    if unwritten:
+        return ExitCode.INVALID
     if stopped is not None:
         print(f"planfile: evaluation stopped early: {stopped}", file=sys.stderr)
         return ExitCode.BUDGET

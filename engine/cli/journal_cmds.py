@@ -76,6 +76,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             status=row.status,
             cost_usd=row.cost_usd,
             started_at=row.started_at,
+            agent_calls=store.agent_calls(row.run_id),
         )
         Path(args.html).write_text(page, encoding="utf-8")
         warn(f"wrote {args.html}")

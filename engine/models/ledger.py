@@ -94,6 +94,7 @@ class Ledger:
         # every read writes them first (budgets see every call), and so do run ends and exit.
         self._pending: list[tuple[object, ...]] = []
         self._last_commit = time.monotonic()
+        self._day_total: tuple[str, int, float] = ("", 0, 0.0)  # see spent_on
         # A commit due on the event loop (see `_commit_soon`), and that loop.
         self._timer: asyncio.TimerHandle | None = None
         self._timer_loop: asyncio.AbstractEventLoop | None = None
@@ -211,14 +212,28 @@ class Ledger:
             print(f"planfile: {lost} model call(s) not written: {err}", file=sys.stderr)
 
     def spent_on(self, day: str) -> float:
+        """The day's total across processes. Counted incrementally: only the rows added
+        since the last read (by rowid, which only grows: the ledger is only appended to)
+        are summed, so a daily budget checked before every call of a 100,000-call day
+        stays O(new rows) instead of a scan of the whole day (37 ms at 40k rows)."""
         with self._lock:
             self._write()
-            row = (
+            counted_day, after, total = self._day_total
+            if counted_day != day:
+                after, total = 0, 0.0
+            added, newest = (
                 self._db()
-                .execute("SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE day = ?", (day,))
+                .execute(
+                    "SELECT COALESCE(SUM(cost_usd), 0), MAX(rowid) FROM calls"
+                    " WHERE day = ? AND rowid > ?",
+                    (day, after),
+                )
                 .fetchone()
             )
-        return float(row[0])
+            if newest is not None:
+                total, after = total + float(added), int(newest)
+            self._day_total = (day, after, total)
+        return total
 
     def spent_by_run(self, run_id: str) -> float:
         with self._lock:

@@ -33,8 +33,11 @@ MAX_ANSWER_CHARS = 600
 # ~1,000 tokens and the model reads ~300-500 tokens a second).
 MAX_DESCRIPTION_CHARS = 90
 _ids = itertools.count(1)
-# upstream llama.cpp's JSON string character (json-schema-to-grammar.cpp).
-_CHAR_RULE = r'char ::= [^"\\\x7F\x00-\x1F] | [\\] (["\\bfnrt] | "u" [0-9a-fA-F]{4})'
+# A JSON string character as upstream llama.cpp's (json-schema-to-grammar.cpp) has it, no
+# raw control characters, and no braces either: a tiny model echoes the reply's closing
+# braces into the argument it is writing ("expression": "} }. The result is ..."). Values
+# stay valid for the tool's schema; they only cannot hold a brace.
+_CHAR_RULE = r'char ::= [^"\\{}\x7F\x00-\x1F] | [\\] (["\\bfnrt] | "u" [0-9a-fA-F]{4})'
 _ANSWER_START = re.compile(r'\s*\{\s*"answer"\s*:\s*"')
 
 
@@ -137,14 +140,17 @@ def _hoist_defs(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _bounded(schema: Any, limit: int) -> Any:
-    """`schema` with a maxLength on every free-form string (the tool's own bounds kept)."""
+    """`schema` with every free-form string 1 to `limit` characters long (the tool's own
+    bounds kept)."""
     if isinstance(schema, list):
         return [_bounded(item, limit) for item in schema]
     if not isinstance(schema, dict):
         return schema
     out = {key: _bounded(value, limit) for key, value in schema.items()}
-    free = not ({"enum", "const", "pattern", "format", "maxLength"} & out.keys())
+    free = not ({"enum", "const", "pattern", "format", "minLength", "maxLength"} & out.keys())
     if out.get("type") == "string" and free:
+        # Non-empty too: a tiny model otherwise closes the string at once ("").
+        out["minLength"] = 1
         out["maxLength"] = limit
     return out
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
+from typing import Any
 
 from dsl.checker import CheckedPlan
 from engine.observe.display import preview
@@ -126,39 +127,57 @@ def _cost_tables(checked: CheckedPlan, records: Mapping[str, StepRecord]) -> str
     )
 
 
-def _agent_tables(checked: CheckedPlan, records: Mapping[str, StepRecord]) -> str:
+def _tool_call_table(calls: list[dict[str, Any]]) -> str:
+    rows = []
+    for number, call in enumerate(calls, 1):
+        error = call.get("error")
+        result = f"error: {preview(error, 200)}" if error else preview(call.get("output"), 200)
+        started, finished = call.get("started_at"), call.get("finished_at")
+        took = (
+            f"{finished - started:.3f}s"
+            if isinstance(started, int | float) and isinstance(finished, int | float)
+            else ""
+        )
+        row_class = ' class="error"' if error else ""
+        rows.append(
+            f"<tr{row_class}><td class=n>{number}</td>"
+            f"<td>{html.escape(str(call.get('tool')))}</td>"
+            f"<td><code>{html.escape(preview(call.get('args'), 200))}</code></td>"
+            f"<td>{html.escape(result)}</td><td class=n>{took}</td></tr>"
+        )
+    return (
+        '<table class="tool-calls"><tr><th>#</th><th>tool</th><th>arguments</th>'
+        "<th>output / error</th><th>time</th></tr>"
+        + ("".join(rows) or "<tr><td colspan=5>no tool calls</td></tr>")
+        + "</table>"
+    )
+
+
+def _agent_tables(
+    checked: CheckedPlan,
+    records: Mapping[str, StepRecord],
+    journaled: Mapping[str, list[dict[str, Any]]],
+) -> str:
     """Under each agent step: its model calls and a row per inner tool call (tool,
-    arguments, output or error, duration). Empty when the plan has no agent step."""
+    arguments, output or error, duration); for one stopped mid-loop (no final record),
+    the calls the journal holds (`journaled`, per step id). Empty without agent steps."""
     parts = []
     for step in checked.plan.steps:
         record = records.get(step.id)
-        if record is None or record.tool_calls is None:
-            continue
-        rows = []
-        for number, call in enumerate(record.tool_calls, 1):
-            error = call.get("error")
-            result = f"error: {preview(error, 200)}" if error else preview(call.get("output"), 200)
-            started, finished = call.get("started_at"), call.get("finished_at")
-            took = (
-                f"{finished - started:.3f}s"
-                if isinstance(started, int | float) and isinstance(finished, int | float)
-                else ""
+        anchor = f'<h3 data-step="{html.escape(step.id)}">{html.escape(step.id)}: '
+        if record is not None and record.tool_calls is not None:
+            parts.append(
+                f"{anchor}{record.iterations} model call(s), "
+                f"{len(record.tool_calls)} tool call(s)</h3>" + _tool_call_table(record.tool_calls)
             )
-            row_class = ' class="error"' if error else ""
-            rows.append(
-                f"<tr{row_class}><td class=n>{number}</td>"
-                f"<td>{html.escape(str(call.get('tool')))}</td>"
-                f"<td><code>{html.escape(preview(call.get('args'), 200))}</code></td>"
-                f"<td>{html.escape(result)}</td><td class=n>{took}</td></tr>"
+        elif record is None and journaled.get(step.id):
+            calls = journaled[step.id]
+            tools = [call for call in calls if call.get("kind") == "tool"]
+            models = len(calls) - len(tools)
+            parts.append(
+                f"{anchor}not finished; {models} model call(s), {len(tools)} tool call(s) "
+                "journaled (`planfile resume` replays them)</h3>" + _tool_call_table(tools)
             )
-        parts.append(
-            f'<h3 data-step="{html.escape(step.id)}">{html.escape(step.id)}: '
-            f"{record.iterations} model call(s), {len(record.tool_calls)} tool call(s)</h3>"
-            '<table class="tool-calls"><tr><th>#</th><th>tool</th><th>arguments</th>'
-            "<th>output / error</th><th>time</th></tr>"
-            + ("".join(rows) or "<tr><td colspan=5>no tool calls</td></tr>")
-            + "</table>"
-        )
     return "<h2>Agent steps</h2>" + "".join(parts) if parts else ""
 
 
@@ -170,8 +189,10 @@ def render_report(
     status: str,
     cost_usd: float,
     started_at: str = "",
+    agent_calls: Mapping[str, list[dict[str, Any]]] | None = None,
 ) -> str:
-    """The whole report page as one HTML string."""
+    """The whole report page as one HTML string. `agent_calls`: the journaled inner
+    calls of agent steps (`Journal.agent_calls`), shown for those that did not finish."""
     _, critical_chain = observed_critical_path(checked, records)
     critical = set(critical_chain)
     title = f"planfile run {run_id}: {checked.plan.name}"
@@ -200,6 +221,6 @@ tr.error td {{ color: #b71c1c; }}
 {_gantt_svg(checked, records, critical)}
 <h2>Cost</h2>
 {_cost_tables(checked, records)}
-{_agent_tables(checked, records)}
+{_agent_tables(checked, records, agent_calls or {})}
 </body></html>
 """

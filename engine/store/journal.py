@@ -12,6 +12,10 @@ plan run a thousand times is one row), step records go to an append-only log in 
 locks, encoded by orjson: the stdlib encoder alone cost more than the 20% budget), WAL
 checkpoints (the only fsyncs) run in a thread, and the run's result is a small summary
 that `result_json` joins with the step records.
+
+Longer than most modules: the write path, its batching and its recovery share one
+connection and the runs' queues; row formats that need none of that live apart
+(agent calls: engine/store/agent_calls.py; leases: engine/store/lease.py).
 """
 
 from __future__ import annotations
@@ -456,7 +460,7 @@ class Journal:
                 for step, call in queued
             ]
             with self._db(wait) as db:
-                # The calls first: a step's record never lands without the calls before it.
+                # One transaction: a step's record never lands without its agent calls.
                 if call_rows:
                     db.executemany(agent_calls.INSERT, call_rows)
                 db.executemany(
