@@ -2,12 +2,12 @@
 
 1. Overhead per tool call (component figure): an agent step whose model asks for n tool
    calls, one per reply, then answers, against the same n + 1 replies fetched with bare
-   `litellm.acompletion` (sent the very messages the step sent) in a minimal loop that
-   awaits the tool function directly. Both use the same in-process scripted provider (litellm's custom-provider
+   `litellm.acompletion` (sent the very messages the step sent, with the max_tokens and
+   timeout the gateway sends) in a minimal loop that awaits the tool function directly. Both use the same in-process scripted provider (litellm's custom-provider
    path, replies in microseconds), so the difference is what planfile adds per call:
    the gateway (pricing, budget, rate limits, ledger row), argument validation, the
    step record, events. Per tool call = (time(n=20) - time(n=0)) / 20 for each side,
-   which removes the run's fixed set-up; the least of 7 interleaved rounds.
+   which removes the run's fixed set-up; each time the least of 7 interleaved rounds.
 2. The embedded model as an agent (user's path: `planfile run` in a fresh process per
    task, examples/workspace as the working folder): 8 simple tasks over search and
    calculate; how many end with an answer (the step succeeds) rather than a cap, and how
@@ -68,7 +68,12 @@ async def _bare(n: int, conversations: list[list[dict[str, Any]]]) -> float:
     start = time.perf_counter()
     for messages in conversations:
         response = await litellm.acompletion(
-            model="pftest/bench", messages=messages, tools=specs, _skip_mcp_handler=True
+            model="pftest/bench",
+            messages=messages,
+            tools=specs,
+            _skip_mcp_handler=True,
+            max_tokens=1024,
+            timeout=600.0,
         )
         for call in response.choices[0].message.tool_calls or []:
             await note(**json.loads(call.function.arguments))
@@ -110,13 +115,18 @@ def test_loop_overhead_per_tool_call(benchmark: Any, tmp_path: Path) -> None:
     asyncio.run(_bare(CALLS, long))
 
     def measure() -> dict[str, float]:
-        loop_per, bare_per = [], []
+        times: dict[str, list[float]] = {"loop": [], "loop0": [], "bare": [], "bare0": []}
         for _ in range(ROUNDS):
-            loop_per.append((_loop(engine, CALLS) - _loop(engine, 0)) / CALLS)
-            bare = asyncio.run(_bare(CALLS, long)) - asyncio.run(_bare(0, short))
-            bare_per.append(bare / CALLS)
+            times["loop"].append(_loop(engine, CALLS))
+            times["loop0"].append(_loop(engine, 0))
+            times["bare"].append(asyncio.run(_bare(CALLS, long)))
+            times["bare0"].append(asyncio.run(_bare(0, short)))
         # The least of each: on a shared machine the noise only ever adds time.
-        return {"loop": min(loop_per), "bare": min(bare_per)}
+        least = {name: min(values) for name, values in times.items()}
+        return {
+            "loop": (least["loop"] - least["loop0"]) / CALLS,
+            "bare": (least["bare"] - least["bare0"]) / CALLS,
+        }
 
     figures = benchmark.pedantic(measure, rounds=1, iterations=1)
     info = {

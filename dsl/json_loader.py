@@ -13,7 +13,7 @@ table of shapes: specs/plan-shapes.md.
 
 Over 400 lines because one walk over the document must see every shape at once (a step's
 keys decide each other's meaning); the tables are in dsl/shapes.py, value coercion in
-dsl/coerce.py and JSON repair in dsl/repair.py.
+dsl/coerce.py, JSON repair in dsl/repair.py and the agent shapes in dsl/json_agent.py.
 """
 
 from __future__ import annotations
@@ -27,17 +27,10 @@ from pydantic import ValidationError
 
 from dsl.ir import TASK_TYPES, Plan, is_template
 
-from .agent_steps import (
-    AGENT_TOOL,
-    AGENT_TOP_LEVEL_KEYS,
-    TASK_ARG,
-    TOOLS_ARG,
-    Executor,
-    args_as_task,
-    default_tools,
-)
+from .agent_steps import AGENT_TOOL, TASK_ARG, Executor
 from .coerce import NOT_COERCED, coerce, describe, duration_seconds
 from .errors import Diagnostic, Location, Path, PlanError, did_you_mean, gc_paused
+from .json_agent import AgentShapes
 from .parser import SourceMap, decode_source, default_plan_name
 from .repair import parse_model_json
 from .shapes import (
@@ -74,7 +67,7 @@ _STEP_ID = re.compile(r"[A-Za-z_]\w*")
 _NUMBERED_REF = re.compile(r"\$\{?(\d+)\}?|#E(\d+)\b")
 
 
-class _Loader:
+class _Loader(AgentShapes):
     def __init__(
         self,
         file: str | None,
@@ -501,7 +494,8 @@ class _Loader:
             if name == AGENT_TOOL:
                 text = self.agent_args(raw, args, text, text_key, step, path, ir_path, handled)
             elif self.executor == "agent" and self.agent_available and name not in self.tools:
-                args = self.as_agent(step, text, args, aliases, path, tool_key or "tool", ir_path)
+                task = _numbered_refs(text, aliases) if text is not None else None
+                args = self.as_agent(step, task, args, path, tool_key or "tool", ir_path)
                 text = None
             if not args and raw_args is None and text is not None and name == "llm":
                 # An LLM step in all but name: prompted with the goal and earlier results.
@@ -540,7 +534,7 @@ class _Loader:
                 return step
             self.llm_shaped = True
             if self.executor == "agent" and self.agent_available:
-                self.as_agent(step, text, {}, aliases, path, text_key, ir_path)
+                self.as_agent(step, _numbered_refs(text, aliases), {}, path, text_key, ir_path)
                 if text_key is not None:
                     self.smap.json_paths[(*ir_path, "args", TASK_ARG)] = (*path, text_key)
             else:
@@ -633,93 +627,6 @@ class _Loader:
                 paths[(*ir_path, key)] = (*path, key)
         paths[ir_path] = path
         return step
-
-    def agent_shaped(self, raw: dict[str, Any], call: Any, text: str | None) -> bool:
-        """`"tool": "agent"`, or no tool and a `tools` list beside a description or a task."""
-        if not self.agent_available or call is not None:
-            return False
-        named = next((raw[k] for k in ("tool", "tool_name", "action_name") if k in raw), None)
-        if isinstance(named, str):
-            return self.tool_map.get(named.strip(), named.strip()) == AGENT_TOOL
-        if named is not None or not isinstance(raw.get(TOOLS_ARG), list | str):
-            return False
-        task = raw.get(TASK_ARG)
-        return text is not None or (
-            isinstance(task, str) and task.strip().lower() not in TASK_ALIASES
-        )
-
-    def agent_args(
-        self,
-        raw: dict[str, Any],
-        args: dict[str, Any],
-        text: str | None,
-        text_key: str | None,
-        step: dict[str, Any],
-        path: Path,
-        ir_path: Path,
-        handled: set[str],
-    ) -> str | None:
-        """An agent step's arguments: `task`, `tools`, `max_iterations` (and
-        `max_cost_usd`) from `args` or the step's top level, as models write them; the
-        description is the task when none is given. Returns the text still unused."""
-        for key in AGENT_TOP_LEVEL_KEYS:
-            if key not in raw or (key == TASK_ARG and not isinstance(raw[key], str)):
-                continue
-            if key == TASK_ARG and raw[key].strip().lower() in TASK_ALIASES:
-                continue  # a task type (`"task": "search"`), handled with the others
-            handled.add(key)
-            if key in args:
-                self.error((*path, key), f"`{key}` is given twice (here and in the arguments)")
-                continue
-            args[key] = raw[key]
-            self.smap.json_paths[(*ir_path, "args", key)] = (*path, key)
-        if TASK_ARG not in args and text is not None:
-            args[TASK_ARG] = text  # finished with the goal and earlier results in load_steps
-            self.description_steps.append(step)
-            self.smap.json_paths[(*ir_path, "args", TASK_ARG)] = (*path, text_key or TASK_ARG)
-            text = None
-        tools = args.get(TOOLS_ARG)
-        where = self.smap.json_paths.get((*ir_path, "args", TOOLS_ARG), (*path, TOOLS_ARG))
-        if isinstance(tools, str):
-            self.note(where, f"read `{TOOLS_ARG}` {describe(tools)} as a list of one tool")
-            tools = args[TOOLS_ARG] = [tools]
-        if isinstance(tools, list):
-            for index, name in enumerate(tools):
-                self.smap.json_paths[(*ir_path, "args", TOOLS_ARG, index)] = (*where, index)
-                if isinstance(name, str) and name.strip():
-                    tools[index] = self.tool_name(name.strip(), (*where, index))
-        return text
-
-    def as_agent(
-        self,
-        step: dict[str, Any],
-        text: str | None,
-        args: dict[str, Any],
-        aliases: dict[str, str],
-        path: Path,
-        key: str | None,
-        ir_path: Path,
-    ) -> dict[str, Any]:
-        """`--executor agent`: a step with no tool, or a tool nobody registered, becomes
-        an agent step over the default tools, its description (and the arguments meant
-        for the missing tool) its task; a note says so."""
-        missing = step.get("tool")
-        offered = default_tools(self.tools)
-        task = _numbered_refs(text, aliases) if text is not None else ""
-        if missing is not None:
-            task = args_as_task(task, missing, args)
-        agent_args = {TASK_ARG: task, TOOLS_ARG: offered}
-        step.update(tool=AGENT_TOOL, executor="agent", args=agent_args)
-        self.description_steps.append(step)
-        if missing is not None:
-            self.smap.json_paths[(*ir_path, "args", TASK_ARG)] = (*path, key or "tool")
-        why = f"tool `{missing}` is not registered" if missing else "the step names no tool"
-        self.note(
-            (*path, key) if key else path,
-            f"{why}: it runs as an agent step over {', '.join(offered)} (--executor agent)",
-            "executor",
-        )
-        return agent_args
 
     def llm_prompt(self, text: str, step: dict[str, Any], goal: Any) -> str:
         """A prompt for a description-only step: the goal, the task, and its inputs."""

@@ -10,6 +10,8 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dsl import PlanError, check, format_plan, parse_text
 from dsl.agent_steps import DEFAULT_AGENT_TOOLS
@@ -611,3 +613,25 @@ def test_run_record_says_the_step_ran_as_an_agent(
     assert [call["tool"] for call in record["tool_calls"]] == ["calculate"]
     offered = PROVIDER.calls[0]["params"].get("tools") or []
     assert sorted(t["function"]["name"] for t in offered) == sorted(DEFAULT_AGENT_TOOLS)
+
+
+_CALLABLE = sorted(set(ToolRegistry.standard()) - {"agent"})
+
+
+@given(
+    st.lists(st.sampled_from(_CALLABLE), min_size=1, max_size=6, unique=True),
+    st.integers(1, 50),
+    st.booleans(),
+)
+def test_any_tool_list_checks_as_names_and_prints_back(
+    names: list[str], iterations: int, quoted: bool
+) -> None:
+    """Whatever registered tools an agent lists, bare or quoted, the IR holds their
+    names in order, the checker accepts them, and the printed text parses back."""
+    shown = ", ".join(f'"{n}"' if quoted else n for n in names)
+    text = f'step a = agent(task: "t", tools: [{shown}], max_iterations: {iterations})\n'
+    registry = ToolRegistry.standard()
+    checked = parse_check(text, registry)
+    (step,) = checked.plan.steps
+    assert step.args["tools"] == names and step.args["max_iterations"] == iterations
+    assert parse_text(format_plan(checked.plan))[0] == checked.plan

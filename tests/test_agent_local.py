@@ -95,7 +95,7 @@ def check_reply(
 
 # --- the grammar's shape, without the model -----------------------------------------------
 _VALUES: dict[str, st.SearchStrategy[Any]] = {
-    "string": st.text(max_size=20),
+    "string": st.text(min_size=1, max_size=20),
     "integer": st.integers(-1000, 1000),
     "number": st.floats(-1e6, 1e6, allow_nan=False),
     "boolean": st.booleans(),

@@ -134,6 +134,29 @@ def test_cli_runs_user_tools_on_the_workers(
     assert code == 0 and json.loads(out)["steps"]["s"]["status"] == "succeeded"
 
 
+def test_batch_runs_its_rows_on_the_cluster(
+    cluster: Cluster, tools_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`planfile batch --cluster`: every row's steps run on the workers; one result
+    line per row, written by the coordinator."""
+    plan = tmp_path / "p.plan"
+    plan.write_text("input tag: str\nstep w = where(tag: tag)\noutput w\n")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"tag": f"r{i}"}) + "\n" for i in range(5)))
+    out = tmp_path / "out.jsonl"
+    code, _, err = run_cli(
+        capsys,
+        *("batch", str(plan), "--inputs", str(rows), "-o", str(out), "-q"),
+        *("--tools", str(tools_file), "--cluster", cluster.address),
+    )
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(line["row"] for line in lines) == [1, 2, 3, 4, 5]
+    values = [line["outputs"]["w"] for line in lines]
+    assert {v.split(":")[0] for v in values} == {f"r{i}" for i in range(5)}
+    assert {_pid(v) for v in values} <= {cluster.pid("gpu"), cluster.pid("cpu")}
+
+
 def test_engine_on_cluster_context_copy_and_stdlib(cluster: Cluster, tools_file: Path) -> None:
     """Engine(backend=DaskBackend): a stdlib tool runs there too, and a tool's context
     on a worker has the run's facts but none of the coordinator's services."""

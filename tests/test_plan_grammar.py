@@ -309,3 +309,29 @@ def test_llama_cpp_accepts_the_gbnf(raw: dict[str, Any]) -> None:
     )
     assert sampler
     llama_cpp.llama_sampler_free(sampler)
+
+
+def test_shown_examples_take_the_goals_own_text(registry: ToolRegistry) -> None:
+    """What a weak model copies from an example is its own goal's: the restated goal, the
+    file it names (for reading only), its words as the search query; never a brace."""
+    offered = allowed_tools(registry)
+    goal = 'Extract the dates from "trip_notes.md" into a {{ timeline }}'
+    chosen = choose(goal, offered)
+    assert chosen
+    for example in chosen:
+        text = example.text()
+        for step in example.plan["steps"]:
+            if step["tool"] == "read_file":
+                assert step["args"]["path"] == "trip_notes.md"
+            if step["tool"] == "write_file":
+                assert step["args"]["path"] != "trip_notes.md"
+        assert "Extract the dates from trip_notes.md into a timeline" in text
+        parse = recogniser(plan_grammar(offered).grammar)
+        parse.parse(text)
+    query = next(
+        s["args"]["query"]
+        for e in choose("Compare the rent in two neighbourhoods from our notes", offered)
+        for s in e.plan["steps"]
+        if s["tool"] == "search"
+    )
+    assert "rent" in query and "neighbourhoods" in query

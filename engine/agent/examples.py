@@ -22,6 +22,8 @@ from typing import Any
 SHOWN = 2
 # Below this an example shares only a common word or two with the goal: not shown.
 MIN_SCORE = 1.0
+# ... and a second example needs at least this share of the best one's score.
+RUNNER_UP = 0.5
 # BM25's usual constants (term saturation, length normalisation).
 K1 = 1.2
 B = 0.75
@@ -107,7 +109,8 @@ class Example:
             args = {}
             for name, value in step["args"].items():
                 if isinstance(value, str) and "{{" not in value:
-                    if name == "path" and files:
+                    # Only a path read from: an example's output file stays its own.
+                    if name == "path" and files and step["tool"] == "read_file":
                         value = files[0]
                     elif step["tool"] == "search" and name == "query" and words:
                         value = " ".join(words[:8])
@@ -188,7 +191,10 @@ def choose(
             score += idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / average))
         if score >= MIN_SCORE:
             scored.append((-score, index, example))
-    return [example.adapted(goal) for _, _, example in sorted(scored)[:shown]]
+    ranked = sorted(scored)[:shown]
+    # A runner-up far behind the best fits the goal only by a common word.
+    kept = [example for score, _, example in ranked if score <= ranked[0][0] * RUNNER_UP]
+    return [example.adapted(goal) for example in kept]
 
 
 __all__ = ["SHOWN", "Example", "all_examples", "choose", "terms"]

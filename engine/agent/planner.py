@@ -14,23 +14,20 @@ attempt and its errors are kept. Planning calls are priced and ledgered like any
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
-
-import jinja2
 
 from dsl.checker import CheckedPlan, check
 from dsl.errors import PlanError
 from dsl.ir import Plan, Step
 from dsl.json_loader import load_json
 from dsl.repair import parse_model_json
-from engine.agent.examples import choose
-from engine.agent.plan_grammar import DEFAULT_MAX_STEPS, HIDDEN_PARAMS, plan_grammar, tool_names
+from engine.agent.plan_grammar import DEFAULT_MAX_STEPS, plan_grammar
+from engine.agent.planner_prompt import feedback, planner_prompt
 from engine.models.gateway import Gateway
 from engine.models.local_model import LOCAL_MODEL
 from engine.models.local_model import PROVIDER as LOCAL_PROVIDER
@@ -54,14 +51,6 @@ PLANNER_MAX_TOKENS = 2000
 _TAG_OPEN = re.compile(r"\{(?=[{%#])")
 # Sampling temperature of attempt 1, 2, 3, ... (the last repeats).
 RETRY_TEMPERATURES = (0.0, 0.5, 0.8, 1.0)
-# What the prompt says a tool is for, beyond its own description (only offered ones shown).
-TOOL_HINTS = {
-    "calculate": "arithmetic (never llm)",
-    "search": "facts in the local corpus",
-    "read_file": "a file the goal names",
-    "llm": "writing, explaining, comparing",
-    "extract": "pulling data out of text",
-}
 
 
 @dataclass
@@ -205,46 +194,6 @@ def planner_schema(tools: Mapping[str, Any], max_steps: int = DEFAULT_MAX_STEPS)
     }
 
 
-def _template(name: str) -> jinja2.Template:
-    text = resources.files("engine.agent").joinpath("prompts", name).read_text(encoding="utf-8")
-    return jinja2.Environment(autoescape=False, keep_trailing_newline=True).from_string(text)
-
-
-def planner_prompt(
-    goal: str,
-    tools: Mapping[str, Any],
-    tiers: Mapping[str, str] | None = None,
-    *,
-    max_steps: int = DEFAULT_MAX_STEPS,
-) -> str:
-    """The planner's prompt: rules, one line per offered tool, examples chosen for the goal.
-
-    `tiers` is accepted for callers that pass it; the prompt names tiers by role only (the
-    models behind them are not the planner's concern, and every token costs time)."""
-    catalogue = []
-    for name, spec in sorted(tools.items()):
-        line = f"{_signature(spec)}: {_first_line(spec.description)}"
-        if name in TOOL_HINTS:
-            line += f" Use for {TOOL_HINTS[name]}."
-        catalogue.append(line)
-    return _template("planner.md.j2").render(
-        goal=goal, tools=catalogue, examples=choose(goal, tools), max_steps=max_steps
-    )
-
-
-def _signature(spec: Any) -> str:
-    """`spec.signature()` without the parameters a plan may not set (the grammar has none)."""
-    shown = tuple(p for p in spec.params if p.name not in HIDDEN_PARAMS)
-    if len(shown) == len(spec.params):
-        return str(spec.signature())
-    return str(dataclasses.replace(spec, params=shown).signature())
-
-
-def _first_line(text: str) -> str:
-    lines = (text or "").strip().splitlines()
-    return lines[0] if lines else ""
-
-
 def add_joiner(plan: Plan, tools: Mapping[str, Any]) -> Plan:
     """A plan whose outputs are not one model step gets a synthesis step on `standard`."""
     ids = {s.id for s in plan.steps}
@@ -312,8 +261,12 @@ class Planner:
         """The call's sampling and constraint for attempt `number` (1-based)."""
         # A retry at the same temperature tends to repeat the failed reply word for word.
         temperature = RETRY_TEMPERATURES[min(number, len(RETRY_TEMPERATURES)) - 1]
+        grammar = None
         if takes_grammar(model):
-            grammar = plan_grammar(self.tools, max_steps=self.max_steps)
+            # No offered tool with a value grammar: the schema and the repair loop instead.
+            with contextlib.suppress(ValueError):
+                grammar = plan_grammar(self.tools, max_steps=self.max_steps)
+        if grammar is not None:
             return {
                 "temperature": temperature,
                 "max_tokens": grammar.max_tokens,
@@ -331,7 +284,12 @@ class Planner:
         run_id = run_id or uuid.uuid4().hex[:12]
         model = self.planner_model()
         usage = Usage(model=model)
-        prompt = planner_prompt(goal, self.tools, self.tiers, max_steps=self.max_steps)
+        # A tiny grammar-bound model copies every example it is shown, the second best
+        # too; one fitting example shows the form (the grammar enforces it).
+        shown = 1 if takes_grammar(model) else 2
+        prompt = planner_prompt(
+            goal, self.tools, self.tiers, max_steps=self.max_steps, examples=shown
+        )
         base: list[dict[str, Any]] = [
             {"role": "system", "content": "You write plans as JSON for a plan-and-execute agent."},
             {"role": "user", "content": prompt},
@@ -391,45 +349,6 @@ class Planner:
 def takes_grammar(model: str) -> bool:
     """Whether the model's provider constrains replies with a GBNF `grammar` (the embedded one)."""
     return model.startswith(f"{LOCAL_PROVIDER}/")
-
-
-def feedback(attempts: list[Attempt], tools: Mapping[str, Any], total: int) -> str:
-    """What a retry is told: the latest attempt's errors, the valid step ids and tools, and,
-    when the reply repeats an earlier one, that it did (so the same mistake is never fed
-    back the same way)."""
-    last = attempts[-1]
-    lines = [f"Attempt {last.number} of {total}: the plan has these problems:"]
-    lines += [f"- {e}" for e in last.errors[:12]]
-    same = [a.number for a in attempts[:-1] if a.reply.strip() == last.reply.strip()]
-    if same:
-        lines.append(
-            f"This reply repeats attempt {same[0]} word for word, and fails the same way: "
-            "write a different plan, do not repeat it."
-        )
-    ids = _reply_ids(last.reply)
-    positional = [f"s{i}" for i in range(1, max(len(ids), 1) + 1)]
-    if ids and ids != positional:
-        renames = ", ".join(f"{old} -> {new}" for old, new in zip(ids, positional, strict=True))
-        lines.append(f"Step ids must be s1, s2, ... in order: rename {renames}.")
-    lines.append(
-        f"Valid step ids: {', '.join(positional)}; a step may use only the ids before it, as "
-        "{{ s1 }} inside an argument."
-    )
-    lines.append(f"Valid tools: {tool_names(tools)}.")
-    lines.append("Return the whole corrected plan as JSON.")
-    return "\n".join(lines)
-
-
-def _reply_ids(reply: str) -> list[str]:
-    """The step ids a reply used, in order (none when it is not a plan)."""
-    try:
-        doc, _ = parse_model_json(reply, "plan.json")
-    except PlanError:
-        return []
-    steps = doc.get("steps") if isinstance(doc, dict) else None
-    if not isinstance(steps, list):
-        return []
-    return [str(s["id"]) for s in steps if isinstance(s, dict) and s.get("id") is not None]
 
 
 __all__ = [

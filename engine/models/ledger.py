@@ -95,6 +95,11 @@ class Ledger:
         self._pending: list[tuple[object, ...]] = []
         self._last_commit = time.monotonic()
         self._day_total: tuple[str, int, float] = ("", 0, 0.0)  # see spent_on
+        # The worst cases reserved by calls in flight, of every run using this object
+        # (one engine runs many at once: a batch): the daily budget counts them all, so
+        # two runs cannot both reserve the day's last dollar and one be paid past it.
+        self.in_flight = 0.0
+        self._in_flight_lock = threading.Lock()
         # A commit due on the event loop (see `_commit_soon`), and that loop.
         self._timer: asyncio.TimerHandle | None = None
         self._timer_loop: asyncio.AbstractEventLoop | None = None
@@ -211,6 +216,11 @@ class Ledger:
             lost = len(self._pending)
             print(f"planfile: {lost} model call(s) not written: {err}", file=sys.stderr)
 
+    def hold(self, amount: float) -> None:
+        """Add (or, negative, release) a reservation of a call in flight."""
+        with self._in_flight_lock:
+            self.in_flight += amount
+
     def spent_on(self, day: str) -> float:
         """The day's total across processes. Counted incrementally: only the rows added
         since the last read (by rowid, which only grows: the ledger is only appended to)
@@ -279,8 +289,12 @@ class BudgetGuard:
             limits.append(self.run_usd - self.spent - self.reserved)
         if self.daily_usd is not None:
             spent_today = self.ledger.spent_on(today()) if self.ledger else self.spent
-            limits.append(self.daily_usd - spent_today - self.reserved)
+            limits.append(self.daily_usd - spent_today - self._day_reserved())
         return min(limits) if limits else None
+
+    def _day_reserved(self) -> float:
+        """In-flight reservations the daily budget counts: every run's on this ledger."""
+        return self.ledger.in_flight if self.ledger is not None else self.reserved
 
     def reserve(self, amount: float, model: str) -> Reservation:
         with self._lock:
@@ -293,17 +307,22 @@ class BudgetGuard:
                 )
             if self.daily_usd is not None:
                 spent_today = self.ledger.spent_on(today()) if self.ledger else self.spent
-                if spent_today + self.reserved + amount > self.daily_usd + 1e-12:
+                held = self._day_reserved()
+                if spent_today + held + amount > self.daily_usd + 1e-12:
                     raise BudgetExceeded(
-                        "daily", amount, self.daily_usd - spent_today - self.reserved, model
+                        "daily", amount, self.daily_usd - spent_today - held, model
                     )
             self.reserved += amount
+            if self.ledger is not None:
+                self.ledger.hold(amount)
             return Reservation(amount)
 
     def settle(self, reservation: Reservation, actual: float) -> None:
         with self._lock:
             self.reserved -= reservation.amount
             self.spent += actual
+            if self.ledger is not None:
+                self.ledger.hold(-reservation.amount)
 
     def passed(self) -> tuple[str, float, float] | None:
         """The budget that spending has gone past: (scope, spent, limit); None if none."""
