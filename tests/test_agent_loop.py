@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -207,12 +206,10 @@ def test_parallel_tool_calls_run_concurrently() -> None:
         Reply("", tool_calls=[call("lookup", city=c) for c in cities]),
         Reply("all three"),
     )
-    started = time.perf_counter()
     result = run(plan(TASK))
-    elapsed = time.perf_counter() - started
     assert result.ok, result.steps["a"].error
-    assert PROBE.most == 3  # all three were running at once
-    assert elapsed < 0.2 * 3  # three 0.2 s calls in sequence would take 0.6 s
+    # All three were running at once (an overlap check: timings on a loaded machine lie).
+    assert PROBE.most == 3
     record = result.steps["a"]
     assert record.tool_calls is not None
     assert sorted(c["args"]["city"] for c in record.tool_calls) == sorted(cities)
