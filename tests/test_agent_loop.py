@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine import Engine, load_plan
 from engine.agent.loop import AGENT_LOOP
@@ -493,3 +495,13 @@ def test_only_agent_steps_have_iterations_and_tool_calls_in_json() -> None:
     assert doc["iterations"] == 2 and doc["tool_calls"] == [{"tool": "x", "args": {}}]
     back = StepRecord.from_json(doc)
     assert back.iterations == 2 and back.tool_calls == doc["tool_calls"]
+
+
+@given(text=st.text(max_size=300), limit=st.integers(min_value=1, max_value=200))
+def test_tool_results_are_cut_only_when_long_and_say_so(text: str, limit: int) -> None:
+    shown = tool_result_text(text, limit)
+    if len(text) <= limit:
+        assert shown == text
+    else:
+        assert shown.startswith(text[:limit])
+        assert shown.endswith(f"[cut: {len(text)} characters, the first {limit} shown]")

@@ -520,3 +520,20 @@ def test_a_deleted_results_file_is_an_error_not_a_rerun(
     out.unlink()
     code, _, err = cli(capsys, str(plan), "--inputs", str(rows), "-o", str(out), "-q")
     assert code == 2 and "lacks the results of 2 rows" in err and not out.exists()
+
+
+def test_runs_on_one_ledger_share_the_days_reservations(planfile_home: Path) -> None:
+    """Two runs of one engine (one ledger) cannot both reserve the day's last dollar:
+    the second is refused before its call, so no call is paid past the daily budget."""
+    from engine.errors import BudgetExceeded
+    from engine.models.ledger import BudgetGuard, Ledger
+
+    ledger = Ledger()
+    first, second = BudgetGuard(ledger, None, 1.0), BudgetGuard(ledger, None, 1.0)
+    held = first.reserve(0.6, "m")
+    with pytest.raises(BudgetExceeded, match="daily budget"):
+        second.reserve(0.6, "m")
+    assert second.remaining() == pytest.approx(0.4)
+    first.settle(held, 0.5)
+    ledger.record("r", "s", "m", 1, 1, 0.5)
+    assert second.reserve(0.5, "m").amount == 0.5 and ledger.in_flight == pytest.approx(0.5)

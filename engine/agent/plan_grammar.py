@@ -36,7 +36,9 @@ TEXT_CHARS = 240  # a model step's prompt or text (a restated goal and results)
 SHORT_CHARS = 80  # other text: a query, a path, an expression for json_query
 LIST_ITEMS = 6
 MAP_ENTRIES = 4
-# Reply tokens a plan may take: the JSON around the steps, and each step at most.
+# The reply's token cap: the JSON around the steps and about a step's worth each (a full
+# 240-character text is ~60 tokens). A reply cut off at the cap is closed by the loader's
+# repair, which drops the unfinished step; references point only backwards, so the rest holds.
 PLAN_TOKENS = 24
 STEP_TOKENS = 80
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -290,11 +290,19 @@ def build_schedule(
 ) -> tuple[Schedule, Priorities]:
     """The plan as the scheduler's integer arrays (limit groups, the states of steps
     finished in earlier rounds) and the priorities that keep it ordered by critical path."""
-    dag = checked.graph.compact
-    plan = checked.plan
-    tools = setup.tools
-    by_id = {step.id: step for step in plan.steps}
-    steps = [by_id[name] for name in dag.names]
+    return plan_schedule(
+        checked,
+        setup.tools,
+        setup.latency,
+        limits=setup.limits,
+        max_parallel=setup.max_parallel,
+        carried=carried,
+    )
+
+
+def limit_groups(steps: Sequence[Step], tools: Mapping[str, ToolSpec]) -> list[tuple[str, ...]]:
+    """Each step's limit groups (`tool:NAME`, and `model:NAME` or `tier:NAME` for a step
+    that calls a model): the keys `--limit` bounds."""
     groups: list[tuple[str, ...]] = []
     known: dict[tuple[str, str | None, str | None], tuple[str, ...]] = {}  # steps share them
     for step in steps:
@@ -307,12 +315,30 @@ def build_schedule(
                 )
             group = known[(step.tool, step.model, step.tier)] = tuple(keys)
         groups.append(group)
+    return groups
+
+
+def plan_schedule(
+    checked: CheckedPlan,
+    tools: Mapping[str, ToolSpec],
+    latency: Estimates,
+    *,
+    limits: Mapping[str, int],
+    max_parallel: int,
+    carried: Mapping[str, StepRecord] | None = None,
+) -> tuple[Schedule, Priorities]:
+    """`build_schedule` from its parts: also what `planfile bench` (engine/sim) drives
+    under a virtual clock, so the simulation schedules exactly as a run does."""
+    carried = carried or {}
+    dag = checked.graph.compact
+    by_id = {step.id: step for step in checked.plan.steps}
+    steps = [by_id[name] for name in dag.names]
     schedule = Schedule(
         dag.names,
         dag.deps,
-        groups=groups,
-        limits=setup.limits,
-        max_parallel=setup.max_parallel,
+        groups=limit_groups(steps, tools),
+        limits=limits,
+        max_parallel=max_parallel,
         standby=[dag.index[f] for f in checked.fallbacks if f not in carried],
         finished={
             dag.index[name]: _preset_state(record, by_id[name].on_error)
@@ -320,4 +346,4 @@ def build_schedule(
             if name in dag.index
         },
     )
-    return schedule, Priorities(dag, steps, setup.latency, tools, schedule)
+    return schedule, Priorities(dag, steps, latency, tools, schedule)
