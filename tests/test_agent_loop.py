@@ -224,14 +224,25 @@ def test_parallel_tool_calls_run_concurrently() -> None:
 # --- caps -----------------------------------------------------------------------------
 
 
-def test_max_iterations_cap_names_itself_and_is_not_retried() -> None:
+def test_max_iterations_cap_names_itself_and_is_retried_by_the_steps_policy() -> None:
     PROVIDER.default["fast"] = Reply("", tool_calls=[call("lookup", city="paris")])
     result = run(plan(TASK + ", max_iterations: 2", retry=" retry 2"))
     record = result.steps["a"]
-    assert not result.ok
-    assert record.error == "max_iterations (2) reached after 2 model calls and 1 tool calls"
-    assert record.attempts == 1  # a cap is not transient: a retry would hit it again
-    assert len(PROVIDER.calls) == 2
+    # The first attempt hits the cap; `retry` runs the loop afresh, escalated to a
+    # stronger tier, whose model answers.
+    assert result.ok, record.error
+    assert record.attempts == 2
+    assert [c["model"] for c in PROVIDER.calls[:2]] == [PROVIDER.calls[0]["model"]] * 2
+    assert PROVIDER.calls[2]["model"] != PROVIDER.calls[0]["model"]
+    assert record.model == "pftest/" + PROVIDER.calls[2]["model"]
+
+
+def test_max_iterations_cap_without_retry_fails_once() -> None:
+    PROVIDER.default["fast"] = Reply("", tool_calls=[call("lookup", city="paris")])
+    result = run(plan(TASK + ", max_iterations: 3"))
+    record = result.steps["a"]
+    assert record.error == "max_iterations (3) reached after 3 model calls and 2 tool calls"
+    assert record.attempts == 1
 
 
 def test_step_cost_cap() -> None:

@@ -144,3 +144,9 @@ def test_a_script_file_serves_another_process(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_the_json_twin_of_the_example_is_the_same_plan() -> None:
+    """examples/agent_housing.json is the canonical JSON form of the .plan example."""
+    text = (EXAMPLES / "agent_housing.json").read_text()
+    assert load_plan(text).plan == load_plan(EXAMPLES / "agent_housing.plan").plan

@@ -13,8 +13,10 @@ run of the loop, for one attempt of one step:
   (`error: ...`); the step goes on;
 - caps: `max_iterations` model calls, `max_cost_usd` spent by the step (no model call
   starts once it is reached), and the run budget (`BudgetExceeded`, as for any call).
-  A cap ends the step with `AgentCapReached`, which names it; it is not transient (a
-  retry would hit it again), so `on_error` and replanning handle it, not `retry`;
+  A cap ends the step with `AgentCapReached`, which names it, and `retry`, `on_error`
+  and replanning handle it like any failure: `max_iterations` is transient (a retry
+  runs the loop afresh, on a stronger tier where the step escalates), `max_cost_usd` is
+  not (a retry would spend the same again);
 - the final answer has the step's declared type: a record, list or number is parsed
   and validated as structured output, with one repair call when it does not fit.
 
@@ -78,6 +80,16 @@ DEFAULT_MAX_ITERATIONS = 5
 
 class AgentCapReached(StepError):
     """An agent step hit `max_iterations` or `max_cost_usd` before it had an answer."""
+
+
+class IterationCapReached(AgentCapReached):
+    """`max_iterations` ran out: a retry (escalated where the step says so) may finish."""
+
+    transient = True
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 @functools.cache
@@ -222,9 +234,9 @@ class _Loop:
 
     def _check_caps(self, iteration: int) -> None:
         counts = self.counts
-        done = f"after {counts.model_calls} model calls and {counts.tool_calls} tool calls"
+        done = f"after {_count(counts.model_calls, 'model call')} and {_count(counts.tool_calls, 'tool call')}"
         if iteration >= self.max_iterations:
-            raise AgentCapReached(f"max_iterations ({self.max_iterations}) reached {done}")
+            raise IterationCapReached(f"max_iterations ({self.max_iterations}) reached {done}")
         if self.max_cost_usd is not None and counts.spent >= self.max_cost_usd:
             raise AgentCapReached(
                 f"max_cost_usd (${self.max_cost_usd:g}) reached {done} (${counts.spent:.6f} spent)"
@@ -467,4 +479,4 @@ def _recorded_reply(call: Mapping[str, Any]) -> Reply:
 
 AGENT_LOOP = AgentLoop()
 
-__all__ = ["AGENT_LOOP", "AgentCapReached", "AgentLoop"]
+__all__ = ["AGENT_LOOP", "AgentCapReached", "AgentLoop", "IterationCapReached"]

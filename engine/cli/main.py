@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ask": ("agent_cmds", "cmd_ask"),
     "batch": ("batch_cmds", "cmd_batch"),
     "eval-planner": ("eval_cmds", "cmd_eval_planner"),
+    "bench": ("bench_cmds", "cmd_bench"),
     "runs": ("journal_cmds", "cmd_runs"),
     "show": ("journal_cmds", "cmd_show"),
     "approve": ("journal_cmds", "cmd_decide"),

@@ -305,6 +305,69 @@ def build_parser() -> argparse.ArgumentParser:
         help="the most one goal's planning may take, repairs included (default 300)",
     )
 
+    bench = command(
+        "bench",
+        "simulate a plan's schedule (nothing runs): makespan, critical path, what-ifs, cost",
+        *("tools", "from", "config", "tier"),
+    )
+    bench.add_argument(
+        "plan", metavar="PLAN", nargs="?", help="a plan file (or give --from-run RUN)"
+    )
+    bench.add_argument(
+        "--max-parallel",
+        type=_count(1),
+        action="append",
+        default=[],
+        metavar="N",
+        help=f"slots; give several for a what-if table (default {DEFAULT_MAX_PARALLEL})",
+    )
+    bench.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="KEY=N",
+        help="concurrency limit per tool, tier or model (as for `run`)",
+    )
+    bench.add_argument(
+        "--latency",
+        action="append",
+        default=[],
+        metavar="KEY=S[±J]",
+        help="seconds a tool or tier takes, optionally ± jitter (s or %%): search=0.4, "
+        "tier:frontier=6±1.5, llm=2±25%%",
+    )
+    bench.add_argument(
+        "--runs", type=_count(1), default=1, metavar="N", help="seeded draws (mean, p50, p90)"
+    )
+    bench.add_argument("--seed", type=_count(0), default=0, metavar="N", help="jitter seed")
+    bench.add_argument(
+        "--from-run", metavar="RUN", help="replay the step durations a journaled run measured"
+    )
+    bench.add_argument(
+        "--input",
+        "-i",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a plan input (a list input sets the size of the fan-outs over it)",
+    )
+    bench.add_argument(
+        "--fan-out",
+        action="append",
+        default=[],
+        metavar="STEP=N",
+        help="items of a fan-out step whose list size nothing else gives (default 4)",
+    )
+    bench.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help="treat STEP's `when` as false (otherwise every `when` is taken as true)",
+    )
+    bench.add_argument("--json", action="store_true", help="print the report as JSON")
+    bench.add_argument("--html", metavar="FILE", help="write the simulated timeline as HTML")
+
     _add_batch(command)
     command("schema", "print the JSON Schema of a JSON plan")
 

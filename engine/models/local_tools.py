@@ -20,7 +20,7 @@ import itertools
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.models.trim import Tokenizer, _cap, _cut
@@ -49,7 +49,6 @@ class ToolRequest:
     descriptions: dict[str, str]
     may_answer: bool
     answer_schema: dict[str, Any] | None  # the step's response_format schema, if any
-    defs: dict[str, Any] = field(default_factory=dict)
 
 
 def tool_request(params: dict[str, Any]) -> ToolRequest | None:
@@ -94,7 +93,7 @@ def _response_schema(response_format: Any) -> dict[str, Any] | None:
 
 def reply_schema(request: ToolRequest) -> dict[str, Any]:
     """The JSON schema every reply must match (llama.cpp turns it into a grammar)."""
-    defs: dict[str, Any] = {}
+    defs: dict[str, dict[str, Any]] = {"$defs": {}, "definitions": {}}
     branches: list[dict[str, Any]] = []
     for name, parameters in request.tools.items():
         arguments = _bounded(_hoist_defs(parameters, defs), MAX_ARGUMENT_CHARS)
@@ -105,15 +104,13 @@ def reply_schema(request: ToolRequest) -> dict[str, Any]:
             answer = {"type": "string", "maxLength": MAX_ANSWER_CHARS}
         branches.append(_object({"answer": _hoist_defs(answer, defs)}))
     schema: dict[str, Any] = branches[0] if len(branches) == 1 else {"anyOf": branches}
-    if defs:
-        schema = {**schema, "$defs": defs}
-    return schema
+    return {**schema, **{key: found for key, found in defs.items() if found}}
 
 
 def reply_grammar(request: ToolRequest) -> str:
     """`reply_schema` as a llama.cpp GBNF grammar whose strings hold no raw control
-    characters (the converter's own `char` rule admits a raw newline, which a small model
-    uses to wander off mid-string, and which strict JSON rejects)."""
+    characters and no braces (`_CHAR_RULE`; the converter's own admits a raw newline,
+    which a small model uses to wander off mid-string, and which strict JSON rejects)."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     grammar = json_schema_to_gbnf(json.dumps(reply_schema(request)))
@@ -130,12 +127,12 @@ def _object(properties: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _hoist_defs(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
-    """The schema without its `$defs`, which move to the root (where `#/$defs/...` refs
-    resolve once the schemas are combined)."""
+def _hoist_defs(schema: dict[str, Any], defs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The schema without its `$defs` (or `definitions`), which move to the root, where
+    `#/$defs/...` refs resolve once the schemas are combined."""
     schema = dict(schema)
-    for key in ("$defs", "definitions"):
-        defs.update(schema.pop(key, None) or {})
+    for key, found in defs.items():
+        found.update(schema.pop(key, None) or {})
     return schema
 
 

@@ -84,8 +84,7 @@ def parse_latency(text: str) -> tuple[str, Latency]:
             problem = "a relative jitter is at most 100%"
     if problem is not None or match is None:
         raise UsageError(
-            f"--latency `{text:.60}`: {problem} (e.g. search=0.4, tier:frontier=6±1.5, "
-            "llm=2±25%)"
+            f"--latency `{text:.60}`: {problem} (e.g. search=0.4, tier:frontier=6±1.5, llm=2±25%)"
         )
     relative = bool(match["pct"])
     return match["key"], Latency(seconds, jitter / 100 if relative else jitter, relative)
@@ -105,7 +104,7 @@ def resolve_keys(
         kind, sep, name = key.partition(":")
         if not sep:
             kind, name = ("tool" if key in tools else "tier"), key
-        if kind == "tool" and name in tools or kind == "tier" and name in known_tiers:
+        if (kind == "tool" and name in tools) or (kind == "tier" and name in known_tiers):
             resolved[(kind, name)] = latency
             continue
         raise UsageError(
@@ -177,9 +176,7 @@ class Estimator:
         calls = min(AGENT_MODEL_CALLS, limit) if isinstance(limit, int) and limit > 0 else 3
         inner = step.args.get("tools")
         names = [t for t in inner if isinstance(t, str)] if isinstance(inner, list) else []
-        tool_s = (
-            sum(self._tool(name).seconds for name in names) / len(names) if names else 0.01
-        )
+        tool_s = sum(self._tool(name).seconds for name in names) / len(names) if names else 0.01
         # Each model call re-reads the conversation so far: the prompt plus the tool
         # results before it.
         reads = sum(input_tokens + i * AGENT_TOOL_RESULT_TOKENS for i in range(calls))

@@ -1,0 +1,144 @@
+"""`planfile bench PLAN`: how long and how much a plan would take, simulated, nothing run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dsl.errors import ExitCode
+from engine.cli.common import (
+    executor_choice,
+    journal,
+    load_checked,
+    load_config,
+    parse_inputs,
+    parse_limits,
+    parse_tiers,
+    registry,
+    tool_map,
+    warn,
+)
+from engine.cli.options import DEFAULT_MAX_PARALLEL
+from engine.errors import UsageError
+
+if TYPE_CHECKING:
+    from dsl.checker import CheckedPlan
+    from engine.sim.bench import Replay
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from engine.models.pricing import Pricing
+    from engine.models.selection import TierSelector
+    from engine.sim.bench import Bench, BenchSpec
+    from engine.sim.estimates import Estimator, parse_latency, resolve_keys
+    from engine.sim.report import bench_document, cost_estimate, render_text, run_all
+
+    config = load_config(args.config)
+    tiers = parse_tiers(args.tier)
+    latencies = dict(parse_latency(text) for text in args.latency)  # bad flags before I/O
+    limits = {k: v for k, v in config.limits.items() if k != "max_parallel"}
+    limits.update(parse_limits(args.limit))
+    slots = args.max_parallel or [int(config.limits.get("max_parallel", DEFAULT_MAX_PARALLEL))]
+    replay, run_label = None, None
+    if args.plan is None and args.from_run is None:
+        raise UsageError("bench needs a PLAN file, or --from-run RUN to bench a journaled run")
+    if args.plan is not None:
+        checked, tools = load_checked(
+            args.plan,
+            args.tools,
+            tiers=[*tiers, *config.tiers],
+            source_format=args.source_format,
+            tool_names=tool_map(args.map_tool, config),
+            executor=executor_choice(args, config),
+        )
+    if args.from_run is not None:
+        plan_checked, replay, run_label = _journaled(args.from_run, args.tools)
+        if args.plan is None:
+            checked, tools = plan_checked, registry(args.tools)
+    for warning in checked.warnings:
+        print(warning.render(checked.source), file=sys.stderr)
+    tier_map = {**checked.plan.tiers, **config.tiers, **tiers}
+    estimator = Estimator(
+        tools,
+        resolve_keys(latencies, tools, list(tier_map)),
+        default_tier=config.default_tier,
+    )
+    spec = BenchSpec(
+        max_parallel=list(dict.fromkeys(slots)),
+        limits=limits,
+        runs=args.runs,
+        seed=args.seed,
+        fan_out=_fan_outs(args.fan_out, checked),
+        when_false=_steps(args.skip, checked, "--skip"),
+        inputs=parse_inputs(args.input, checked),
+        replay=replay,
+    )
+    bench = Bench(checked, tools, estimator, spec)
+    results = run_all(bench)
+    selector = TierSelector(tier_map, default_tier=config.default_tier)
+    cost = cost_estimate(bench, selector.model_for, Pricing(config).price)
+    if run_label is not None:
+        durations = f"replayed from run {run_label}"
+    elif latencies or any(e.latency.spread() > 0 for e in bench.estimates):
+        durations = "estimates with --latency " + ", ".join(args.latency)
+    else:
+        durations = "per-tool and per-tier estimates"
+    doc = bench_document(bench, results, cost, durations)
+    if args.html:
+        from engine.observe.bench_report import render_bench_report
+
+        first = results[spec.max_parallel[0]][0]
+        page = render_bench_report(checked, doc, first.timeline, set(first.critical_steps))
+        Path(args.html).write_text(page, encoding="utf-8")
+        warn(f"wrote {args.html}")
+    if args.json:
+        print(json.dumps(doc, indent=2, allow_nan=False))
+    else:
+        print(render_text(doc))
+    return ExitCode.OK
+
+
+def _journaled(run_id: str, tool_files: list[str]) -> tuple[CheckedPlan, dict[str, Replay], str]:
+    """A journaled run's plan and each finished step's measured span (and item count)."""
+    from dsl.checker import check
+    from dsl.ir import Plan
+    from engine.sim.bench import Replay
+
+    store = journal()
+    row = store.run(run_id)  # JournalError: no such run, or an ambiguous prefix
+    checked = check(Plan.model_validate_json(row.plan_json), registry(tool_files))
+    fan = {step.id for step in checked.plan.steps if step.for_each is not None}
+    replay: dict[str, Replay] = {}
+    for name, record in store.steps(row.run_id).items():
+        began, ended = record.started_at, record.finished_at
+        if began is None or ended is None or not math.isfinite(ended - began):
+            continue
+        items = len(record.output) if name in fan and isinstance(record.output, list) else None
+        replay[name] = Replay(max(0.0, ended - began), items)
+    return checked, replay, row.run_id
+
+
+def _steps(names: list[str], checked: CheckedPlan, flag: str) -> set[str]:
+    known = {step.id for step in checked.plan.steps}
+    for name in names:
+        if name not in known:
+            raise UsageError(f"{flag} {name}: the plan has no step `{name}`")
+    return set(names)
+
+
+def _fan_outs(pairs: list[str], checked: CheckedPlan) -> dict[str, int]:
+    fans = {step.id for step in checked.plan.steps if step.for_each is not None}
+    sizes: dict[str, int] = {}
+    for pair in pairs:
+        name, sep, raw = pair.rpartition("=")
+        if not sep or not raw.isdigit() or len(raw) > 7:
+            raise UsageError(f"--fan-out takes STEP=N (e.g. fetch=20), not `{pair:.60}`")
+        if name not in fans:
+            hint: Any = f"fan-out steps: {', '.join(sorted(fans))}" if fans else None
+            raise UsageError(f"--fan-out {name}: no fan-out (`for`) step of that name", hint=hint)
+        sizes[name] = int(raw)
+    return sizes
