@@ -471,14 +471,18 @@ def test_a_broken_batch_store_is_refused_not_replaced(
 
 
 def test_a_results_line_cut_short_by_a_kill_is_removed_and_its_row_rerun(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, planfile_home: Path
 ) -> None:
     plan = write(tmp_path / "calc.plan", CALC_PLAN)
     rows = jsonl(tmp_path / "rows.jsonl", [{"salary": 1}, {"salary": 2}])
     out = tmp_path / "out.jsonl"
     assert cli(capsys, str(plan), "--inputs", str(rows), "-o", str(out), "-q")[0] == 0
     whole = out.read_text().splitlines(keepends=True)
-    out.write_text(whole[0] + whole[1][:25])  # the kill came mid-write
+    # The kill came mid-write: the line is cut, and the store never heard the row end.
+    out.write_text(whole[0] + whole[1][:25])
+    cut_row = json.loads(whole[1])["row"]
+    with sqlite3.connect(planfile_home / "batches.sqlite") as db:
+        db.execute("UPDATE batch_rows SET state = 'running' WHERE row = ?", (cut_row,))
     code, _, err = cli(capsys, str(plan), "--inputs", str(rows), "-o", str(out), "-q")
     assert code == 0 and "the last line was cut short" in err
     assert sorted(line["row"] for line in results(out)) == [1, 2]

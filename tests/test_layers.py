@@ -30,6 +30,15 @@ FORBIDDEN = {
     "engine/store": ("engine.observe", "engine.agent", "engine.cli", "engine.batch"),
     "engine/observe": ("engine.agent", "engine.cli", "engine.batch"),
     "engine/batch": ("engine.cli",),
+    # Executor backends run tool and raw model calls; the run's records stay with the
+    # coordinator, so a backend never touches the stores, observers, agents or CLI.
+    "engine/backends": (
+        "engine.store",
+        "engine.observe",
+        "engine.agent",
+        "engine.cli",
+        "engine.batch",
+    ),
     "stdlib_tools": ("engine",),
 }
 
