@@ -183,6 +183,7 @@ def test_local_model_agent_steps_end_with_an_answer(benchmark: Any, tmp_path: Pa
                     "iterations": record.get("iterations", 0),
                     "wall_s": time.perf_counter() - start,
                     "error": record.get("error"),
+                    "answer": str(answer)[:80],
                 }
             )
         return rows
@@ -196,6 +197,7 @@ def test_local_model_agent_steps_end_with_an_answer(benchmark: Any, tmp_path: Pa
         "mean_model_calls": round(statistics.mean(r["iterations"] for r in rows), 2),
         "mean_wall_s": round(statistics.mean(r["wall_s"] for r in rows), 1),
         "errors": sorted({r["error"] for r in rows if r["error"]}),
+        "answers": [r["answer"] for r in rows],
     }
     benchmark.extra_info.update(info)
     print(f"\n{info}")

@@ -19,6 +19,7 @@ FORBIDDEN = {
         "engine.agent",
         "engine.cli",
         "engine.batch",
+        "engine.sim",
     ),
     "engine/models": (
         "engine.store.journal",
@@ -30,6 +31,9 @@ FORBIDDEN = {
     "engine/store": ("engine.observe", "engine.agent", "engine.cli", "engine.batch"),
     "engine/observe": ("engine.agent", "engine.cli", "engine.batch"),
     "engine/batch": ("engine.cli",),
+    # `planfile bench`'s simulator drives engine/run under a virtual clock; it reads no
+    # journal (the command hands it a replayed run's durations) and draws nothing.
+    "engine/sim": ("engine.store", "engine.observe", "engine.agent", "engine.cli", "engine.batch"),
     # Executor backends run tool and raw model calls; the run's records stay with the
     # coordinator, so a backend never touches the stores, observers, agents or CLI.
     "engine/backends": (

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from dsl.errors import ExitCode
 from engine.cli.common import (
     engine_from_args,
+    executor_choice,
     load_checked,
     load_config,
     parse_tiers,
@@ -59,6 +60,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             tiers=[*tiers, *config.tiers],
             source_format=args.source_format,
             tool_names=tool_map(args.map_tool, config),
+            executor=executor_choice(args, config),
         )
         for warning in checked.warnings:
             print(warning.render(checked.source), file=sys.stderr)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import sys
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
 
 from engine.config import Config
 from engine.models.local_model import PROVIDER
@@ -43,7 +49,7 @@ class Pricing:
             )
         if model.startswith(PROVIDER + "/"):
             return Price(0.0, 0.0, True)  # the embedded model costs nothing per token
-        table = litellm_module().model_cost
+        table = _price_table()
         bare = model.split("/", 1)[1] if "/" in model else model
         for key in (model, bare):
             entry = table.get(key)
@@ -54,3 +60,28 @@ class Pricing:
                     True,
                 )
         return Price(0.0, 0.0, False)
+
+
+def _price_table() -> dict[str, Any]:
+    """litellm's price table. planfile always uses the copy litellm ships
+    (engine/models/provider.py sets LITELLM_LOCAL_MODEL_COST_MAP), so when litellm is
+    not loaded yet the file is read directly: pricing a plan (`planfile bench`) then
+    costs milliseconds, not litellm's 1-2 s import."""
+    if "litellm" in sys.modules:  # loaded: its table, with any models registered since
+        return dict(litellm_module().model_cost)
+    shipped = _shipped_table()
+    return shipped if shipped is not None else dict(litellm_module().model_cost)
+
+
+@cache
+def _shipped_table() -> dict[str, Any] | None:
+    spec = importlib.util.find_spec("litellm")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "model_prices_and_context_window_backup.json"
+        try:
+            table = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(table, dict):
+            return table
+    return None

@@ -21,6 +21,7 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dsl.errors import ToolError
+from engine.run.sync_lane import lane_for
 from stdlib_tools.registry import ToolSpec
 
 if TYPE_CHECKING:
@@ -84,8 +85,17 @@ async def call_local(
         return call_sync(spec.name, spec.fn, kwargs)
     else:
         loop = asyncio.get_running_loop()
-        # A timed-out thread cannot be killed, so its late result is discarded.
-        call = loop.run_in_executor(pool, functools.partial(call_sync, spec.name, spec.fn, kwargs))
+        # A timed-out thread cannot be killed, so its late result is discarded. The
+        # engine's thread pool is stood in for by a lane of the same size (cheaper per
+        # call; engine/run/sync_lane.py); any other executor is used as it is.
+        lane = lane_for(pool, loop)
+        call = (
+            lane.submit(call_sync, spec.name, spec.fn, kwargs)
+            if lane is not None
+            else loop.run_in_executor(
+                pool, functools.partial(call_sync, spec.name, spec.fn, kwargs)
+            )
+        )
     if timeout_s is not None:
         return await asyncio.wait_for(call, timeout_s)
     return await call

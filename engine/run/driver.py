@@ -1,23 +1,25 @@
-"""The async driver: runs nodes of a `Schedule` as asyncio tasks, as soon as they are ready.
+"""The async driver: runs the nodes of a `Schedule` as soon as they are ready.
 
 It knows nothing of tools or plans: a `NodeRunner` says what a node does and returns an
-`Outcome`. Completion is handled in task done-callbacks (no `asyncio.wait` over the
-pending set), so a step starts the instant its last dependency finishes and the cost
-per step stays constant however wide the DAG is.
-
-A node the runner calls `eager` (a step whose work cannot wait on the event loop: an
-`inline` tool) is run without a task: its coroutine is stepped once in place, and if it
-finishes there (no await suspended it) its outcome is applied at once. That saves the
-task, its loop iteration and its done-callback (~10 µs per step). A coroutine that does
-suspend (a retry's sleep) continues in a task, as if it had been one from the start.
-Python 3.12's eager tasks do this in general; here it is opt-in per node because code
-before the first suspension runs outside any task (`asyncio.timeout` needs one).
+`Outcome`. The cost per step must stay a few µs however wide or long the DAG is, so a
+node is not given a task of its own up front. A dispatcher task starts ready nodes one
+after the other *inside itself*: a node whose coroutine finishes without suspending (a
+no-op, an `inline` tool, a cache hit, an async tool that awaits nothing) costs one
+coroutine step and no task, loop turn or done-callback. A node that does suspend keeps
+the dispatcher's task to the end (so `asyncio.current_task()`, `asyncio.timeout` and
+cancellation see one task per running step, as before), and a new dispatcher task
+takes over the other ready nodes. When a held node finishes and no dispatcher is at
+work, its task becomes the dispatcher. Each node runs in its own copy of the context
+(`contextvars`), as it would in a task of its own. A dispatcher gives the event loop a
+turn every `STEPS_PER_TURN` steps, so a long chain of instant steps does not starve
+timers, I/O or Ctrl-C.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import collections
+import contextvars
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
@@ -56,13 +58,9 @@ class NodeRunner(Protocol):
 
     def primary_done(self, primary: int, fallback: int, outcome: Outcome) -> None: ...
 
-    # Optional: `eager(node) -> bool`, whether `run(node)` / an item of it may be stepped
-    # outside a task (see the module docstring). Runners without it get a task per node.
 
-
-# Eager nodes completed in one go before the driver gives the event loop a turn (a task):
-# a long chain of instant steps must not starve timers, I/O and Ctrl-C.
-EAGER_BATCH = 256
+# Steps a dispatcher runs back to back before it gives the event loop a turn.
+STEPS_PER_TURN = 256
 
 
 class Driver:
@@ -74,19 +72,21 @@ class Driver:
         self.schedule = schedule
         self.runner = runner
         self.should_stop = should_stop
-        self.tasks: dict[int, asyncio.Task[Outcome]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()  # the dispatcher and held nodes' tasks
         self.item_outcomes: dict[int, list[Outcome | None]] = {}
         self._items: dict[int, tuple[int, int, Any]] = {}  # item node -> (parent, index, item)
+        self._ready: collections.deque[int] = collections.deque()  # started, not yet run
+        self._dispatching = False  # a dispatcher task is at work (at most one)
+        self._held = 0  # nodes suspended in their task
         self._finished: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._eager: Callable[[int], bool] | None = getattr(runner, "eager", None)
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._finished = self._loop.create_future()
         try:
-            self._launch()
             if not self.schedule.done:
+                self._spawn_dispatcher()
                 await self._finished
         except asyncio.CancelledError:
             self._cancel_all()
@@ -99,80 +99,112 @@ class Driver:
         for node in self.schedule.cancel_all():
             if node < len(self.schedule.parent) and self.schedule.parent[node] < 0:
                 self.runner.cancelled(node)
-        for task in self.tasks.values():
+        self._ready.clear()
+        for task in self.tasks:
             task.cancel()
         self.tasks.clear()
 
-    def _launch(self) -> None:
-        loop = self._loop
-        assert loop is not None
-        schedule = self.schedule
-        eager = self._eager
-        budget = EAGER_BATCH if eager is not None else 0
-        done: list[tuple[int, Outcome]] = []
-        while True:
-            if self.should_stop is not None and self.should_stop():
-                # Stopping (a budget ran out): start nothing new; once the running steps
-                # are done, everything still open is cancelled.
-                if not self.tasks:
-                    for node in schedule.cancel_all():
-                        if schedule.parent[node] < 0:
-                            self.runner.cancelled(node)
-                return
-            for node in schedule.start_ready():
-                item = self._items.pop(node, None)
-                coro = self.runner.run(node) if item is None else self.runner.run_item(*item)
-                if budget and eager is not None and eager(node if item is None else item[0]):
-                    budget -= 1
-                    outcome = self._step_eagerly(node, cast(Coroutine[Any, Any, Outcome], coro))
-                    if outcome is not None:
-                        done.append((node, outcome))
-                    continue
-                task: asyncio.Task[Outcome] = loop.create_task(coro)  # type: ignore[arg-type]
-                self.tasks[node] = task
-                task.add_done_callback(functools.partial(self._on_done, node))
-            if not done:
-                return
-            # Applied after the batch, as done-callbacks would be: the same nodes start
-            # as with tasks, and a chain of eager steps loops here instead of recursing.
-            for node, outcome in done:
-                self._apply(node, outcome)
-            done.clear()
-
-    def _step_eagerly(self, node: int, coro: Coroutine[Any, Any, Outcome]) -> Outcome | None:
-        """Step `coro` once in place: its outcome if it finished, else None (it goes on
-        in a task, registered like any other)."""
-        try:
-            yielded = coro.send(None)
-        except StopIteration as stop:
-            return cast(Outcome, stop.value)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as err:  # a runner bug, as in `_on_done`
-            return Outcome("fail", error=f"internal error: {type(err).__name__}: {err}")
+    def _spawn_dispatcher(self) -> None:
         assert self._loop is not None
-        task = self._loop.create_task(_resume(coro, yielded))
-        self.tasks[node] = task
-        task.add_done_callback(functools.partial(self._on_done, node))
-        return None
+        self._dispatching = True
+        task = self._loop.create_task(self._dispatch())
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
 
-    def _on_done(self, node: int, task: asyncio.Task[Outcome]) -> None:
-        self.tasks.pop(node, None)
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
         if task.cancelled():
             return
-        try:
-            outcome = task.result()
-        except BaseException as err:  # a runner bug: fail the node, keep the run going
-            outcome = Outcome("fail", error=f"internal error: {type(err).__name__}: {err}")
-        try:
-            self._apply(node, outcome)
-            self._launch()
-        except BaseException as err:
-            if self._finished is not None and not self._finished.done():
-                self._finished.set_exception(err)
-            return
+        err = task.exception()
+        if err is not None:  # a driver bug: the run must not hang on it
+            self._fail_run(err)
+
+    def _fail_run(self, err: BaseException) -> None:
+        if self._finished is not None and not self._finished.done():
+            self._finished.set_exception(err)
+
+    def _refill(self) -> bool:
+        """Take the nodes the schedule lets start now; False when there are none."""
+        schedule = self.schedule
+        if self.should_stop is not None and self.should_stop():
+            # Stopping (a budget ran out): start nothing new; once the running steps are
+            # done, everything still open is cancelled.
+            if not self._held:
+                for node in schedule.cancel_all():
+                    if schedule.parent[node] < 0:
+                        self.runner.cancelled(node)
+                self._check_done()
+            return False
+        self._ready.extend(schedule.start_ready())
+        return bool(self._ready)
+
+    def _check_done(self) -> None:
         if self.schedule.done and self._finished is not None and not self._finished.done():
             self._finished.set_result(None)
+
+    def _settle(self, node: int, outcome: Outcome) -> bool:
+        """Apply a node's outcome; False when the run is over (done or failed)."""
+        try:
+            self._apply(node, outcome)
+        except BaseException as err:
+            self._fail_run(err)
+            return False
+        if self.schedule.done:
+            self._check_done()
+            return False
+        return True
+
+    async def _dispatch(self) -> None:
+        """Run ready nodes in this task, one after the other (see the module docstring)."""
+        ready = self._ready
+        turns = 0
+        while True:
+            if not ready and not self._refill():
+                self._dispatching = False
+                return
+            node = ready.popleft()
+            item = self._items.pop(node, None)
+            coro = cast(
+                Coroutine[Any, Any, Outcome],
+                self.runner.run(node) if item is None else self.runner.run_item(*item),
+            )
+            context = contextvars.copy_context()
+            try:
+                yielded = context.run(coro.send, None)
+            except StopIteration as stop:
+                outcome = cast(Outcome, stop.value)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as err:  # a runner bug: fail the node, keep the run going
+                outcome = _internal_error(err)
+            else:
+                # The node suspended: this task stays with it; another one dispatches.
+                self._dispatching = False
+                self._held += 1  # before `_refill`: a stop must not cancel this node
+                if ready or self._refill():
+                    self._spawn_dispatcher()
+                try:
+                    outcome = await _finish(coro, yielded, context)
+                except asyncio.CancelledError:
+                    raise  # the run is cancelled: nothing to apply
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except BaseException as err:
+                    outcome = _internal_error(err)
+                finally:
+                    self._held -= 1
+                if not self._settle(node, outcome) or self._dispatching:
+                    return  # the run is over, or the dispatcher at work takes what is ready
+                self._dispatching = True
+                turns = 0
+                continue
+            if not self._settle(node, outcome):
+                self._dispatching = False
+                return
+            turns += 1
+            if turns >= STEPS_PER_TURN:
+                turns = 0
+                await asyncio.sleep(0)
 
     def _apply(self, node: int, outcome: Outcome) -> None:
         schedule = self.schedule
@@ -252,27 +284,36 @@ class Driver:
             self.runner.skipped(node, f"`{name}` failed")
 
 
-async def _resume(coro: Coroutine[Any, Any, Outcome], yielded: Any) -> Outcome:
-    """Go on with a coroutine that suspended while stepped in place, yielding `yielded`
-    (an asyncio future, or None for a bare yield): what a task would have done with it."""
+def _internal_error(err: BaseException) -> Outcome:
+    return Outcome("fail", error=f"internal error: {type(err).__name__}: {err}")
+
+
+async def _finish(
+    coro: Coroutine[Any, Any, Outcome], yielded: Any, context: contextvars.Context
+) -> Outcome:
+    """Go on with a node's coroutine that suspended yielding `yielded` (an asyncio future,
+    or None for a bare yield), in its own context: what a task of its own would do."""
     while True:
         try:
             if yielded is None:
                 await asyncio.sleep(0)
             else:
+                # Taken over as a task takes over what its coroutine yields: the flag the
+                # coroutine's own await set is cleared before this task waits on it.
+                yielded._asyncio_future_blocking = False
                 await yielded
         except asyncio.CancelledError as err:
             if yielded is None or not yielded.cancelled():
                 # This task was cancelled while the future was done or never blocking:
                 # cancel the coroutine where it waits.
                 try:
-                    yielded = coro.throw(err)
+                    yielded = context.run(coro.throw, err)
                 except StopIteration as stop:
                     return cast(Outcome, stop.value)
                 continue
         except BaseException:  # the coroutine reads the future's error itself, below
             pass
         try:
-            yielded = coro.send(None)
+            yielded = context.run(coro.send, None)
         except StopIteration as stop:
             return cast(Outcome, stop.value)

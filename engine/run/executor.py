@@ -189,28 +189,6 @@ class StepRunner:
         self._fan_scopes: dict[int, Mapping[str, Any]] = {}
         self._by_type: dict[Type, _ResultCheck] = {}
         self._call_tool = ctx.backend.tool_caller(ctx)
-        # Nodes the driver may step outside a task (engine/run/driver.py): an `inline`
-        # tool in this process with nothing to wait for first (no template worker, no
-        # approval, no timeout, no model), so the whole step runs without suspending.
-        local = ctx.backend.name == "local"
-        self._eager = [local and self._instant(s) for s in self.steps]
-
-    def _instant(self, step: Step) -> bool:
-        spec = self.ctx.tools.get(step.tool) if step.tool else None
-        return (
-            spec is not None
-            and spec.inline
-            and not spec.is_async
-            and not spec.uses_model
-            and not spec.needs_approval
-            and not step.approve
-            and step.timeout_s is None
-            and not needs_worker(step.args)
-        )
-
-    def eager(self, node: int) -> bool:
-        """Whether the driver may step node `node` (or an item of it) in place."""
-        return self._eager[node]
 
     # --- values ---------------------------------------------------------------------
     def scope(self, step: Step, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:

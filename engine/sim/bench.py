@@ -138,7 +138,8 @@ class Bench:
         return Draw(top, items, self.skip)
 
     # --- one simulated run --------------------------------------------------------------
-    def run(self, draw: Draw, max_parallel: int) -> RunMetrics:
+    def timeline(self, draw: Draw, max_parallel: int) -> Timeline:
+        """The engine's scheduling of these durations: the virtual clock alone."""
         latency = LatencyModel.from_tools(self.tools)  # a run's first estimates, refined
         schedule, priorities = plan_schedule(
             self.checked,
@@ -152,12 +153,16 @@ class Bench:
         def observe(node: int, seconds: float) -> None:
             priorities.observe(steps[node], seconds)
 
-        timeline = simulate(schedule, draw.top, draw.items, skip=draw.skip, observe=observe)
+        return simulate(schedule, draw.top, draw.items, skip=draw.skip, observe=observe)
+
+    def run(self, draw: Draw, max_parallel: int) -> RunMetrics:
+        """One configuration on one draw, with every figure the report shows."""
+        timeline = self.timeline(draw, max_parallel)
         spans = {
             self.dag.names[node]: (max(draw.items[node], default=0.0))
             if node in draw.items
             else draw.top[node]
-            for node in range(len(steps))
+            for node in range(len(self.steps))
         }
         critical, chain = self.checked.graph.critical_path(spans)
         return RunMetrics(
@@ -201,19 +206,22 @@ class Bench:
         durations = draw.top + [0.0] * (depth - 1)
         return simulate(schedule, durations, draw.items, skip=draw.skip).makespan
 
+    def _ready(self, timeline: Timeline, node: int) -> float:
+        """When a node could have started: its inputs done (an item: its expansion)."""
+        up = timeline.schedule.parent[node]
+        if up >= 0:
+            return timeline.start[up]
+        return max((timeline.finish[d] for d in self.dag.deps[node]), default=0.0)
+
     def last_start(self, timeline: Timeline, max_parallel: int) -> dict[str, Any]:
-        """The call that starts last, and what it waited for: a slot, or its dependencies."""
+        """The call that starts last, and what it waited for: a slot, or its dependencies
+        (then also the longest wait for a slot along that chain, if any)."""
         schedule = timeline.schedule
         calls = timeline.calls()
         if not calls:
             return {}
         node = max(calls, key=lambda n: (timeline.start[n], n))
-        at = timeline.start[node]
-        step = node if schedule.parent[node] < 0 else schedule.parent[node]
-        deps = self.dag.deps[step]
-        ready = max((timeline.finish[d] for d in deps), default=0.0)
-        if schedule.parent[node] >= 0:
-            ready = timeline.start[step]
+        at, ready = timeline.start[node], self._ready(timeline, node)
         info: dict[str, Any] = {
             "step": schedule.names[node],
             "starts_at_s": at,
@@ -223,11 +231,18 @@ class Bench:
             info["waits_on"] = "slot"
             info["reason"] = self._full(timeline, node, ready, max_parallel)
             return info
-        chain = []
-        current = step
+        chain: list[str] = []
+        current = node if schedule.parent[node] < 0 else schedule.parent[node]
+        longest: tuple[float, int] = (0.0, -1)
         while self.dag.deps[current]:
             current = max(self.dag.deps[current], key=lambda d: timeline.finish[d])
             chain.append(self.dag.names[current])
+            # The call that ended the dependency: the step, or its last item.
+            items = schedule.children.get(current)
+            end = max(items, key=lambda i: timeline.finish[i]) if items else current
+            wait = timeline.start[end] - self._ready(timeline, end)
+            if wait > longest[0] + 1e-9:
+                longest = (wait, end)
         chain.reverse()
         info["waits_on"] = "dependencies"
         info["chain"] = chain
@@ -236,6 +251,12 @@ class Bench:
             if chain
             else "nothing: it needs no other step"
         )
+        if longest[1] >= 0:
+            wait, end = longest
+            info["reason"] += (
+                f"; on that chain `{schedule.names[end]}` waited {wait:.3g}s for a slot ("
+                f"{self._full(timeline, end, self._ready(timeline, end), max_parallel)})"
+            )
         return info
 
     def _full(self, timeline: Timeline, node: int, ready: float, max_parallel: int) -> str:

@@ -161,7 +161,8 @@ def render_text(doc: dict[str, Any]) -> str:
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
-        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        lines.append("  ".join(cells).rstrip())
     limits = doc["configurations"][0]["limits"] if doc["configurations"] else {}
     if limits:
         lines.append("limits: " + ", ".join(f"{k}={v}" for k, v in limits.items()))

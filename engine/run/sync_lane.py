@@ -1,0 +1,123 @@
+"""Sync tool calls off the event loop, cheaper than `loop.run_in_executor`.
+
+`run_in_executor` pays per call for a `concurrent.futures.Future` (with its own
+Condition), a work item, an asyncio future chained to it with two callbacks, and one
+`call_soon_threadsafe` (a write to the loop's self-pipe) per result. A `SyncLane` keeps
+its own worker threads fed from one `SimpleQueue`: a call is a tuple put on the queue
+and an asyncio future; finished calls are handed back in batches, with one
+`call_soon_threadsafe` for every result that finished while the loop was busy.
+
+Semantics are the pool's: as many threads as the engine's pool allows (`max_workers`),
+started when a call finds no idle thread, so blocking tools still run side by side; a
+call that times out is abandoned (its thread finishes it, the result is dropped). The
+threads are daemon threads and end after `IDLE_S` without work, so a lane needs no
+closing and a stuck tool never holds up the process's exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import queue
+import threading
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any
+
+IDLE_S = 2.0  # a worker with nothing to do for this long ends
+
+_Job = tuple[asyncio.Future[Any], Callable[..., Any], tuple[Any, ...]]
+
+
+class SyncLane:
+    """Worker threads running sync calls for one event loop (see the module docstring)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_workers: int):
+        self.loop = loop
+        self.max_workers = max_workers
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._done: collections.deque[tuple[asyncio.Future[Any], bool, Any]] = collections.deque()
+        self._lock = threading.Lock()
+        self._posted = False  # a `_deliver` is scheduled on the loop and has not started
+        self._threads = 0
+        self._idle = 0  # threads waiting for a job (a starting thread counts)
+        self._queued = 0  # jobs put and not yet taken
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Run `fn(*args)` on a worker thread; the future is resolved on the loop."""
+        future = self.loop.create_future()
+        self._jobs.put((future, fn, args))
+        with self._lock:
+            self._queued += 1
+            spawn = self._queued > self._idle and self._threads < self.max_workers
+            if spawn:
+                self._threads += 1
+                self._idle += 1
+        if spawn:
+            threading.Thread(target=self._work, name="planfile-tool", daemon=True).start()
+        return future
+
+    def _work(self) -> None:
+        jobs, done, lock = self._jobs, self._done, self._lock
+        while True:
+            try:
+                future, fn, args = jobs.get(timeout=IDLE_S)
+            except queue.Empty:
+                with lock:
+                    # A job put after the timeout counted this thread as idle: take it.
+                    if not jobs.empty():
+                        continue
+                    self._idle -= 1
+                    self._threads -= 1
+                    return
+            with lock:
+                self._queued -= 1
+                self._idle -= 1
+            try:
+                done.append((future, True, fn(*args)))
+            except BaseException as err:  # the caller's to see, as from the pool
+                done.append((future, False, err))
+            del future, fn, args  # nothing of a finished call stays alive in an idle thread
+            with lock:
+                self._idle += 1
+                post = not self._posted
+                self._posted = True
+            if post:
+                try:
+                    self.loop.call_soon_threadsafe(self._deliver)
+                except RuntimeError:  # the loop is closed: nobody waits for these results
+                    done.clear()
+                    with lock:
+                        self._posted = False
+
+    def _deliver(self) -> None:
+        """On the loop: resolve every call finished so far."""
+        with self._lock:
+            self._posted = False  # results appended from now on post another delivery
+        done = self._done
+        while done:
+            future, ok, value = done.popleft()
+            if future.cancelled():  # timed out or cancelled: the late result is dropped
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+
+# One lane per engine pool, for the loop that runs it (`Engine.run_sync` starts a new
+# loop per run; a lane of a finished loop is replaced, its threads end when idle).
+_LANES: weakref.WeakKeyDictionary[Executor, SyncLane] = weakref.WeakKeyDictionary()
+
+
+def lane_for(pool: Executor, loop: asyncio.AbstractEventLoop) -> SyncLane | None:
+    """The lane standing in for `pool` on `loop`, or None when `pool` is not a thread
+    pool (a caller's own executor is used as it is)."""
+    lane = _LANES.get(pool)
+    if lane is not None and lane.loop is loop:
+        return lane
+    if type(pool) is not ThreadPoolExecutor:
+        return None
+    lane = _LANES[pool] = SyncLane(loop, pool._max_workers)
+    return lane
