@@ -68,9 +68,9 @@ def _price_table() -> dict[str, Any]:
     not loaded yet the file is read directly: pricing a plan (`planfile bench`) then
     costs milliseconds, not litellm's 1-2 s import."""
     if "litellm" in sys.modules:  # loaded: its table, with any models registered since
-        return dict(litellm_module().model_cost)
+        return litellm_module().model_cost
     shipped = _shipped_table()
-    return shipped if shipped is not None else dict(litellm_module().model_cost)
+    return shipped if shipped is not None else litellm_module().model_cost
 
 
 @cache
