@@ -197,7 +197,10 @@ class _Loop:
             self._check_caps(iteration)
             iteration += 1
             messages[0] = {"role": "system", "content": self._system(iteration)}
-            reply = await self._model(messages, iteration, self.specs)
+            # A typed step offers its answer's schema beside the tools on every call: a
+            # model that constrains its output (the embedded one) then answers in shape
+            # the first time instead of needing the repair call.
+            reply = await self._model(messages, iteration, self.specs, schema=self.schema)
             assistant: dict[str, Any] = {"role": "assistant", "content": reply.content}
             if not reply.tool_calls:
                 return await self._answer(messages, reply, iteration)
