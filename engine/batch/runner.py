@@ -25,7 +25,7 @@ from dsl.errors import PlanfileError
 from engine.batch.output import ResultsFile
 from engine.batch.progress import Counts, Display
 from engine.batch.state import DONE, QUEUED, BatchStore
-from engine.errors import JournalError
+from engine.errors import JournalError, StoreError
 from engine.models.ledger import BudgetGuard, Ledger
 from engine.run.hooks import RunHook, RunView
 from engine.run.result import RunResult, RunStatus, jsonable
@@ -143,7 +143,7 @@ class BatchRunner:
 
     @staticmethod
     def _reraise(finished: set[asyncio.Task[None]]) -> None:
-        """A row's task fails only when the batch cannot go on (its store broke)."""
+        """A row's task fails only when the batch cannot go on (a store broke)."""
         for task in finished:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
@@ -179,16 +179,17 @@ class BatchRunner:
         try:
             result = await self._start(values, run_id, hooks)
         except asyncio.CancelledError:
+            counts.running -= 1
             if run_ids:
                 self.store.finished(self.batch_id, line, QUEUED)
                 counts.queued_now += 1
             raise
-        except JournalError:
+        except StoreError:
             counts.running -= 1
-            raise  # the journal broke: no row can be recorded, the batch stops
+            raise  # the journal, ledger or batch store broke: the batch stops, rows queued
         except PlanfileError as err:
-            # This row cannot run (say, its journaled run is owned elsewhere): recorded as
-            # an error line, the batch goes on.
+            # This row's run could not be set up (say, the cluster went away): recorded
+            # as an error line, the batch goes on.
             counts.running -= 1
             counts.failed += 1
             self._write(line, run_ids[-1] if run_ids else run_id, "error", started, None, str(err))

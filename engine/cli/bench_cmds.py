@@ -23,6 +23,7 @@ from engine.cli.common import (
     warn,
 )
 from engine.cli.options import DEFAULT_MAX_PARALLEL
+from engine.cli.run_cmds import collector_set_for_a_run
 from engine.errors import UsageError
 
 if TYPE_CHECKING:
@@ -77,8 +78,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         inputs=parse_inputs(args.input, checked),
         replay=replay,
     )
-    bench = Bench(checked, tools, estimator, spec)
-    results = run_all(bench)
+    with collector_set_for_a_run():  # the collector as a run has it (run_cmds.py)
+        bench = Bench(checked, tools, estimator, spec)
+        results = run_all(bench)
     selector = TierSelector(tier_map, default_tier=config.default_tier)
     cost = cost_estimate(bench, selector.model_for, Pricing(config).price)
     if run_label is not None:
