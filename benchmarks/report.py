@@ -162,8 +162,8 @@ def planner_eval(rows: dict[str, dict[str, Any]]) -> list[str]:
         "",
         "Planner evaluation (`planfile eval-planner`, embedded model, fresh process):",
         "",
-        "| split | planner | checks, 1st try | checks | tool F1 | node F1 | edge F1 | steps | planning s p50 / p90 |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| split | planner | checks, 1st try | checks | tool F1 | node F1 | edge F1 | steps | copied | planning s p50 / p90 |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for split, row in found:
         for who, p in (("embedded", ""), ("llm-only", "baseline_")):
@@ -172,6 +172,7 @@ def planner_eval(rows: dict[str, dict[str, Any]]) -> list[str]:
                 f"| {split} | {who} | {row[p + 'checks_first_try']}/{n} | {row[p + 'checks']}/{n} | "
                 f"{_fmt(row[p + 'tool_f1'], '.2f')} | {_fmt(row[p + 'node_f1'], '.2f')} | "
                 f"{_fmt(row[p + 'edge_f1'], '.2f')} | {_fmt(row[p + 'steps_mean'], '.1f')} | "
+                f"{row[p + 'copied']}/{n} | "
                 f"{_fmt(row[p + 'seconds_median'], '.1f')} / {_fmt(row[p + 'seconds_p90'], '.1f')} |"
             )
     return out if found else []

@@ -147,6 +147,63 @@ def test_latency_specs() -> None:
         resolve_keys({"nosuch": Latency(1.0)}, {}, [])
 
 
+def test_agent_and_model_steps_are_estimated_per_tier_and_priced(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """An agent step is 3 model calls with a tool call between each two; an llm step's
+    tier comes from its task; the cost is tokens x the tier's model's price."""
+    path = tmp_path / "agent.plan"
+    path.write_text(
+        'step a = agent(task: "find the population of Lyon", tools: [search, calculate],'
+        " tier: fast)\n"
+        'step b = llm(prompt: "Summarize {{ a }}")\n    task writing\n'
+    )
+    code, out, _ = cli(
+        capsys,
+        "bench",
+        str(path),
+        "--latency",
+        "search=0.5",
+        "--latency",
+        "calculate=0.1",
+        "--tier",
+        "fast=openai/gpt-4o-mini",
+        "--tier",
+        "standard=openai/gpt-4o",
+        "--json",
+    )
+    assert code == 0
+    doc = json.loads(out)
+    # 3 fast calls (1 s) + 2 tool calls (mean of 0.5 and 0.1 s) + 1 standard call (3 s)
+    assert doc["critical_path"]["seconds"]["mean"] == pytest.approx(3 + 2 * 0.3 + 3)
+    fast, standard = doc["cost"]["tiers"]
+    assert (fast["tier"], fast["calls"], standard["tier"], standard["calls"]) == (
+        "fast",
+        3,
+        "standard",
+        1,
+    )
+    assert standard["model"] == "openai/gpt-4o" and standard["usd"] > fast["usd"] > 0
+    assert doc["cost"]["total_usd"] == pytest.approx(fast["usd"] + standard["usd"])
+
+
+def test_expected_cost_is_shown_beside_the_estimate(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(
+        json.dumps(
+            {
+                "name": "p",
+                "expected_cost_usd": 0.25,
+                "steps": [{"id": "a", "tool": "llm", "args": {"prompt": "hi"}}],
+            }
+        )
+    )
+    code, out, _ = cli(capsys, "bench", str(path))
+    assert code == 0 and "(the plan expects $0.2500)" in out
+
+
 # --- property: the simulated makespan respects the bounds of any schedule -------------
 
 

@@ -151,7 +151,7 @@ def shape_of(checked: CheckedPlan, tools: Mapping[str, Any] | None = None) -> Sh
     return Shape(tuple(s.tool for s in steps), edges)
 
 
-COPY_WORDS = 6
+COPY_WORDS = 4
 Shingles = frozenset[tuple[str, ...]]
 
 

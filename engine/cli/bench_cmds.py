@@ -29,6 +29,7 @@ from engine.errors import UsageError
 if TYPE_CHECKING:
     from dsl.checker import CheckedPlan
     from engine.sim.bench import Replay
+    from stdlib_tools import ToolRegistry
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -45,6 +46,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     limits.update(parse_limits(args.limit))
     slots = args.max_parallel or [int(config.limits.get("max_parallel", DEFAULT_MAX_PARALLEL))]
     replay, run_label = None, None
+    skipped: set[str] = set()
     if args.plan is None and args.from_run is None:
         raise UsageError("bench needs a PLAN file, or --from-run RUN to bench a journaled run")
     if args.plan is not None:
@@ -57,9 +59,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
             executor=executor_choice(args, config),
         )
     if args.from_run is not None:
-        plan_checked, replay, run_label = _journaled(args.from_run, args.tools)
+        journaled, replay, skipped, run_label = _journaled(args.from_run, args.tools)
         if args.plan is None:
-            checked, tools = plan_checked, registry(args.tools)
+            checked, tools = journaled
     for warning in checked.warnings:
         print(warning.render(checked.source), file=sys.stderr)
     tier_map = {**checked.plan.tiers, **config.tiers, **tiers}
@@ -74,7 +76,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         runs=args.runs,
         seed=args.seed,
         fan_out=_fan_outs(args.fan_out, checked),
-        when_false=_steps(args.skip, checked, "--skip"),
+        when_false=_steps(args.skip, checked, "--skip") | (skipped & _ids(checked)),
         inputs=parse_inputs(args.input, checked),
         replay=replay,
     )
@@ -104,28 +106,40 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _journaled(run_id: str, tool_files: list[str]) -> tuple[CheckedPlan, dict[str, Replay], str]:
-    """A journaled run's plan and each finished step's measured span (and item count)."""
+def _journaled(
+    run_id: str, tool_files: list[str]
+) -> tuple[tuple[CheckedPlan, ToolRegistry], dict[str, Replay], set[str], str]:
+    """A journaled run's plan (checked, with its tools), each finished step's measured
+    span (and item count), the steps its `when` skipped, and the run's full id."""
     from dsl.checker import check
     from dsl.ir import Plan
     from engine.sim.bench import Replay
 
     store = journal()
     row = store.run(run_id)  # JournalError: no such run, or an ambiguous prefix
-    checked = check(Plan.model_validate_json(row.plan_json), registry(tool_files))
+    tools = registry(tool_files)
+    checked = check(Plan.model_validate_json(row.plan_json), tools)
     fan = {step.id for step in checked.plan.steps if step.for_each is not None}
     replay: dict[str, Replay] = {}
+    skipped: set[str] = set()
     for name, record in store.steps(row.run_id).items():
+        if record.skipped_by_when:
+            skipped.add(name)
+            continue
         began, ended = record.started_at, record.finished_at
         if began is None or ended is None or not math.isfinite(ended - began):
             continue
         items = len(record.output) if name in fan and isinstance(record.output, list) else None
         replay[name] = Replay(max(0.0, ended - began), items)
-    return checked, replay, row.run_id
+    return (checked, tools), replay, skipped, row.run_id
+
+
+def _ids(checked: CheckedPlan) -> set[str]:
+    return {step.id for step in checked.plan.steps}
 
 
 def _steps(names: list[str], checked: CheckedPlan, flag: str) -> set[str]:
-    known = {step.id for step in checked.plan.steps}
+    known = _ids(checked)
     for name in names:
         if name not in known:
             raise UsageError(f"{flag} {name}: the plan has no step `{name}`")

@@ -11,7 +11,9 @@ Semantics are the pool's: as many threads as the engine's pool allows (`max_work
 started when a call finds no idle thread, so blocking tools still run side by side; a
 call that times out is abandoned (its thread finishes it, the result is dropped). The
 threads are daemon threads and end after `IDLE_S` without work, so a lane needs no
-closing and a stuck tool never holds up the process's exit.
+closing and a stuck tool never holds up the process's exit. A lane holds its loop
+weakly: an engine that runs again and again (`Engine.run_sync`, a new loop each time)
+keeps no finished loop alive.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class SyncLane:
     """Worker threads running sync calls for one event loop (see the module docstring)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, max_workers: int):
-        self.loop = loop
+        self._loop = weakref.ref(loop)
         self.max_workers = max_workers
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._done: collections.deque[tuple[asyncio.Future[Any], bool, Any]] = collections.deque()
@@ -44,9 +46,14 @@ class SyncLane:
         self._idle = 0  # threads waiting for a job (a starting thread counts)
         self._queued = 0  # jobs put and not yet taken
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop this lane delivers to (None once it is gone)."""
+        return self._loop()
+
     def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """Run `fn(*args)` on a worker thread; the future is resolved on the loop."""
-        future = self.loop.create_future()
+        future = asyncio.get_running_loop().create_future()
         self._jobs.put((future, fn, args))
         with self._lock:
             self._queued += 1
@@ -84,12 +91,20 @@ class SyncLane:
                 post = not self._posted
                 self._posted = True
             if post:
-                try:
-                    self.loop.call_soon_threadsafe(self._deliver)
-                except RuntimeError:  # the loop is closed: nobody waits for these results
-                    done.clear()
-                    with lock:
-                        self._posted = False
+                self._post()
+
+    def _post(self) -> None:
+        """Have the loop deliver the finished calls (its own frame: an idle thread keeps
+        no reference to the loop)."""
+        loop = self._loop()
+        try:
+            if loop is None:
+                raise RuntimeError("the loop is gone")
+            loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the loop is closed: nobody waits for these results
+            self._done.clear()
+            with self._lock:
+                self._posted = False
 
     def _deliver(self) -> None:
         """On the loop: resolve every call finished so far."""

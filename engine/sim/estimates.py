@@ -148,6 +148,7 @@ class Estimator:
         self.overrides = dict(overrides or {})
         self.default_tier = default_tier
         self.base = LatencyModel.from_tools(tools)
+        self._plain: dict[str, StepEstimate] = {}
 
     def _tool(self, name: str) -> Latency:
         override = self.overrides.get(("tool", name))
@@ -164,7 +165,10 @@ class Estimator:
     def estimate(self, step: Step) -> StepEstimate:
         spec = self.tools.get(step.tool)
         if spec is None or not getattr(spec, "uses_model", False):
-            return StepEstimate(self._tool(step.tool), None, 0, 0, 0)
+            known = self._plain.get(step.tool)  # one per tool: 100k steps share a few
+            if known is None:
+                known = self._plain[step.tool] = StepEstimate(self._tool(step.tool), None, 0, 0, 0)
+            return known
         tier = base_tier(step, self.default_tier)
         label = f"model:{step.model}" if step.model else tier
         input_tokens = _prompt_tokens(step.args)

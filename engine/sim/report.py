@@ -139,7 +139,7 @@ def render_text(doc: dict[str, Any]) -> str:
         "/crit.path",
         "slots used",
         "efficiency",
-        "vs 1-at-a-time",
+        "speed-up vs 1 at a time",
         "vs supersteps",
     )
     rows = [header]
@@ -155,8 +155,8 @@ def render_text(doc: dict[str, Any]) -> str:
                 _x(conf["vs_critical_path"]),
                 str(conf["slots_used"]),
                 "—" if efficiency is None else f"{efficiency:.0%}",
-                f"{_x(conf['speedup_vs_one_at_a_time'])} faster",
-                f"{_x(conf['speedup_vs_superstep'])} faster ({_s(conf['superstep_makespan_s'])})",
+                _x(conf["speedup_vs_one_at_a_time"]),
+                f"{_x(conf['speedup_vs_superstep'])} ({_s(conf['superstep_makespan_s'])})",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -170,8 +170,9 @@ def render_text(doc: dict[str, Any]) -> str:
     for conf in doc["configurations"]:
         last = conf["starts_last"]
         if last:
+            which = ", first run" if runs > 1 else ""
             lines.append(
-                f"starts last (max-parallel {conf['max_parallel']}): `{last['step']}` at "
+                f"starts last (max-parallel {conf['max_parallel']}{which}): `{last['step']}` at "
                 f"{_s(last['starts_at_s'])}: {last['reason']}"
             )
     cost = doc["cost"]
