@@ -18,7 +18,14 @@ from dsl.json_loader import load_json
 from dsl.types import Type, from_python
 from engine.agent.examples import all_examples, choose, terms
 from engine.agent.grammar_ir import Alt, Chars, Expr, Grammar, Lit, Ref, Rep, Seq
-from engine.agent.plan_grammar import DEFAULT_MAX_STEPS, expressible, plan_grammar
+from engine.agent.plan_grammar import (
+    DEFAULT_MAX_STEPS,
+    NUMBERS,
+    expressible,
+    goal_numbers,
+    goal_words,
+    plan_grammar,
+)
 from engine.agent.planner import add_joiner, allowed_tools
 from engine.models.local_model import available
 from stdlib_tools import ToolRegistry
@@ -144,6 +151,50 @@ def test_every_derivation_checks_for_the_planner_tools(registry: ToolRegistry, s
                 # references it is a Python expression.
                 expression = REF.sub("2", step.args["expression"])
                 compile(expression, "<expression>", "eval")
+
+
+goal_texts = st.lists(
+    st.one_of(
+        st.from_regex(r"[A-Za-z][a-z'-]{0,9}", fullmatch=True),
+        st.from_regex(r"\$?[1-9][0-9]{0,5}(\.[0-9]{1,2})?%?", fullmatch=True),
+        st.sampled_from(["{{", "}}", "{%", '"', "\\", "1,380", "notes.txt", "s2", "\n"]),
+        st.text(max_size=4),
+    ),
+    min_size=1,
+    max_size=14,
+).map(" ".join)
+
+
+@settings(max_examples=40)
+@given(goal_texts, st.integers(0, 2**32))
+def test_a_goals_grammar_calculates_with_its_numbers_and_queries_its_words(
+    registry: ToolRegistry, goal: str, seed: int
+) -> None:
+    """Given the goal, every plan still loads and checks, a calculation's numbers are the
+    goal's or a formula's constants, and a search query or `into` is the goal's words (and
+    earlier results): no number or phrase of an example can be written."""
+    tools = allowed_tools(registry)
+    built = plan_grammar(tools, goal=goal)
+    numbers = set(goal_numbers(goal)) | set(NUMBERS)
+    words = set(goal_words(goal))
+    rng = random.Random(seed)
+    for _ in range(10):
+        text = built.grammar.sample(rng)
+        assert_well_formed(text, built.tools, DEFAULT_MAX_STEPS)
+        checked = loads_and_checks(text, tools, goal=goal)
+        for step in checked.plan.steps:
+            if step.tool == "calculate":
+                expression = REF.sub("", step.args["expression"])
+                assert set(re.findall(r"[0-9.]+", expression)) <= numbers, expression
+                compile(REF.sub("2", step.args["expression"]), "<expression>", "eval")
+            for name in ("query", "into"):
+                if step.tool in ("search", "extract") and name in step.args and words:
+                    assert set(REF.sub(" ", step.args[name]).split()) <= words
+
+
+def test_goal_numbers_are_written_as_a_calculation_writes_them() -> None:
+    goal = "Split $1,380.50 (or 1380.50) between 06 people with a 5% tip, see s2 and v2.txt"
+    assert goal_numbers(goal) == ["1380.50", "6", "5"]
 
 
 @pytest.mark.parametrize(
@@ -335,3 +386,53 @@ def test_shown_examples_take_the_goals_own_text(registry: ToolRegistry) -> None:
         if s["tool"] == "search"
     )
     assert "rent" in query and "neighbourhoods" in query
+
+
+FIT_GOALS = [
+    "Split 1380 between 6 housemates",
+    "What is the monthly payment on a 9000 loan at 3% over 2 years, and is it affordable?",
+    "Make a timeline of the dates in diary.txt",
+    "Write a haiku about rain and save it to poem.md",
+    "Summarize what our notes say about the heating and the boiler",
+    "Review everything in the scripts folder",
+    "How warm is 50 degrees Fahrenheit in Celsius?",
+    "Find the cheapest item in orders.json",
+]
+
+
+@pytest.mark.parametrize("goal", FIT_GOALS)
+def test_shown_examples_hold_nothing_the_goals_grammar_refuses(
+    registry: ToolRegistry, goal: str
+) -> None:
+    """Issue 15's item 2: a shown example is in the goal's own grammar (its numbers, its
+    query words), and none of its arguments keeps a 4-word run of the example's text that
+    is not in the goal."""
+    offered = allowed_tools(registry)
+    parser = recogniser(plan_grammar(offered, goal=goal).grammar)
+    own = {tuple(w) for w in _runs(goal)}
+    originals = {e.goal: e for e in all_examples()}
+    for example in choose(goal, offered):
+        parser.parse(example.text())
+        copied = {
+            run
+            for e in originals.values()
+            for text in _strings(e.plan["steps"])
+            for run in _runs(text)
+        }
+        for text in _strings(example.plan["steps"]):
+            assert not (set(_runs(text)) & copied) - own, text
+
+
+def _runs(text: str, n: int = 4) -> list[tuple[str, ...]]:
+    words = [w for w in re.findall(r"[a-z0-9]+", text.lower()) if not re.fullmatch(r"s\d+", w)]
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+def test_every_calculation_example_fits_its_own_goal() -> None:
+    """Each example calculation uses its goal's numbers and a formula's constants only, so
+    it can be rewritten with another goal's numbers (and is shown for none that lacks them)."""
+    for example in all_examples():
+        if "calculate" in example.tools:
+            assert example.adapted(example.goal) is not None, example.goal
+    split = next(e for e in all_examples() if e.goal.startswith("Split a 96"))
+    assert split.adapted("Share 7 pizzas") is None  # one number: the example needs two

@@ -19,6 +19,14 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from engine.agent.plan_grammar import (
+    EXPRESSION_PARAMS,
+    GOAL_WORDS,
+    NUMBERS,
+    goal_numbers,
+    goal_words,
+)
+
 SHOWN = 2
 # Below this an example shares only a common word or two with the goal: not shown.
 MIN_SCORE = 1.0
@@ -28,6 +36,12 @@ RUNNER_UP = 0.5
 K1 = 1.2
 B = 0.75
 _WORD = re.compile(r"[a-z0-9]+")
+_FOLDER = re.compile(r"\b([\w.-]+)\s+(?:folder|directory)\b", re.IGNORECASE)
+# A number in a calculation (not a step id's digit: `{{ s1 }}`).
+_EXPRESSION_NUMBER = re.compile(r"(?<![A-Za-z_.\d])\d+(?:\.\d+)?")
+_WRITTEN = re.compile(r"\b(?:to|into|as)\s+([\w./-]+\.[a-z]+)\b", re.IGNORECASE)
+_REF = re.compile(r"\{\{ s\d+ \}\}")
+_REFS_ONLY = re.compile(r"(?:\s*\{\{ s\d+ \}\})+\s*")
 _FILE = re.compile(r"[\w./-]+\.(?:txt|md|py|json|csv|html|js|ts|go|rs|java|yaml|yml|toml|log)\b")
 # Words that say nothing about what a goal needs.
 _STOP = frozenset(
@@ -83,6 +97,10 @@ _STOP = frozenset(
 )
 
 
+class _Unfit(Exception):
+    """An example that cannot be rewritten in a goal's terms (why, for debugging)."""
+
+
 @dataclass(frozen=True)
 class Example:
     goal: str
@@ -96,29 +114,81 @@ class Example:
         """The plan as the grammar writes it (compact JSON, keys in its order)."""
         return json.dumps(self.plan, ensure_ascii=False)
 
-    def adapted(self, goal: str) -> Example:
-        """The example with its goal-specific text taken from `goal`: a model step's
-        restated goal becomes this goal, a file path the file this goal names (if any), a
-        search query this goal's words. A weak model copies the example's text; so what
-        it copies is its own goal's."""
+    def adapted(self, goal: str) -> Example | None:
+        """The example rewritten in `goal`'s own terms, or None when it does not fit `goal`.
+
+        A weak model copies the example it is shown, so every free text of the example is
+        replaced: a model step's prompt becomes the goal and the earlier results it uses
+        (the example's own instructions go), a search query or an extraction's `into` the
+        goal's words, a path the file the goal names, a folder pattern the goal's folder,
+        a calculation's numbers the goal's (in the order both state them; the constants of
+        the formula stay). An example needing what the goal lacks (a file, more numbers) or
+        holding text no rule rewrites (a JSON query) does not fit: what it would show is
+        what the goal's grammar (engine/agent/plan_grammar.py) refuses or a copy."""
         plain = _plain(goal)
-        files = _FILE.findall(goal)
-        words = [w for w in re.findall(r"[\w'-]+", plain) if w.lower() not in _STOP]
+        files = _FILE.findall(plain)
+        # The file a goal saves to follows `to`/`into`/`as`; the others it reads.
+        written = [f for f in _WRITTEN.findall(plain) if f in files]
+        read = [f for f in files if f not in written]
+        tools = self.tools
+        if read and "search" in tools and "read_file" not in tools:
+            return None  # the goal names what to read: searching the corpus instead misleads
+        folder = _FOLDER.search(plain)
+        mine = goal_numbers(plain)
+        theirs = goal_numbers(self.goal)
+        words = [w for w in goal_words(plain) if w.lower() not in _STOP][:GOAL_WORDS]
+
+        def number(match: re.Match[str]) -> str:
+            text = match.group(0)
+            if text in theirs:
+                index = theirs.index(text)
+                if index >= len(mine):
+                    raise _Unfit(f"needs a number {index + 1} the goal lacks")
+                return mine[index]
+            if text not in NUMBERS:
+                raise _Unfit(f"{text} is neither the example goal's number nor a constant")
+            return text
+
+        def rewrite(tool: str, name: str, value: str) -> str:
+            if _REFS_ONLY.fullmatch(value):
+                return value
+            if self.goal in value:
+                return "\n".join([plain, *_REF.findall(value)])
+            if name == "path" and tool == "read_file" and read:
+                return paths.setdefault(value, read[0])
+            if name == "path" and tool == "write_file" and written:
+                return paths.setdefault(value, written[-1])
+            if name == "pattern" and folder:
+                return f"{folder.group(1)}/**/*"
+            if name == "pattern" and re.search(r"\bfiles\b", plain, re.IGNORECASE):
+                return "**/*"
+            if name in ("query", "into") and words:
+                return " ".join(words)
+            if (tool, name) in EXPRESSION_PARAMS:
+                return _EXPRESSION_NUMBER.sub(number, value)
+            raise _Unfit(f"no rule rewrites {tool}.{name}")
+
+        paths: dict[str, str] = {}  # the example's file -> the goal's
         steps = []
-        for step in self.plan["steps"]:
-            args = {}
-            for name, value in step["args"].items():
-                if isinstance(value, str) and "{{" not in value:
-                    # Only a path read from: an example's output file stays its own.
-                    if name == "path" and files and step["tool"] == "read_file":
-                        value = files[0]
-                    elif step["tool"] == "search" and name == "query" and words:
-                        value = " ".join(words[:8])
-                if isinstance(value, str) and plain:
-                    value = value.replace(self.goal, plain)
-                args[name] = value
-            steps.append({**step, "args": args})
-        return Example(self.goal, {**self.plan, "steps": steps})
+        try:
+            for step in self.plan["steps"]:
+                args = {
+                    name: rewrite(step["tool"], name, value) if isinstance(value, str) else value
+                    for name, value in step["args"].items()
+                }
+                steps.append({**step, "args": args})
+        except _Unfit:
+            return None
+        # The example's goal, with the same numbers and file, so the plan shown matches it.
+        shown = _EXPRESSION_NUMBER.sub(
+            lambda m: mine[theirs.index(m.group(0))]
+            if m.group(0) in theirs and theirs.index(m.group(0)) < len(mine)
+            else m.group(0),
+            self.goal,
+        )
+        for theirs_file, mine_file in paths.items():
+            shown = shown.replace(theirs_file, mine_file)
+        return Example(shown, {**self.plan, "steps": steps})
 
     def words(self) -> list[str]:
         args = " ".join(_strings(self.plan))
@@ -172,9 +242,13 @@ def choose(
     pool: tuple[Example, ...] | None = None,
 ) -> list[Example]:
     """The `shown` examples most like `goal` whose tools are all offered (best first)."""
-    candidates = [
-        e for e in (pool if pool is not None else all_examples()) if e.tools <= set(offered)
+    fitting = [
+        (e, e.adapted(goal))
+        for e in (pool if pool is not None else all_examples())
+        if e.tools <= set(offered)
     ]
+    candidates = [e for e, shown in fitting if shown is not None]
+    adapted = {id(e): shown for e, shown in fitting if shown is not None}
     if not candidates or shown <= 0:
         return []
     docs = [Counter(e.words()) for e in candidates]
@@ -194,7 +268,7 @@ def choose(
     ranked = sorted(scored)[:shown]
     # A runner-up far behind the best fits the goal only by a common word.
     kept = [example for score, _, example in ranked if score <= ranked[0][0] * RUNNER_UP]
-    return [example.adapted(goal) for example in kept]
+    return [adapted[id(example)] for example in kept]
 
 
 __all__ = ["SHOWN", "Example", "all_examples", "choose", "terms"]

@@ -9,11 +9,15 @@ it for the tests). A plan is compact JSON, `{"steps": [...], "outputs": ["sK"]}`
 - text may use `{{ sJ }}` only for an earlier step J, and no other brace: goal text with
   `{%`/`{{` cannot become a broken template, and raw control characters never appear;
 - `calculate`'s expression is arithmetic over numbers and earlier steps' results.
+Given the goal, the grammar also keeps what a weak model copies from an example out: a
+`calculate` number is one the goal states or a small constant of a formula (`NUMBERS`),
+and a search query or an extraction's `into` is made of the goal's own words.
 A tool with a required parameter no value grammar covers (a record type) is left out.
 """
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -28,6 +32,15 @@ DEFAULT_MAX_STEPS = 4  # everyday goals need 1-4 steps; a weak model given more 
 HIDDEN_PARAMS = frozenset({"temperature", "max_tokens", "system"})
 # Parameters whose text is an arithmetic expression (the tool, the parameter).
 EXPRESSION_PARAMS = frozenset({("calculate", "expression")})
+# Parameters whose text, given a goal, is the goal's words (and earlier results) only.
+GOAL_WORD_PARAMS = frozenset({("search", "query"), ("extract", "into")})
+GOAL_WORDS = 8  # words of such a parameter
+# The numbers a formula needs besides the goal's: percent, months, weeks, days, hours,
+# minutes, degrees (F to C), halves and small counts.
+NUMBERS = ("0", "0.5", "1", "2", "3", "4", "5", "7", "9", "10", "12", "24", "30", "32", "52", "60")
+NUMBERS += ("100", "365", "1000")
+_NUMBER = re.compile(r"(?<![A-Za-z_.\d])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?")
+_GOAL_WORD = re.compile(r"[^\W_][\w'-]*")
 TIERS = ("fast", "standard", "frontier")
 # Characters of free text; braces are only ever written by the reference rule.
 TEXT_EXCLUDED = '"\\{}'
@@ -65,18 +78,52 @@ def expressible(spec: Any) -> bool:
     return all(_covered(p.type) for p in spec.params if p.required and p.name not in HIDDEN_PARAMS)
 
 
+def goal_numbers(goal: str) -> list[str]:
+    """The numbers `goal` states, in order, once each, as a calculation writes them
+    (`1,380` -> `1380`, `007` -> `7`, `5%` -> `5`)."""
+    found: list[str] = []
+    for whole, fraction in _NUMBER.findall(goal):
+        number = str(int(whole.replace(",", ""))) + fraction
+        if number not in found:
+            found.append(number)
+    return found
+
+
+def goal_words(goal: str) -> list[str]:
+    """The goal's words, in order, once each (no brace, quote or backslash can be in one)."""
+    found: list[str] = []
+    for word in _GOAL_WORD.findall(goal):
+        if word not in found and not any(c in TEXT_EXCLUDED for c in word):
+            found.append(word)
+    return found
+
+
 def plan_grammar(
-    tools: Mapping[str, Any], *, max_steps: int = DEFAULT_MAX_STEPS, min_steps: int = 1
+    tools: Mapping[str, Any],
+    *,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    min_steps: int = 1,
+    goal: str | None = None,
 ) -> PlanGrammar:
-    """The grammar of plans over `tools` (name -> ToolSpec) with `min_steps`..`max_steps` steps."""
+    """The grammar of plans over `tools` (name -> ToolSpec) with `min_steps`..`max_steps` steps;
+    with `goal`, calculations use its numbers (and `NUMBERS`), queries its words."""
     if not 1 <= min_steps <= max_steps:
         raise ValueError(f"steps must satisfy 1 <= min ({min_steps}) <= max ({max_steps})")
     offered = tuple(sorted(name for name, spec in tools.items() if expressible(spec)))
     if not offered:
         raise ValueError("no offered tool can be called from a plan grammar")
     rules: dict[str, Expr] = {}
+    bound = goal is not None
+    if goal is not None:
+        numbers = [*goal_numbers(goal), *(n for n in NUMBERS if n not in goal_numbers(goal))]
+        rules["goalnum"] = alt(*(Lit(n) for n in numbers))
+        words = goal_words(goal)
+        # A goal without words: its queries are plain short text.
+        bound = bool(words)
+        if words:
+            rules["goalword"] = alt(*(Lit(w) for w in words))
     for k in range(1, max_steps + 1):
-        _step_rules(rules, k, {name: tools[name] for name in offered})
+        _step_rules(rules, k, {name: tools[name] for name in offered}, goal is not None, bound)
         if k < max_steps:
             more = seq(Lit(", "), Ref(f"step{k + 1}"), Ref(f"tail{k + 1}"))
             end = Lit(f'], "outputs": ["s{k}"]}}')
@@ -88,15 +135,25 @@ def plan_grammar(
     return PlanGrammar(Grammar(rules), offered, max_steps)
 
 
-def _step_rules(rules: dict[str, Expr], k: int, tools: Mapping[str, Any]) -> None:
-    """`step{k}`: one call of an offered tool, its text referring to s1..s(k-1)."""
+def _step_rules(
+    rules: dict[str, Expr], k: int, tools: Mapping[str, Any], numbers: bool, words: bool
+) -> None:
+    """`step{k}`: one call of an offered tool, its text referring to s1..s(k-1); with
+    `numbers`, a calculation's numbers are the goal's (`goalnum`), with `words`, a query's
+    words are (`goalword`)."""
     earlier = [Lit(f"{{{{ s{j} }}}}") for j in range(1, k)]
     if earlier:
         rules[f"ref{k}"] = alt(*earlier)
     ref = Ref(f"ref{k}") if earlier else None
     rules[f"text{k}"] = _text(ref, TEXT_CHARS)
     rules[f"short{k}"] = _text(ref, SHORT_CHARS)
-    atoms: list[Expr] = [Ref("number"), seq(Lit("("), Ref(f"sum{k}"), Lit(")"))]
+    if words:
+        word = alt(Ref("goalword"), ref) if ref is not None else Ref("goalword")
+        rules[f"words{k}"] = seq(
+            Lit('"'), word, Rep(seq(Lit(" "), word), 0, GOAL_WORDS - 1), Lit('"')
+        )
+    number = Ref("goalnum" if numbers else "number")
+    atoms: list[Expr] = [number, seq(Lit("("), Ref(f"sum{k}"), Lit(")"))]
     if ref is not None:
         atoms.insert(1, ref)
     rules[f"atom{k}"] = alt(*atoms)
@@ -115,7 +172,7 @@ def _step_rules(rules: dict[str, Expr], k: int, tools: Mapping[str, Any]) -> Non
         parts: list[Expr] = [Lit(f'"tool": {_json_string(name)}')]
         if getattr(spec, "uses_model", False):
             parts.append(opt(seq(Lit(', "tier": '), alt(*(Lit(f'"{t}"') for t in TIERS)))))
-        parts += [Lit(', "args": {'), _args(spec, k), Lit("}")]
+        parts += [Lit(', "args": {'), _args(spec, k, words), Lit("}")]
         rules[rule] = seq(*parts)
         calls.append(Ref(rule))
     rules[f"step{k}"] = seq(Lit(f'{{"id": "s{k}", '), alt(*calls), Lit("}"))
@@ -140,14 +197,14 @@ def _text(ref: Expr | None, length: int) -> Expr:
     return seq(Lit('"'), Rep(Alt(tuple(pieces)), 1, length), Lit('"'))
 
 
-def _args(spec: Any, k: int) -> Expr:
+def _args(spec: Any, k: int, words: bool) -> Expr:
     """The tool's parameters by name: required ones in order, then any optional ones."""
     params = [p for p in spec.params if p.name not in HIDDEN_PARAMS and _covered(p.type)]
     required = [p for p in params if p.required]
     optional = [p for p in params if not p.required]
 
     def pair(p: Any) -> Expr:
-        return seq(Lit(f"{_json_string(p.name)}: "), _value(spec, p, k))
+        return seq(Lit(f"{_json_string(p.name)}: "), _value(spec, p, k, words))
 
     if required:
         items: list[Expr] = [pair(required[0])]
@@ -164,9 +221,11 @@ def _args(spec: Any, k: int) -> Expr:
     return opt(alt(*firsts))
 
 
-def _value(spec: Any, param: Any, k: int) -> Expr:
+def _value(spec: Any, param: Any, k: int, words: bool) -> Expr:
     if (spec.name, param.name) in EXPRESSION_PARAMS:
         return seq(Lit('"'), Ref(f"sum{k}"), Lit('"'))
+    if words and (spec.name, param.name) in GOAL_WORD_PARAMS and param.type.kind == "str":
+        return Ref(f"words{k}")
     choices = _enum(spec, param.name)
     if choices:
         return alt(*(Lit(_json_value(c)) for c in choices))
@@ -242,4 +301,13 @@ def tool_names(tools: Iterable[str]) -> str:
     return ", ".join(sorted(tools))
 
 
-__all__ = ["DEFAULT_MAX_STEPS", "PlanGrammar", "expressible", "plan_grammar", "tool_names"]
+__all__ = [
+    "DEFAULT_MAX_STEPS",
+    "NUMBERS",
+    "PlanGrammar",
+    "expressible",
+    "goal_numbers",
+    "goal_words",
+    "plan_grammar",
+    "tool_names",
+]

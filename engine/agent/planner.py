@@ -257,15 +257,16 @@ class Planner:
         tier = PLANNER_TIER if PLANNER_TIER in self.tiers else "frontier"
         return self.gateway.usable(self.tiers.get(tier) or LOCAL_MODEL)
 
-    def request(self, model: str, number: int) -> dict[str, Any]:
-        """The call's sampling and constraint for attempt `number` (1-based)."""
+    def request(self, model: str, number: int, goal: str | None = None) -> dict[str, Any]:
+        """The call's sampling and constraint for attempt `number` (1-based); with `goal`,
+        the grammar keeps calculations to its numbers and queries to its words."""
         # A retry at the same temperature tends to repeat the failed reply word for word.
         temperature = RETRY_TEMPERATURES[min(number, len(RETRY_TEMPERATURES)) - 1]
         grammar = None
         if takes_grammar(model):
             # No offered tool with a value grammar: the schema and the repair loop instead.
             with contextlib.suppress(ValueError):
-                grammar = plan_grammar(self.tools, max_steps=self.max_steps)
+                grammar = plan_grammar(self.tools, max_steps=self.max_steps, goal=goal)
         if grammar is not None:
             return {
                 "temperature": temperature,
@@ -304,7 +305,7 @@ class Planner:
                 run_id=run_id,
                 step_id=f"planning#{number}",
                 mock=self.mock_response,
-                **self.request(model, number),
+                **self.request(model, number, goal),
             )
             attempt = Attempt(number, reply)
             attempts.append(attempt)
