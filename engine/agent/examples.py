@@ -39,7 +39,7 @@ _WORD = re.compile(r"[a-z0-9]+")
 _FOLDER = re.compile(r"\b([\w.-]+)\s+(?:folder|directory)\b", re.IGNORECASE)
 # A number in a calculation (not a step id's digit: `{{ s1 }}`).
 _EXPRESSION_NUMBER = re.compile(r"(?<![A-Za-z_.\d])\d+(?:\.\d+)?")
-_WRITTEN = re.compile(r"\b(?:to|into|as)\s+([\w./-]+\.[a-z]+)\b", re.IGNORECASE)
+_WRITTEN = re.compile(r"\b(?:to|into|as|called|named)\s+([\w./-]+\.[a-z]+)\b", re.IGNORECASE)
 _REF = re.compile(r"\{\{ s\d+ \}\}")
 _REFS_ONLY = re.compile(r"(?:\s*\{\{ s\d+ \}\})+\s*")
 _FILE = re.compile(r"[\w./-]+\.(?:txt|md|py|json|csv|html|js|ts|go|rs|java|yaml|yml|toml|log)\b")
