@@ -94,18 +94,28 @@ class RemoteFault(Exception):
 
 
 def portable(err: Exception) -> Exception:
-    """`err` if it survives pickling, else its `RemoteFault`."""
-    try:
-        pickle.loads(pickle.dumps(err))
-        return err
-    except Exception:
-        from engine.models.provider import retry_after
+    """`err` if it survives pickling with what the coordinator reads of it (its fault
+    class, Retry-After, message), else its `RemoteFault`. Whether a provider's exception
+    pickles depends on litellm's and httpx's internals (a response's stream, say), so
+    the copy is checked, not assumed."""
+    from engine.faults import classify
+    from engine.models.provider import retry_after
 
-        names = tuple(cls.__name__ for cls in type(err).__mro__)
-        status = getattr(err, "status_code", None)
-        return RemoteFault(
-            names, str(err), status if isinstance(status, int) else None, retry_after(err)
-        )
+    try:
+        copy = pickle.loads(pickle.dumps(err))
+        if (
+            classify(copy) is classify(err)
+            and retry_after(copy) == retry_after(err)
+            and str(copy) == str(err)
+        ):
+            return err
+    except Exception:
+        pass  # it does not travel: send what the coordinator reads of it instead
+    names = tuple(cls.__name__ for cls in type(err).__mro__)
+    status = getattr(err, "status_code", None)
+    return RemoteFault(
+        names, str(err), status if isinstance(status, int) else None, retry_after(err)
+    )
 
 
 _FAULT_CLASSES: dict[tuple[str, ...], type[Exception]] = {}
