@@ -28,7 +28,7 @@ from pathlib import Path
 from engine.errors import StoreError
 from engine.store import lease
 from engine.store.home import data_home
-from engine.store.sqlite import connect_wal, refuse_hint
+from engine.store.sqlite import connect_wal, refuse_hint, store_error
 
 RUNNING = "running"
 QUEUED = "queued"
@@ -103,14 +103,7 @@ class BatchStore:
         return self._conn
 
     def _broken(self, err: sqlite3.Error) -> BatchStoreError:
-        if isinstance(err, sqlite3.OperationalError) and "locked" in str(err):
-            return BatchStoreError(
-                f"batch store {self.path} stayed locked by another process: {err}",
-                hint="try again when it finishes, or set PLANFILE_HOME to use another folder",
-            )
-        return BatchStoreError(
-            f"batch store {self.path} is unusable: {err}", hint=refuse_hint(self.path, _HOLDS)
-        )
+        return store_error(BatchStoreError, "batch store", self.path, err, _HOLDS)
 
     def _write(
         self, sql: str | None, params: tuple[object, ...] | list[tuple[object, ...]] = ()

@@ -34,7 +34,7 @@ from pathlib import Path
 from engine.errors import BudgetExceeded as BudgetExceeded
 from engine.errors import StoreError
 from engine.store.home import data_home
-from engine.store.sqlite import connect_wal, refuse_hint
+from engine.store.sqlite import connect_wal, refuse_hint, store_error
 
 
 class LedgerError(StoreError):
@@ -136,14 +136,7 @@ class Ledger:
         return self._conn
 
     def _broken(self, err: sqlite3.Error) -> LedgerError:
-        if isinstance(err, sqlite3.OperationalError) and "locked" in str(err):
-            return LedgerError(
-                f"cost ledger {self.path} stayed locked by another process: {err}",
-                hint="try again when it finishes, or set PLANFILE_HOME to use another folder",
-            )
-        return LedgerError(
-            f"cost ledger {self.path} is unusable: {err}", hint=refuse_hint(self.path, _HOLDS)
-        )
+        return store_error(LedgerError, "cost ledger", self.path, err, _HOLDS)
 
     def record(
         self, run_id: str, step: str, model: str, input_tokens: int, output_tokens: int, cost: float

@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from engine.errors import StoreError
 
@@ -56,6 +57,20 @@ def refuse_hint(path: Path, holds: str = "runs and spending") -> str:
         f"PLANFILE_HOME to use another folder; planfile does not replace it itself, "
         f"because it holds {holds}"
     )
+
+
+E = TypeVar("E", bound=StoreError)
+
+
+def store_error(cls: type[E], what: str, path: Path, err: sqlite3.Error, holds: str) -> E:
+    """The error for a store's failed SQLite call: a lock held past the timeout (wait),
+    or a file that cannot be used (move it aside)."""
+    if isinstance(err, sqlite3.OperationalError) and "locked" in str(err):
+        return cls(
+            f"{what} {path} stayed locked by another process: {err}",
+            hint="try again when it finishes, or set PLANFILE_HOME to use another folder",
+        )
+    return cls(f"{what} {path} is unusable: {err}", hint=refuse_hint(path, holds))
 
 
 def _create(path: Path) -> None:
