@@ -4,7 +4,10 @@ A weak model copies what it is shown, so it is shown little and only what fits: 
 `SHOWN` examples from `prompts/plan_examples.json`, ranked by BM25 between the goal and
 the example (its goal and its plan's text), never one that calls a tool the run does not
 offer, never one sharing no word with the goal. The examples use positional step ids
-(`s1`, `s2`, ...) like the plan grammar, so no example's step name can be copied.
+(`s1`, `s2`, ...) like the plan grammar, so no example's step name can be copied; an example
+is shown rewritten in the goal's own words, files and numbers (`Example.adapted`), and one
+that cannot be (it needs a file or numbers the goal lacks) is not shown, so the prompt never
+holds an example the goal's grammar (engine/agent/plan_grammar.py) would refuse.
 """
 
 from __future__ import annotations
@@ -181,9 +184,11 @@ class Example:
             return None
         # The example's goal, with the same numbers and file, so the plan shown matches it.
         shown = _EXPRESSION_NUMBER.sub(
-            lambda m: mine[theirs.index(m.group(0))]
-            if m.group(0) in theirs and theirs.index(m.group(0)) < len(mine)
-            else m.group(0),
+            lambda m: (
+                mine[theirs.index(m.group(0))]
+                if m.group(0) in theirs and theirs.index(m.group(0)) < len(mine)
+                else m.group(0)
+            ),
             self.goal,
         )
         for theirs_file, mine_file in paths.items():

@@ -37,8 +37,8 @@ GOAL_WORD_PARAMS = frozenset({("search", "query"), ("extract", "into")})
 GOAL_WORDS = 8  # words of such a parameter
 # The numbers a formula needs besides the goal's: percent, months, weeks, days, hours,
 # minutes, degrees (F to C), halves and small counts, a yearly percentage to a monthly rate.
-NUMBERS = ("0.5", "1", "2", "5", "7", "9", "12", "24", "32", "52", "60", "100", "365", "1000")
-NUMBERS += ("1200",)
+NUMBERS: tuple[str, ...] = ("0.5", "1", "2", "5", "7", "9", "12", "24", "32", "52", "60")
+NUMBERS += ("100", "365", "1000", "1200")
 _NUMBER = re.compile(r"(?<![A-Za-z_.\d])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?")
 _GOAL_WORD = re.compile(r"[^\W_][\w'-]*")
 TIERS = ("fast", "standard", "frontier")

@@ -21,11 +21,9 @@ from typing import TYPE_CHECKING, Any
 from dsl.errors import ExitCode
 from engine.cli.common import (
     engine_from_args,
-    executor_choice,
-    load_checked,
     load_config,
+    load_run_plan,
     parse_tiers,
-    tool_map,
     warn,
 )
 from engine.errors import UsageError
@@ -54,16 +52,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         inputs_path = _pick("--inputs", args.inputs, stored.inputs_path if stored else None)
         output = _pick("-o", args.output, stored.output_path if stored else None)
         tiers = parse_tiers(args.tier)
-        checked, tools = load_checked(
-            plan_path,
-            args.tools,
-            tiers=[*tiers, *config.tiers],
-            source_format=args.source_format,
-            tool_names=tool_map(args.map_tool, config),
-            executor=executor_choice(args, config),
-        )
-        for warning in checked.warnings:
-            print(warning.render(checked.source), file=sys.stderr)
+        checked, tools = load_run_plan(args, config, tiers, plan_path)
         found = rows.scan(Path(inputs_path), checked)
         _report_bad_rows(found)
         if found.good == 0:

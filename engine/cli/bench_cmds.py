@@ -11,15 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from dsl.errors import ExitCode
 from engine.cli.common import (
-    executor_choice,
     journal,
-    load_checked,
     load_config,
+    load_run_plan,
     parse_inputs,
     parse_limits,
     parse_tiers,
     registry,
-    tool_map,
     warn,
 )
 from engine.cli.options import DEFAULT_MAX_PARALLEL
@@ -50,14 +48,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.plan is None and args.from_run is None:
         raise UsageError("bench needs a PLAN file, or --from-run RUN to bench a journaled run")
     if args.plan is not None:
-        checked, tools = load_checked(
-            args.plan,
-            args.tools,
-            tiers=[*tiers, *config.tiers],
-            source_format=args.source_format,
-            tool_names=tool_map(args.map_tool, config),
-            executor=executor_choice(args, config),
-        )
+        checked, tools = load_run_plan(args, config, tiers, show_warnings=False)
     if args.from_run is not None:
         journaled, replay, skipped, run_label = _journaled(args.from_run, args.tools)
         if args.plan is None:

@@ -85,6 +85,30 @@ def executor_choice(args: argparse.Namespace, config: Config | None = None) -> E
     return config.executor if config is not None else "llm"
 
 
+def load_run_plan(
+    args: argparse.Namespace,
+    config: Config,
+    tiers: Mapping[str, str],
+    plan: str | None = None,
+    *,
+    show_warnings: bool = True,
+) -> tuple[CheckedPlan, ToolRegistry]:
+    """`load_checked` with the run options every running command shares (`--tools`,
+    `--format`, `--map-tool`, `--executor`, the config's tiers); warnings to stderr."""
+    checked, tools = load_checked(
+        plan if plan is not None else args.plan,
+        args.tools,
+        tiers=[*tiers, *config.tiers],
+        source_format=args.source_format,
+        tool_names=tool_map(args.map_tool, config),
+        executor=executor_choice(args, config),
+    )
+    if show_warnings:
+        for warning in checked.warnings:
+            print(warning.render(checked.source), file=sys.stderr)
+    return checked, tools
+
+
 def load_checked(
     file: str,
     tool_files: Sequence[str],

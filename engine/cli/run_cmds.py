@@ -12,14 +12,12 @@ from typing import TYPE_CHECKING, Any
 from dsl.errors import ExitCode
 from engine.cli.common import (
     engine_from_args,
-    executor_choice,
     exit_for_status,
-    load_checked,
     load_config,
+    load_run_plan,
     parse_inputs,
     parse_tiers,
     registry,
-    tool_map,
 )
 
 if TYPE_CHECKING:
@@ -31,16 +29,7 @@ if TYPE_CHECKING:
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     tiers = parse_tiers(args.tier)
-    checked, tools = load_checked(
-        args.plan,
-        args.tools,
-        tiers=[*tiers, *config.tiers],
-        source_format=args.source_format,
-        tool_names=tool_map(args.map_tool, config),
-        executor=executor_choice(args, config),
-    )
-    for warning in checked.warnings:
-        print(warning.render(checked.source), file=sys.stderr)
+    checked, tools = load_run_plan(args, config, tiers)
     inputs = parse_inputs(args.input, checked)  # before the engine opens its stores
     engine = engine_from_args(args, config, tools)
     try:
