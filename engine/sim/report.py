@@ -7,6 +7,7 @@ makespan (mean, p50, p90 over `--runs`) and its ratios.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -184,11 +185,19 @@ def render_text(doc: dict[str, Any]) -> str:
             lines.append(
                 f"  {entry['tier']} ({entry['model']}): {entry['calls']} call(s), "
                 f"{entry['input_tokens']:,} in / {entry['output_tokens']:,} out tokens, "
-                f"${entry['usd']:.4f}{unknown}"
+                f"{_usd(entry['usd'])}{unknown}"
             )
     expected = cost["expected_cost_usd"]
-    beside = f" (the plan expects ${expected:.4f})" if expected is not None else ""
-    lines.append(f"  total ${cost['total_usd']:.4f}{beside}")
+    beside = f" (the plan expects {_usd(expected)})" if expected is not None else ""
+    lines.append(f"  total {_usd(cost['total_usd'])}{beside}")
     for note in doc["assumptions"]:
         lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+def _usd(amount: float) -> str:
+    """Dollars with four decimals, or two significant digits below that (an estimate of
+    $0.00002 must not print as $0.0000 beside one of $0.0002)."""
+    if amount == 0 or abs(amount) >= 0.0001:
+        return f"${amount:,.4f}"
+    return f"${amount:.{-math.floor(math.log10(abs(amount))) + 1}f}"
