@@ -130,7 +130,7 @@ class Example:
         what the goal's grammar (engine/agent/plan_grammar.py) refuses or a copy."""
         plain = _plain(goal)
         files = _FILE.findall(plain)
-        # The file a goal saves to follows `to`/`into`/`as`; the others it reads.
+        # The file a goal saves to follows `to`/`into`/`as`/`called`; the others it reads.
         written = [f for f in _WRITTEN.findall(plain) if f in files]
         read = [f for f in files if f not in written]
         tools = self.tools
