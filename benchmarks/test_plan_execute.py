@@ -118,6 +118,22 @@ def measure(text: str, planner_call: bool, tmp: Path) -> dict[str, float]:
     }
 
 
+def _compare(react: dict[str, float], ours: dict[str, float]) -> dict[str, float]:
+    """The figures a benchmark reports for ReAct against planfile, with their ratios."""
+    return {
+        "react_wall_s": round(react["wall_s"], 3),
+        "planfile_wall_s": round(ours["wall_s"], 3),
+        "latency_ratio": round(react["wall_s"] / ours["wall_s"], 2),
+        "react_calls": react["calls"],
+        "planfile_calls": ours["calls"],
+        "react_tokens": react["tokens"],
+        "planfile_tokens": ours["tokens"],
+        "react_cost": round(react["cost_usd"], 6),
+        "planfile_cost": round(ours["cost_usd"], 6),
+        "cost_ratio": round(react["cost_usd"] / ours["cost_usd"], 2),
+    }
+
+
 @pytest.mark.parametrize("k", [3, 5, 8])
 def test_plan_and_execute_against_react(benchmark: Any, k: int, tmp_path: Path) -> None:
     def run_both() -> tuple[dict[str, float], dict[str, float]]:
@@ -130,18 +146,7 @@ def test_plan_and_execute_against_react(benchmark: Any, k: int, tmp_path: Path) 
         return react, ours
 
     react, ours = benchmark.pedantic(run_both, rounds=1, iterations=1)
-    info = {
-        "react_wall_s": round(react["wall_s"], 3),
-        "planfile_wall_s": round(ours["wall_s"], 3),
-        "latency_ratio": round(react["wall_s"] / ours["wall_s"], 2),
-        "react_calls": react["calls"],
-        "planfile_calls": ours["calls"],
-        "react_tokens": react["tokens"],
-        "planfile_tokens": ours["tokens"],
-        "react_cost": round(react["cost_usd"], 6),
-        "planfile_cost": round(ours["cost_usd"], 6),
-        "cost_ratio": round(react["cost_usd"] / ours["cost_usd"], 2),
-    }
+    info = _compare(react, ours)
     benchmark.extra_info.update(info)
     assert info["latency_ratio"] > 1 and info["cost_ratio"] > 1
 
@@ -277,18 +282,7 @@ def test_agent_executors_against_a_react_loop(benchmark: Any, k: int, tmp_path: 
         return react, ours
 
     react, ours = benchmark.pedantic(run_both, rounds=1, iterations=1)
-    info = {
-        "react_wall_s": round(react["wall_s"], 3),
-        "planfile_wall_s": round(ours["wall_s"], 3),
-        "latency_ratio": round(react["wall_s"] / ours["wall_s"], 2),
-        "react_calls": react["calls"],
-        "planfile_calls": ours["calls"],
-        "react_tokens": react["tokens"],
-        "planfile_tokens": ours["tokens"],
-        "react_cost": round(react["cost_usd"], 6),
-        "planfile_cost": round(ours["cost_usd"], 6),
-        "cost_ratio": round(react["cost_usd"] / ours["cost_usd"], 2),
-    }
+    info = _compare(react, ours)
     benchmark.extra_info.update(info)
     print(f"\nk={k}: {info}")
     # LLMCompiler's published ratios on parallel tasks: 1.8-3.7x faster, 3.4-6.7x cheaper.

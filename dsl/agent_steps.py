@@ -24,6 +24,7 @@ TOOLS_ARG = "tools"
 MAX_ITERATIONS_ARG = "max_iterations"
 MAX_COST_ARG = "max_cost_usd"
 MIN_ITERATIONS, MAX_ITERATIONS = 1, 50
+DEFAULT_MAX_ITERATIONS = 5
 # What `--executor agent` offers a step that names no registered tool: the tools that
 # stay inside the run's workspace and call no model (issue 13, item 6).
 DEFAULT_AGENT_TOOLS = ("search", "calculate", "read_file", "list_files", "json_query")
@@ -68,7 +69,7 @@ def agent_step_schema() -> tuple[dict[str, Any], dict[str, Any]]:
                 "type": "integer",
                 "minimum": MIN_ITERATIONS,
                 "maximum": MAX_ITERATIONS,
-                "default": 5,
+                "default": DEFAULT_MAX_ITERATIONS,
             },
             MAX_COST_ARG: {"type": ["number", "null"], "exclusiveMinimum": 0},
         },
@@ -136,7 +137,7 @@ def check_agent_args(
             (*path, "args", MAX_ITERATIONS_ARG),
             f"`{MAX_ITERATIONS_ARG}` is {iterations}; it must be from {MIN_ITERATIONS} to"
             f" {MAX_ITERATIONS}",
-            hint=f"{MAX_ITERATIONS_ARG}: 5 is the default; each iteration is one model call",
+            hint=f"{MAX_ITERATIONS_ARG}: {DEFAULT_MAX_ITERATIONS} is the default; each iteration is one model call",
             code="invalid",
         )
     cost = args.get(MAX_COST_ARG)

@@ -90,6 +90,9 @@ class Diagnostic:
     hint: str | None = None
     severity: Severity = "error"
     code: str = "error"
+    # The name the problem is about (an input), for a caller that re-locates it (a
+    # batch row's field) without reading the message.
+    subject: str | None = None
 
     def render(self, source: str | None = None) -> str:
         head = f"{escape_controls(str(self.location))}: {self.severity}: "

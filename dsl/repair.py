@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import Diagnostic, Location, PlanError, sort_diagnostics
+from .strict_json import strict_json
 
 MAX_LISTED = 20  # repairs listed one by one; the rest are counted
 MAX_DIAGNOSED = 200  # problems named one by one (each costs a strict parse of the reply)
@@ -54,17 +55,6 @@ def parse_reply_json(text: str) -> Any:
 class _Fix:
     message: str
     offset: int  # in the text handed to parse_model_json
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if value in (math.inf, -math.inf):  # 1e400: json.loads would make it inf
-        raise ValueError(f"{text[:20]} is too large for a number")
-    return value
 
 
 # A string literal (skipped), or what json.loads may refuse without saying where: NaN,
@@ -116,7 +106,7 @@ def parse_model_json(text: str, file: str | None = None) -> tuple[Any, list[Diag
     reply holds an object or a list; the notes say what was changed and where.
     """
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float), []
+        return strict_json(text), []
     except json.JSONDecodeError as err:
         first = err
     except ValueError as err:  # NaN / Infinity: not JSON, and not something to guess at

@@ -7,7 +7,8 @@ from typing import Any
 
 
 def walk(value: Any) -> Iterator[Any]:
-    """Every value inside `value`, itself included: containers, then what they hold.
+    """Every value inside `value`, itself included: containers, then what they hold, in
+    document order (depth first, items and dict values in the order written).
 
     Iterative, because plan values may nest deeper than Python's recursion limit
     (model-written JSON, and `--input` values, are bounded only later)."""
@@ -15,7 +16,8 @@ def walk(value: Any) -> Iterator[Any]:
     while stack:
         current = stack.pop()
         yield current
+        # Pushed last-first, so the first item is the next one popped.
         if isinstance(current, list | tuple):
-            stack.extend(current)
+            stack.extend(reversed(current))
         elif isinstance(current, dict):
-            stack.extend(current.values())
+            stack.extend(reversed(current.values()))

@@ -95,7 +95,9 @@ def resolve_inputs(checked: CheckedPlan, provided: Mapping[str, Any] | None) -> 
     for name in provided:
         if name not in declared:
             hint = did_you_mean(name, declared)
-            problems.append(Diagnostic(f"unknown input `{name}`", Location("--input"), hint=hint))
+            problems.append(
+                Diagnostic(f"unknown input `{name}`", Location("--input"), hint=hint, subject=name)
+            )
     models = build_record_models({r.name: dict(r.fields) for r in plan.types})
     values: dict[str, Any] = {}
     for index, (name, decl) in enumerate(declared.items()):
@@ -113,6 +115,8 @@ def resolve_inputs(checked: CheckedPlan, provided: Mapping[str, Any] | None) -> 
                     f"input `{name}` ({input_type}) is required",
                     where,
                     hint=f"pass --input {name}=...",
+                    code="missing-input",
+                    subject=name,
                 )
             )
             continue
@@ -125,6 +129,7 @@ def resolve_inputs(checked: CheckedPlan, provided: Mapping[str, Any] | None) -> 
                 Diagnostic(
                     f"input `{name}` must be `{input_type}`: {detail} (got {_short(value)})",
                     where,
+                    subject=name,
                 )
             )
     if problems:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from dsl.agent_steps import DEFAULT_MAX_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS
+
 from .registry import ToolContext, tool
 
 
@@ -23,7 +25,7 @@ class AgentService(Protocol):
         task: str,
         *,
         tools: list[str],
-        max_iterations: int = 5,
+        max_iterations: int = DEFAULT_MAX_ITERATIONS,
         max_cost_usd: float | None = None,
     ) -> Any: ...
 
@@ -33,7 +35,7 @@ async def agent(
     task: str,
     ctx: ToolContext,
     tools: list[str],
-    max_iterations: int = 5,
+    max_iterations: int = DEFAULT_MAX_ITERATIONS,
     max_cost_usd: float | None = None,
 ) -> Any:
     """Do a task with a model that calls the listed tools until it has the answer.
@@ -44,8 +46,8 @@ async def agent(
         max_iterations: the most model calls before the step fails (1-50)
         max_cost_usd: the most this step may spend on model calls, in dollars
     """
-    if not 1 <= max_iterations <= 50:
-        raise ValueError("max_iterations must be between 1 and 50")
+    if not MIN_ITERATIONS <= max_iterations <= MAX_ITERATIONS:
+        raise ValueError(f"max_iterations must be between {MIN_ITERATIONS} and {MAX_ITERATIONS}")
     if max_cost_usd is not None and max_cost_usd <= 0:
         raise ValueError("max_cost_usd must be more than 0")
     service = ctx.services.get("agent")

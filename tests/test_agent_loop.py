@@ -401,6 +401,41 @@ def test_a_typed_answer_that_never_fits_is_an_invalid_reply() -> None:
     assert "answered twice with data that does not fit `list[int]`" in error
 
 
+def test_a_malformed_answer_on_the_last_iteration_is_repaired_without_tools() -> None:
+    PROVIDER.add(
+        "fast",
+        Reply("", tool_calls=[call("lookup", city="paris")]),
+        Reply("two numbers: 2 and 3"),
+        Reply("[2, 3]"),
+    )
+    result = run(plan(TASK + ", max_iterations: 2", type_="list[int]"))
+    record = result.steps["a"]
+    assert result.ok, record.error
+    assert result.outputs["a"] == [2, 3]
+    # The repair is one more model call beyond `max_iterations`, which only answers.
+    assert len(PROVIDER.calls) == 3
+    assert record.iterations == 3
+    assert "tools" in PROVIDER.calls[1]["params"]
+    assert "tools" not in PROVIDER.calls[2]["params"]
+    assert "response_format" in PROVIDER.calls[2]["params"]
+
+
+def test_the_repair_call_does_not_start_past_the_step_cost_cap() -> None:
+    PROVIDER.add(
+        "fast",
+        Reply("", tool_calls=[call("lookup", city="paris")]),
+        Reply("two numbers: 2 and 3"),
+        Reply("[2, 3]"),
+    )
+    result = run(plan(TASK + ", max_cost_usd: 0.0002", type_="list[int]"))
+    record = result.steps["a"]
+    assert record.error == (
+        "max_cost_usd ($0.0002) reached after 2 model calls and 1 tool call ($0.000240 spent)"
+    )
+    assert len(PROVIDER.calls) == 2
+    assert record.cost_usd == pytest.approx(2 * CALL_COST)
+
+
 # --- replay (resume mid-loop) ---------------------------------------------------------
 
 

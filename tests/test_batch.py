@@ -541,3 +541,78 @@ def test_runs_on_one_ledger_share_the_days_reservations(planfile_home: Path) -> 
     first.settle(held, 0.5)
     ledger.record("r", "s", "m", 1, 1, 0.5)
     assert second.reserve(0.5, "m").amount == 0.5 and ledger.in_flight == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("where", ["folder", "no-such-dir-under-proc"])
+def test_an_unusable_results_path_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, where: str
+) -> None:
+    """`-o` naming a folder, or a file planfile cannot create, is the user's mistake:
+    exit 2 naming the path and the reason, never "internal error"."""
+    plan = write(tmp_path / "calc.plan", CALC_PLAN)
+    rows = jsonl(tmp_path / "rows.jsonl", [{"salary": 1}])
+    out = tmp_path if where == "folder" else Path("/proc/nope/out.jsonl")
+    code, _, err = cli(capsys, str(plan), "--inputs", str(rows), "-o", str(out), "-q")
+    assert code == 2, err
+    assert f"-o {out}:" in err and "internal error" not in err and "Traceback" not in err
+
+
+def test_a_full_disk_while_writing_results_is_a_clear_error(tmp_path: Path) -> None:
+    """A write the disk refuses stops the batch with the path and the reason."""
+    from engine.batch.output import ResultsFile, ResultsFileError
+
+    if not Path("/dev/full").exists():
+        pytest.skip("needs /dev/full")
+    results_file = ResultsFile(Path("/dev/full"), "b1")
+    with pytest.raises(ResultsFileError, match=r"-o /dev/full: No space left on device"):
+        results_file.write({"batch": "b1", "row": 1})
+    results_file.close()
+
+
+def test_plain_progress_lines_come_from_a_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows that take minutes still show the batch is alive: plain lines go out on a
+    timer, with no row starting or ending in between."""
+    import io
+
+    from engine.batch import progress
+
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.05)
+    stream = io.StringIO()
+    display = progress.Display(progress.Counts(total=3, running=1), progress.Mode.PLAIN, stream)
+    display.start()
+    try:
+        deadline = time.monotonic() + 10
+        while stream.getvalue().count("batch: ") < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        display.stop()
+    assert stream.getvalue().count("batch: 0/3 rows done") >= 2
+
+
+def test_a_leased_results_file_names_its_owner(planfile_home: Path, tmp_path: Path) -> None:
+    """The refusal names the owning process from the lease's fields."""
+    from engine.batch.state import BatchBusy, BatchStore
+
+    first, second = BatchStore(), BatchStore()
+    first.open()
+    second.open()
+    try:
+        first.acquire(str(tmp_path / "out.jsonl"))
+        with pytest.raises(BatchBusy, match=rf"process {os.getpid()} on \S+ \(since "):
+            second.acquire(str(tmp_path / "out.jsonl"))
+    finally:
+        first.release(str(tmp_path / "out.jsonl"))
+        first.close()
+        second.close()
+
+
+def test_resuming_a_row_whose_run_never_reached_the_journal_starts_it_afresh(
+    planfile_home: Path,
+) -> None:
+    """A row killed before its run was journaled is run from the start (NoSuchRun)."""
+    from engine.store.journal import Journal, JournalError, NoSuchRun
+
+    journal = Journal()
+    with pytest.raises(NoSuchRun, match="no run `nope`"):
+        journal.run("nope")
+    assert issubclass(NoSuchRun, JournalError)

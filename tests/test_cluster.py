@@ -173,6 +173,23 @@ def test_engine_on_cluster_context_copy_and_stdlib(cluster: Cluster, tools_file:
     assert facts["pid"] in {cluster.pid("gpu"), cluster.pid("cpu")}
 
 
+def test_a_tools_file_gone_before_the_run_is_a_clear_setup_error(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The `--tools` file is read again to load it on the workers: gone by then, the run
+    stops before any step with the file and the reason, not an internal error."""
+    from engine.errors import RunSetupError
+
+    path = tmp_path / "gone_tools.py"
+    path.write_text(TOOLS)
+    tools = ToolRegistry.standard()
+    tools.load_file(path)
+    path.unlink()
+    with Engine(tools=tools, backend=DaskBackend(cluster.address)) as engine:
+        with pytest.raises(RunSetupError, match=r"gone_tools\.py: cannot read it.*No such file"):
+            engine.run_sync("step f = facts()\noutput f")
+
+
 def test_placement_by_worker_resources(
     cluster: Cluster, tools_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -214,3 +214,51 @@ def test_steps_under_asyncio_timeout_and_step_timeouts_time_out_alone() -> None:
     assert result.steps["slow"].output == "timed out"
     assert "timed out" in (result.steps["cut"].error or "")
     assert result.steps["after_cut"].output == 2
+
+
+class _BadAwaitable:
+    """Yields a plain value where an awaitable must yield a future (a buggy tool)."""
+
+    def __await__(self) -> Any:
+        yield 42
+
+
+class _BadYieldRunner(_EagerRunner):
+    """Node 1 awaits `_BadAwaitable` after suspending once (or at once: `first`)."""
+
+    def __init__(self, first: bool) -> None:
+        super().__init__()
+        self.first = first
+        self.errors: list[str] = []
+
+    async def run(self, node: int) -> Outcome:
+        if node == 1:
+            if not self.first:
+                await asyncio.sleep(0)
+            try:
+                await _BadAwaitable()
+            except RuntimeError as err:
+                self.errors.append(str(err))
+                return Outcome("fail", error=str(err))
+        self.finished.append(node)
+        return OK_NONE
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_a_step_that_yields_a_non_future_gets_a_bad_yield_error_like_a_task(first: bool) -> None:
+    async def in_a_task() -> str:
+        try:
+            await _BadAwaitable()
+        except RuntimeError as err:
+            return str(err)
+        return "resumed"
+
+    async def main() -> str:
+        await Driver(_chain(3), runner).run()
+        return await asyncio.ensure_future(in_a_task())
+
+    runner = _BadYieldRunner(first)
+    task_error = asyncio.run(main())
+    assert task_error.startswith("Task got bad yield")
+    assert runner.errors == ["Task got bad yield: 42"]
+    assert runner.finished == [0]  # node 1 failed where it yielded; node 2 never ran

@@ -20,6 +20,8 @@ FORBIDDEN = {
         "engine.cli",
         "engine.batch",
         "engine.sim",
+        "engine.backends",
+        "engine.api",
     ),
     "engine/models": (
         "engine.store.journal",
@@ -31,6 +33,8 @@ FORBIDDEN = {
     "engine/store": ("engine.observe", "engine.agent", "engine.cli", "engine.batch"),
     "engine/observe": ("engine.agent", "engine.cli", "engine.batch"),
     "engine/batch": ("engine.cli",),
+    # The planner and the agent loop sit under the commands that drive them.
+    "engine/agent": ("engine.cli", "engine.batch", "engine.sim", "engine.backends"),
     # `planfile bench`'s simulator drives engine/run under a virtual clock; it reads no
     # journal (the command hands it a replayed run's durations) and draws nothing.
     "engine/sim": ("engine.store", "engine.observe", "engine.agent", "engine.cli", "engine.batch"),

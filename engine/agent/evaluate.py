@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import re
 import time
 from collections import Counter
@@ -43,8 +42,10 @@ from dsl.checker import CheckedPlan, check
 from dsl.errors import PlanfileError
 from dsl.ir import Plan, Step
 from dsl.json_loader import load_json
+from dsl.values import walk
 from engine.agent.planner import Attempt, Planned, Usage, add_joiner
 from engine.errors import BudgetExceeded
+from engine.stats import percentile
 
 
 @dataclass(frozen=True)
@@ -109,15 +110,6 @@ def micro(scores: Iterable[PRF]) -> PRF:
     return from_counts(hits, predicted, expected)
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The nearest-rank percentile (q in 0..100) of `values`; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
-
-
 def written_steps(plan: Plan, tools: Mapping[str, Any]) -> tuple[Step, ...]:
     """The steps the planner wrote: without the joiner `add_joiner` appended, if any.
 
@@ -180,13 +172,7 @@ def copied_phrase(texts: Iterable[str], examples: Shingles, goal: str) -> str | 
 
 
 def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [t for item in value.values() for t in _strings(item)]
-    if isinstance(value, list | tuple):
-        return [t for item in value for t in _strings(item)]
-    return []
+    return [item for item in walk(value) if isinstance(item, str)]
 
 
 def step_texts(steps: Iterable[Step]) -> list[str]:

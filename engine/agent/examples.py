@@ -17,15 +17,17 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from dsl.values import walk
 from engine.agent.plan_grammar import (
     EXPRESSION_PARAMS,
     GOAL_WORDS,
     NUMBERS,
+    TEXT_EXCLUDED,
     goal_numbers,
     goal_words,
 )
@@ -128,7 +130,7 @@ class Example:
         the formula stay). An example needing what the goal lacks (a file, more numbers) or
         holding text no rule rewrites (a JSON query) does not fit: what it would show is
         what the goal's grammar (engine/agent/plan_grammar.py) refuses or a copy."""
-        plain = _plain(goal)
+        plain = _sanitized(goal)
         files = _FILE.findall(plain)
         # The file a goal saves to follows `to`/`into`/`as`/`called`; the others it reads.
         written = [f for f in _WRITTEN.findall(plain) if f in files]
@@ -196,13 +198,13 @@ class Example:
         return Example(shown, {**self.plan, "steps": steps})
 
     def words(self) -> list[str]:
-        args = " ".join(_strings(self.plan))
+        args = " ".join(item for item in walk(self.plan) if isinstance(item, str))
         return terms(f"{self.goal} {args}")
 
 
-def _plain(text: str) -> str:
+def _sanitized(text: str) -> str:
     """`text` without what plan text may not hold (braces, quotes, backslashes, controls)."""
-    kept = "".join(" " if c in '{}"\\' or ord(c) < 0x20 else c for c in text)
+    kept = "".join(" " if c in TEXT_EXCLUDED or ord(c) < 0x20 else c for c in text)
     return " ".join(kept.split())
 
 
@@ -216,17 +218,6 @@ def terms(text: str) -> list[str]:
 
 def _stem(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
 
 
 @functools.cache
@@ -252,8 +243,8 @@ def choose(
         for e in (pool if pool is not None else all_examples())
         if e.tools <= set(offered)
     ]
-    candidates = [e for e, shown in fitting if shown is not None]
-    adapted = {id(e): shown for e, shown in fitting if shown is not None}
+    candidates = [e for e, fit in fitting if fit is not None]
+    adapted = {id(e): fit for e, fit in fitting if fit is not None}
     if not candidates or shown <= 0:
         return []
     docs = [Counter(e.words()) for e in candidates]

@@ -18,7 +18,11 @@ run of the loop, for one attempt of one step:
   runs the loop afresh, on a stronger tier where the step escalates), `max_cost_usd` is
   not (a retry would spend the same again);
 - the final answer has the step's declared type: a record, list or number is parsed
-  and validated as structured output, with one repair call when it does not fit.
+  and validated as structured output, with one repair call when it does not fit. The
+  repair call offers no tools and is not an iteration (a malformed answer on the last
+  iteration is still repaired, so a step makes at most `max_iterations` + 1 model calls
+  and `iterations` counts them all), but it does not start once `max_cost_usd` is
+  reached, and the run budget applies to it as to any call.
 
 Each finished inner call is recorded: an `AgentModelCalled`/`AgentToolCalled` event,
 `RunContext.on_agent_call(step_id, call)` (the journal) and the step record
@@ -56,26 +60,18 @@ from importlib import resources
 from typing import Any
 
 import jinja2
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
+from dsl.agent_steps import DEFAULT_MAX_ITERATIONS
 from dsl.ir import Step
 from engine.agent.offer import function_spec, offered_tools, tool_result_text
 from engine.errors import BudgetExceeded
 from engine.models.gateway import DEFAULT_MAX_TOKENS, Gateway, Reply
-from engine.models.structured import (
-    InvalidReply,
-    repair_messages,
-    run_adapter,
-    short_error,
-    structured_schema,
-    validate_reply,
-)
+from engine.models.structured import run_adapter, structured_schema, validate_or_repair
 from engine.run.events import AgentModelCalled, AgentToolCalled
 from engine.run.executor import RunContext, StepError, StepRunner, describe_error, tool_arguments
 from engine.run.result import StepRecord, jsonable
 from stdlib_tools.registry import ToolContext
-
-DEFAULT_MAX_ITERATIONS = 5
 
 
 class AgentCapReached(StepError):
@@ -235,14 +231,22 @@ class _Loop:
                 self.tool_calls.append(entry)
                 messages.append({"role": "tool", "tool_call_id": call["id"], "content": text})
 
-    def _check_caps(self, iteration: int) -> None:
+    def _done(self) -> str:
         counts = self.counts
-        done = f"after {_count(counts.model_calls, 'model call')} and {_count(counts.tool_calls, 'tool call')}"
+        return f"after {_count(counts.model_calls, 'model call')} and {_count(counts.tool_calls, 'tool call')}"
+
+    def _check_caps(self, iteration: int) -> None:
         if iteration >= self.max_iterations:
-            raise IterationCapReached(f"max_iterations ({self.max_iterations}) reached {done}")
-        if self.max_cost_usd is not None and counts.spent >= self.max_cost_usd:
+            raise IterationCapReached(
+                f"max_iterations ({self.max_iterations}) reached {self._done()}"
+            )
+        self._check_cost()
+
+    def _check_cost(self) -> None:
+        spent = self.counts.spent
+        if self.max_cost_usd is not None and spent >= self.max_cost_usd:
             raise AgentCapReached(
-                f"max_cost_usd (${self.max_cost_usd:g}) reached {done} (${counts.spent:.6f} spent)"
+                f"max_cost_usd (${self.max_cost_usd:g}) reached {self._done()} (${spent:.6f} spent)"
             )
 
     def _system(self, iteration: int) -> str:
@@ -265,26 +269,28 @@ class _Loop:
         return text
 
     async def _answer(self, messages: list[dict[str, Any]], reply: Reply, iteration: int) -> Any:
-        """The final answer in the step's declared type (one repair call if it does not fit)."""
+        """The final answer in the step's declared type, with one repair call if it does
+        not fit (see the module docstring: not an iteration, but within `max_cost_usd`)."""
         if self.adapter is None:
             return reply.content if isinstance(reply.content, str) else ""
-        content = reply.content or ""
-        try:
-            return validate_reply(content, self.adapter, self.wrapped)
-        except (ValueError, ValidationError) as first_error:
-            # The one repair call `Gateway.complete` makes too, with the schema enforced.
-            messages = repair_messages(messages, content, first_error)
-        repaired = await self._model(messages, iteration, self.specs, schema=self.schema)
-        try:
-            if repaired.tool_calls:
-                raise ValueError("it called a tool instead of answering")
-            return validate_reply(repaired.content or "", self.adapter, self.wrapped)
-        except (ValueError, ValidationError) as err:
-            declared = self.run_ctx.checked.result_types[self.step.id]
-            raise InvalidReply(
-                f"`{self.model}` answered twice with data that does not fit `{declared}`: "
-                f"{short_error(err)}"
-            ) from None
+
+        async def repair(asked: list[dict[str, Any]]) -> str:
+            self._check_cost()
+            # No tools: the model can only answer, and the call is recorded under the
+            # iteration whose answer it repairs.
+            repaired = await self._model(asked, iteration, [], schema=self.schema)
+            return repaired.content or ""
+
+        declared = self.run_ctx.checked.result_types[self.step.id]
+        return await validate_or_repair(
+            reply.content or "",
+            messages,
+            self.adapter,
+            self.wrapped,
+            repair,
+            self.model,
+            declared,
+        )
 
     # --- one model call ------------------------------------------------------------------
     async def _model(

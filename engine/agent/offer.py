@@ -8,6 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from dsl.agent_steps import AGENT_TOOL
 from engine.run.executor import StepError
 from engine.run.result import jsonable
 from stdlib_tools.registry import ToolSpec
@@ -46,8 +47,10 @@ def offered_tools(names: list[str], registry: Mapping[str, ToolSpec]) -> dict[st
         spec = registry.get(name)
         if spec is None:
             raise StepError(f"`tools` names `{name}`, which is not a registered tool")
-        if spec.name == "agent":
-            raise StepError("`tools` may not list `agent`: an agent step cannot start another")
+        if spec.name == AGENT_TOOL:
+            raise StepError(
+                f"`tools` may not list `{AGENT_TOOL}`: an agent step cannot start another"
+            )
         if spec.needs_approval:
             raise StepError(
                 f"`tools` lists `{name}`, which needs a person's approval for every call; "

@@ -115,7 +115,8 @@ def plan_grammar(
     rules: dict[str, Expr] = {}
     bound = goal is not None
     if goal is not None:
-        numbers = [*goal_numbers(goal), *(n for n in NUMBERS if n not in goal_numbers(goal))]
+        own = goal_numbers(goal)
+        numbers = [*own, *(n for n in NUMBERS if n not in own)]
         rules["goalnum"] = alt(*(Lit(n) for n in numbers))
         words = goal_words(goal)
         # A goal without words: its queries are plain short text.
@@ -275,11 +276,11 @@ def _enum(spec: Any, name: str) -> tuple[Any, ...]:
     if typing.get_origin(hint) is typing.Literal:
         values = typing.get_args(hint)
         if all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in values):
-            return tuple(v for v in values if not isinstance(v, str) or _plain(v))
+            return tuple(v for v in values if not isinstance(v, str) or _is_plain(v))
     return ()
 
 
-def _plain(text: str) -> bool:
+def _is_plain(text: str) -> bool:
     return not any(c in TEXT_EXCLUDED or ord(c) < 0x20 for c in text)
 
 

@@ -14,6 +14,8 @@ cluster through a `distributed.Client` and brings their results (or exceptions) 
   the coordinator; their model calls go to the workers (`model_caller`).
 - User tools (`--tools FILE.py`) reach every worker, now and later joiners, by a worker
   plugin (engine/backends/worker.py); workers need planfile installed, nothing else.
+  Loading starts when a run starts; the first call of one of the file's tools awaits it
+  (within `[cluster] connect_timeout_s`), so the event loop never blocks on it.
 - Placement: `[cluster.resources]` (engine/backends/placement.py).
 - Faults: a worker lost mid-call is Dask's to handle (it reschedules the call on
   another worker); after `distributed.scheduler.allowed-failures` losses the call fails
@@ -33,8 +35,10 @@ import logging
 import sys
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, cast
 
+from dsl.errors import ToolError
 from engine.backends.placement import Placement, Resources
 from engine.errors import RunError, RunSetupError
 from engine.faults import TransientError
@@ -51,7 +55,7 @@ DEFAULT_TASK_TIMEOUT_S = 3600.0
 # The registry loads `--tools FILE.py` as modules named so (stdlib_tools/registry.py):
 # workers cannot import them, the worker plugin loads them there.
 USER_TOOLS_PREFIX = "planfile_user_tools_"
-# Closing the client.
+# Closing the client must not hang the end of a run on a scheduler that went away.
 CLOSE_TIMEOUT_S = 5.0
 _HINT = (
     "start the cluster (`dask scheduler`, then `dask worker ADDRESS` on each machine) "
@@ -66,9 +70,13 @@ class ClusterUnavailable(RunSetupError):
 class ClusterLost(RunError):
     """The connection to the scheduler was lost mid-run: the run stops, resumable."""
 
+    plain_message = True  # a step's error shows the message alone (engine.run.executor)
+
 
 class WorkerLost(TransientError):
     """Workers died running this call as many times as Dask allows (KilledWorker)."""
+
+    plain_message = True  # a step's error shows the message alone (engine.run.executor)
 
 
 class DaskBackend:
@@ -96,6 +104,7 @@ class DaskBackend:
         self.connect_timeout_s = connect_timeout_s
         self.placement = Placement(resources)
         self._shipped: dict[str, str] = {}  # user tools module -> its worker plugin's name
+        self._loading: dict[str, Future[Any]] = {}  # user tools module -> its loading
         self._refs: dict[str, Any] = {}  # tool name -> what workers resolve it from
         try:
             self.client = Client(
@@ -134,8 +143,8 @@ class DaskBackend:
 
     # --- Backend ------------------------------------------------------------------------
     def tool_caller(self, ctx: RunContext) -> ToolCaller:
-        self._ship_user_tools(ctx, {step.tool for step in ctx.checked.plan.steps})
-        return _RunCalls(self, ctx).call
+        loading = self._ship_user_tools(ctx, {step.tool for step in ctx.checked.plan.steps})
+        return _RunCalls(self, ctx, loading).call
 
     def model_caller(self, tiers: Mapping[str, str]) -> ModelCaller | None:
         from engine.models.local_model import LOCAL_MODEL
@@ -251,41 +260,75 @@ class DaskBackend:
             self._refs[spec.name] = ref
         return ref
 
-    def _ship_user_tools(self, ctx: RunContext, used: set[str]) -> None:
-        """Load the `--tools` files the plan's tools come from on every worker (once)."""
+    def _ship_user_tools(self, ctx: RunContext, used: set[str]) -> dict[str, Future[Any]]:
+        """Start loading the `--tools` files the plan's tools come from on every worker
+        (once per file): module name -> the loading, which a call of one of its tools
+        awaits (`_RunCalls.loaded`) so that this does not hold up the event loop."""
         from engine.backends.worker import UserTools
 
+        loading: dict[str, Future[Any]] = {}
         for name in used:
             spec = ctx.tools.get(name)
             module_name = spec.fn.__module__ if spec is not None else ""
-            if not module_name.startswith(USER_TOOLS_PREFIX) or module_name in self._shipped:
+            if not module_name.startswith(USER_TOOLS_PREFIX) or module_name in loading:
+                continue
+            done = self._loading.get(module_name)
+            if done is not None and not (done.done() and done.exception() is not None):
+                loading[module_name] = done  # loaded, or loading, for an earlier run
                 continue
             module = sys.modules[module_name]
             path = str(getattr(module, "__file__", "") or "")
-            with open(path, encoding="utf-8") as file:
-                source = file.read()
+            try:
+                with open(path, encoding="utf-8") as file:
+                    source = file.read()
+            except (OSError, UnicodeDecodeError) as err:
+                why = err.strerror if isinstance(err, OSError) else str(err)
+                raise RunSetupError(
+                    f"--tools {path}: cannot read it to load it on the workers: {why}",
+                    hint="the file must stay in place while a run uses its tools",
+                ) from None
             plugin = UserTools(module_name, path, source)
             if self.client is None or self.client.status != "running":
                 raise self.lost()
-            # In the engine's pool, to bound the wait (the client's call has no timeout).
+            # In the engine's pool: the client's call blocks, and has no timeout.
             done = ctx.pool.submit(self.client.register_plugin, plugin, name=plugin.name)
-            try:
-                done.result(timeout=self.connect_timeout_s)
-            except TimeoutError:
-                raise self.lost(
-                    f"loading {path} on the workers took over {self.connect_timeout_s:g} s"
-                ) from None
+            self._loading[module_name] = loading[module_name] = done
             self._shipped[module_name] = plugin.name
+        return loading
 
 
 class _RunCalls:
     """One run's tool calls on the cluster: its `ToolCaller`."""
 
-    __slots__ = ("backend", "ctx")
+    __slots__ = ("backend", "ctx", "loading")
 
-    def __init__(self, backend: DaskBackend, ctx: RunContext) -> None:
+    def __init__(
+        self, backend: DaskBackend, ctx: RunContext, loading: dict[str, Future[Any]]
+    ) -> None:
         self.backend = backend
         self.ctx = ctx
+        self.loading = loading  # `--tools` files still loading on the workers
+
+    async def loaded(self, spec: ToolSpec) -> None:
+        """Wait (within the connect timeout) until `spec`'s `--tools` file is loaded on
+        the workers, if it comes from one."""
+        module_name = spec.fn.__module__
+        done = self.loading.get(module_name)
+        if done is None:
+            return
+        backend = self.backend
+        limit = backend.connect_timeout_s
+        path = getattr(sys.modules.get(module_name), "__file__", None) or module_name
+        try:
+            async with asyncio.timeout(limit):
+                await asyncio.wrap_future(done)
+        except TimeoutError:
+            raise backend.lost(f"loading {path} on the workers took over {limit:g} s") from None
+        except Exception as err:  # e.g. the file imports what the workers lack
+            raise ToolError(
+                f"tool `{spec.name}`: loading {path} on the workers failed: {_first_line(err)}"
+            ) from None
+        self.loading.pop(module_name, None)
 
     async def call(self, spec: ToolSpec, kwargs: dict[str, Any], timeout_s: float | None) -> Any:
         ctx = self.ctx
@@ -296,6 +339,8 @@ class _RunCalls:
 
             if spec.context_param is not None:
                 kwargs = {**kwargs, spec.context_param: _portable(kwargs[spec.context_param])}
+            if self.loading:
+                await self.loaded(spec)
             backend = self.backend
             try:
                 return await backend.execute(

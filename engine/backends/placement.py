@@ -18,17 +18,14 @@ Resources = dict[str, float]
 
 
 class Placement:
-    """Resources per tool and per model, looked up once per name."""
+    """Resources per tool and per model (`[cluster.resources]`)."""
 
     def __init__(self, resources: Mapping[str, Mapping[str, float]] | None = None) -> None:
         self.resources = {key: dict(value) for key, value in (resources or {}).items()}
-        self._tools: dict[str, Resources | None] = {}
 
     def tool(self, name: str) -> Resources | None:
         """What a call of tool `name` needs (None: any worker)."""
-        if name not in self._tools:
-            self._tools[name] = self.resources.get(f"tool:{name}")
-        return self._tools[name]
+        return self.resources.get(f"tool:{name}")
 
     def for_models(self, tiers: Mapping[str, str], fallback: str) -> dict[str, Resources]:
         """model string -> what its calls need, for a run whose tiers are `tiers`

@@ -22,7 +22,16 @@ from engine.errors import UsageError
 
 
 class ResultsFileError(UsageError):
-    """The results file belongs to another batch or is not a results file (exit 2)."""
+    """The results file belongs to another batch, is not a results file, or cannot be
+    read or written (exit 2)."""
+
+
+_UNUSABLE_HINT = "give -o a file in a folder you can write to"
+
+
+def _unusable(path: Path, err: OSError) -> ResultsFileError:
+    """An OSError on the results file as a user error: the path is the user's choice."""
+    return ResultsFileError(f"-o {path}: {err.strerror or err}", hint=_UNUSABLE_HINT)
 
 
 class ResultsFile:
@@ -35,6 +44,12 @@ class ResultsFile:
 
     def read_done(self, warn: Callable[[str], None]) -> set[int]:
         """The rows the file already holds results for (checking every line)."""
+        try:
+            return self._read_done(warn)
+        except OSError as err:
+            raise _unusable(self.path, err) from None
+
+    def _read_done(self, warn: Callable[[str], None]) -> set[int]:
         done: set[int] = set()
         try:
             size = self.path.stat().st_size
@@ -81,8 +96,11 @@ class ResultsFile:
         return int(doc["row"])
 
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise _unusable(self.path, err) from None
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one result line: one `write` call, so a reader never sees half of it."""
@@ -93,9 +111,12 @@ class ResultsFile:
             data = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
         except TypeError:  # what orjson refuses (integers beyond 64 bits): the stdlib
             data = (json.dumps(record, ensure_ascii=False) + "\n").encode()
-        written = os.write(self._fd, data)
-        while written < len(data):  # a short write (a full disk, a signal): the rest
-            written += os.write(self._fd, data[written:])
+        try:
+            written = os.write(self._fd, data)
+            while written < len(data):  # a short write (a full disk, a signal): the rest
+                written += os.write(self._fd, data[written:])
+        except OSError as err:  # a full disk, a quota: the batch stops, resumable
+            raise _unusable(self.path, err) from None
 
     def close(self) -> None:
         if self._fd is not None:

@@ -1,15 +1,18 @@
 """A batch's progress: counters, and how they are shown (a rich bar, plain lines, nothing).
 
 The runner only bumps counters (a few integer adds per row); showing them is a timer's
-job: rich's live bar redraws 4 times a second on stderr when stderr is a terminal, plain
-lines go out every `PLAIN_EVERY_S` otherwise, and `--quiet`/`--json` show nothing.
+job: rich's live bar redraws 4 times a second on stderr when stderr is a terminal, a
+timer thread prints a plain line every `PLAIN_EVERY_S` otherwise (so rows that take
+minutes still show the batch is alive), and `--quiet`/`--json` show nothing.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, TextIO
 
 PLAIN_EVERY_S = 10.0
@@ -63,24 +66,41 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
+class Mode(StrEnum):
+    """How progress is shown."""
+
+    LIVE = "live"  # rich's bar, redrawn in place (stderr is a terminal)
+    PLAIN = "plain"  # a line every PLAIN_EVERY_S (stderr is a file or a pipe)
+    NONE = "none"  # --quiet, --json
+
+
 class Display:
     """Shows `Counts` while a batch runs: `start()` before, `stop()` after."""
 
-    def __init__(self, counts: Counts, mode: str, stream: TextIO | None = None):
+    def __init__(self, counts: Counts, mode: Mode | str, stream: TextIO | None = None):
         self.counts = counts
-        self.mode = mode  # "live", "plain" or "none"
+        self.mode = Mode(mode)
         self.stream = stream or sys.stderr
         self._live: Any = None
         self._last = 0.0
+        self._stopped = threading.Event()
+        self._timer: threading.Thread | None = None
 
     @classmethod
     def choose(cls, counts: Counts, quiet: bool) -> Display:
         if quiet:
-            return cls(counts, "none")
-        return cls(counts, "live" if sys.stderr.isatty() else "plain")
+            return cls(counts, Mode.NONE)
+        return cls(counts, Mode.LIVE if sys.stderr.isatty() else Mode.PLAIN)
 
     def start(self) -> None:
-        if self.mode == "live":
+        self._last = time.perf_counter()
+        if self.mode == Mode.PLAIN:
+            self._stopped.clear()
+            # A daemon thread: it only reads counters, and must never keep a
+            # finished (or Ctrl-C'd) batch process alive.
+            self._timer = threading.Thread(target=self._every, name="batch-progress", daemon=True)
+            self._timer.start()
+        if self.mode == Mode.LIVE:
             from rich.console import Console
             from rich.live import Live
 
@@ -92,15 +112,23 @@ class Display:
                 transient=False,
             )
             self._live.start()
-        self._last = time.perf_counter()
+
+    def _every(self) -> None:
+        """The timer: a plain line every PLAIN_EVERY_S until `stop()`."""
+        while not self._stopped.wait(max(PLAIN_EVERY_S, 0.05)):
+            self.tick()
 
     def tick(self) -> None:
-        """Called by the runner now and then: a plain line when one is due."""
-        if self.mode == "plain" and time.perf_counter() - self._last >= PLAIN_EVERY_S:
+        """A plain line when one is due (the timer calls it)."""
+        if self.mode == Mode.PLAIN and time.perf_counter() - self._last >= PLAIN_EVERY_S:
             self._last = time.perf_counter()
             print(f"batch: {self.counts.line()}", file=self.stream, flush=True)
 
     def stop(self) -> None:
+        self._stopped.set()
+        if self._timer is not None:
+            self._timer.join(timeout=1.0)  # it wakes at once; never wait on a stuck stream
+            self._timer = None
         if self._live is not None:
             self._live.stop()
             self._live = None

@@ -14,13 +14,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dsl.errors import Diagnostic, InputError, Location, PlanfileError
+from dsl.strict_json import strict_json, typed_input
 
 if TYPE_CHECKING:
     from dsl.checker import CheckedPlan
@@ -31,7 +31,6 @@ MAX_ROW_BYTES = 1 << 20
 # Rows reported in full; the rest are counted (a file of 100,000 bad rows is one mistake).
 MAX_REPORTED = 50
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
-_NAMED = re.compile(r"input `([^`]+)`")
 
 
 class RowsError(PlanfileError):
@@ -115,12 +114,11 @@ def _type_problems(checked: CheckedPlan, record: Record, file: str) -> list[Diag
     except InputError as err:
         located = []
         for problem in err.diagnostics:
-            match = _NAMED.search(problem.message)
-            name = match.group(1) if match else None
+            name = problem.subject
             column = (record.columns or {}).get(name or "", 1) if record.columns else 1
             where = f"field `{name}` of the row" if name else "the row"
             hint = problem.hint
-            if hint and hint.startswith("pass --input"):
+            if problem.code == "missing-input":  # its hint names the --input flag
                 hint = f"add `{name}` to the row" if name else None
             located.append(
                 Diagnostic(
@@ -179,26 +177,6 @@ def _too_long(file: str, line: int) -> Diagnostic:
     )
 
 
-class _BadConstant(ValueError):
-    pass
-
-
-def _no_constant(name: str) -> Any:
-    raise _BadConstant(f"`{name}` is not a JSON number; use a finite number or null")
-
-
-def _finite(text: str) -> float:
-    number = float(text)
-    if number in (float("inf"), float("-inf")):
-        raise _BadConstant(f"`{text:.40}` is too large for a number")
-    return number
-
-
-def _strict_json(text: str) -> Any:
-    """JSON as the `--input` flag reads it: no NaN/Infinity, no float overflow."""
-    return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
-
-
 def _jsonl(lines: Iterator[tuple[int, bytes | None]], file: str) -> Iterator[Record]:
     for number, raw in lines:
         if raw is None:
@@ -209,7 +187,7 @@ def _jsonl(lines: Iterator[tuple[int, bytes | None]], file: str) -> Iterator[Rec
         where = Location(file, number, 1)
         try:
             text = raw.decode("utf-8")
-            value = _strict_json(text)
+            value = strict_json(text)
         except UnicodeDecodeError as err:
             yield Record(number, None, Diagnostic(f"not UTF-8 text: {err.reason}", where))
             continue
@@ -220,7 +198,7 @@ def _jsonl(lines: Iterator[tuple[int, bytes | None]], file: str) -> Iterator[Rec
         except RecursionError:
             yield Record(number, None, Diagnostic("the row's JSON nests too deeply", where))
             continue
-        except ValueError as err:  # _BadConstant, or an integer over 4,300 digits
+        except ValueError as err:  # NotJSONNumber, or an integer over 4,300 digits
             yield Record(number, None, Diagnostic(f"invalid number: {err}", where))
             continue
         if not isinstance(value, dict):
@@ -300,12 +278,8 @@ def typed_cells(values: dict[str, Any], checked: CheckedPlan) -> dict[str, Any]:
     values); a cell that is not JSON stays text and the input's type check reports it."""
     out: dict[str, Any] = {}
     for name, cell in values.items():
-        declared = checked.input_types.get(name)
-        if declared is not None and declared.kind == "str":
-            out[name] = cell
-            continue
         try:
-            out[name] = _strict_json(cell)
-        except (ValueError, RecursionError):
+            out[name] = typed_input(cell, checked.input_types.get(name))
+        except (ValueError, RecursionError):  # NaN, 1e999, too deep: the type check says
             out[name] = cell
     return out

@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from dsl.errors import PlanfileError
 from engine.batch.output import ResultsFile
-from engine.batch.progress import Counts, Display
+from engine.batch.progress import Counts
 from engine.batch.state import DONE, QUEUED, BatchStore
-from engine.errors import JournalError, StoreError
+from engine.errors import StoreError
 from engine.models.ledger import BudgetGuard, Ledger
 from engine.run.hooks import RunHook, RunView
-from engine.run.result import RunResult, RunStatus, jsonable
+from engine.run.result import RunResult, RunStatus, StepStatus, jsonable
+from engine.store.journal import NoSuchRun
 
 if TYPE_CHECKING:
     from dsl.checker import CheckedPlan
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
 DEFAULT_MAX_RUNS = 16
 DAY_CHECK_EVERY_S = 0.2  # the ledger's daily total is read at most this often
 STOP_WAIT_S = 30.0  # after Ctrl-C, how long the running rows get to stop and be recorded
+# Runs that stopped without an end (Ctrl-C, an approval to give): their rows stay queued,
+# resumed from the journal next time.
+_STOPPED = frozenset({RunStatus.CANCELLED, RunStatus.AWAITING_APPROVAL})
 
 
 class _RowStarted(RunHook):
@@ -54,10 +58,9 @@ class _RowStarted(RunHook):
 
 def stopped_by_daily_budget(result: RunResult) -> bool:
     """Whether the daily budget (not the run's own) stopped the run: the step the gateway
-    refused says which budget (engine.errors.BudgetExceeded names its scope first)."""
+    refused keeps which budget did (`StepRecord.budget_scope`)."""
     return result.status == RunStatus.BUDGET_EXCEEDED and any(
-        record.error is not None and record.error.startswith("daily budget")
-        for record in result.steps.values()
+        record.budget_scope == "daily" for record in result.steps.values()
     )
 
 
@@ -66,7 +69,7 @@ def _error_of(result: RunResult) -> str | None:
     if result.ok or result.error is not None:
         return result.error
     return next(
-        (f"{name}: {r.error}" for name, r in result.steps.items() if r.status == "failed"),
+        (f"{name}: {r.error}" for name, r in result.steps.items() if r.status == StepStatus.FAILED),
         None,
     )
 
@@ -85,7 +88,6 @@ class BatchRunner:
         max_runs: int = DEFAULT_MAX_RUNS,
         daily_usd: float | None = None,
         counts: Counts | None = None,
-        display: Display | None = None,
     ):
         self.engine = engine
         self.checked = checked
@@ -94,7 +96,6 @@ class BatchRunner:
         self.results = results
         self.max_runs = max_runs
         self.counts = counts or Counts()
-        self.display = display
         self.expected = checked.plan.expected_cost_usd
         self.daily_stop = False  # the day's budget is reached: start no new row
         self._day: BudgetGuard | None = None
@@ -123,13 +124,9 @@ class BatchRunner:
                     break
                 task = asyncio.create_task(self._row(line, values, resume.get(line)))
                 running.add(task)
-                if self.display is not None:
-                    self.display.tick()
             while running:
                 finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 self._reraise(finished)
-                if self.display is not None:
-                    self.display.tick()
         finally:
             if running:  # Ctrl-C, or a broken store: stop the running rows, queued
                 for task in running:
@@ -195,8 +192,8 @@ class BatchRunner:
             self._write(line, run_ids[-1] if run_ids else run_id, "error", started, None, str(err))
             return
         counts.running -= 1
-        status = str(result.status)
-        if status in ("cancelled", "awaiting_approval") or stopped_by_daily_budget(result):
+        status = result.status
+        if status in _STOPPED or stopped_by_daily_budget(result):
             if stopped_by_daily_budget(result):
                 self.daily_stop = True
             counts.queued_now += 1
@@ -208,7 +205,7 @@ class BatchRunner:
             counts.succeeded += 1
         else:
             counts.failed += 1
-        self._write(line, result.run_id, status, started, result, _error_of(result))
+        self._write(line, result.run_id, str(status), started, result, _error_of(result))
         self.store.finished(self.batch_id, line, DONE)
 
     async def _start(
@@ -217,10 +214,8 @@ class BatchRunner:
         if run_id is not None:
             try:
                 return await self.engine.resume(run_id, hooks=hooks)
-            except JournalError as err:
-                if "no run" not in str(err):
-                    raise
-                # Killed before its run reached the journal: nothing of it was kept.
+            except NoSuchRun:
+                pass  # killed before its run reached the journal: nothing of it was kept
         return await self.engine.run(self.checked, values, hooks=hooks)
 
     def _write(

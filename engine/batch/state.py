@@ -163,19 +163,6 @@ class BatchStore:
             raise BatchStoreError(f"`{batch_id}` matches {len(rows)} batches; give more of the id")
         return BatchRow(*rows[0]) if rows else None
 
-    def by_output(self, output_path: str) -> BatchRow | None:
-        """The latest batch that wrote this results file."""
-        with self._lock:
-            row = (
-                self._db()
-                .execute(
-                    "SELECT * FROM batches WHERE output_path = ? ORDER BY created_at DESC LIMIT 1",
-                    (output_path,),
-                )
-                .fetchone()
-            )
-        return BatchRow(*row) if row else None
-
     def save_batch(self, batch: BatchRow) -> None:
         self._write(
             "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(batch_id) DO UPDATE"
@@ -244,8 +231,7 @@ class BatchStore:
                 db.commit()
             except lease.RunLeased as err:
                 raise BatchBusy(
-                    f"another batch is writing {output_path}: "
-                    + str(err).split(" is already being run by ", 1)[-1].split("; a run", 1)[0],
+                    f"another batch is writing {output_path}: {err.holder}",
                     hint="wait for it to finish or stop it (Ctrl-C); then run this command "
                     "again to continue, or write to another file with -o",
                 ) from None

@@ -21,6 +21,12 @@ def _planning_setup(args: argparse.Namespace) -> tuple[Config, ToolRegistry]:
     """What `plan` and `ask` share: a goal, the config, the registry, known --allow-tool names."""
     if not args.goal.strip():
         raise UsageError("the goal is empty")
+    return planner_setup(args)
+
+
+def planner_setup(args: argparse.Namespace) -> tuple[Config, ToolRegistry]:
+    """The config and tool registry a planner command uses, every --allow-tool name known
+    (`plan`, `ask` and `eval-planner`)."""
     config = load_config(args.config)
     tools = registry(args.tools)
     unknown = [name for name in args.allow_tool if name not in tools]

@@ -123,6 +123,7 @@ def _run(
             hint="put the results file back, or write to a new file with -o to run the "
             "whole batch again (paid again)",
         )
+    results.open()  # an unwritable -o is an error before any engine or row starts
     resume = {row: run for row, run in store.unfinished(batch_id).items() if row not in done}
     args.budget = args.budget_per_run  # engine_from_args reads the run budget from here
     engine = engine_from_args(args, config, tools)
@@ -141,10 +142,8 @@ def _run(
         max_runs=args.max_runs,
         daily_usd=config.budget.daily_usd,
         counts=counts,
-        display=display,
     )
     interrupted = False
-    results.open()
     display.start()
     try:
         run_async(runner.run(rows.rows(found, checked), done, resume))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dsl.errors import Diagnostic, ExitCode, InputError, Location, escape_controls
+from dsl.strict_json import NotJSONNumber, typed_input
 from engine.cli.options import DEFAULT_MAX_PARALLEL
 from engine.errors import UsageError
 
@@ -134,23 +135,6 @@ def _input_error(message: str, hint: str | None = None) -> InputError:
     return InputError([Diagnostic(message, Location("--input"), hint=hint)])
 
 
-class _NotJSONNumber(ValueError):
-    pass
-
-
-def _no_json_constant(name: str) -> Any:
-    """`NaN`/`Infinity` are not JSON; Python's json would accept them as floats."""
-    raise _NotJSONNumber(f"`{name}` is not a JSON number; use a finite number or null")
-
-
-def _finite_float(text: str) -> float:
-    """A JSON number that does not fit a float (`1e999`) would come in as infinity."""
-    number = float(text)
-    if number in (float("inf"), float("-inf")):
-        raise _NotJSONNumber(f"`{text:.40}` is too large for a number; use a finite number")
-    return number
-
-
 def parse_inputs(pairs: Sequence[str], checked: CheckedPlan) -> dict[str, Any]:
     """`--input k=v` pairs, typed by the plan: text as is, anything else as JSON."""
     values: dict[str, Any] = {}
@@ -159,19 +143,11 @@ def parse_inputs(pairs: Sequence[str], checked: CheckedPlan) -> dict[str, Any]:
         name = name.strip()
         if not sep or not name:
             raise _input_error(f"--input takes NAME=VALUE, not `{pair:.60}`")
-        declared = checked.input_types.get(name)
-        if declared is not None and declared.kind == "str":
-            values[name] = raw
-            continue
         try:
-            values[name] = json.loads(
-                raw, parse_constant=_no_json_constant, parse_float=_finite_float
-            )
-        except json.JSONDecodeError:
-            values[name] = raw  # the input's type check reports the mismatch
+            values[name] = typed_input(raw, checked.input_types.get(name))
         except RecursionError:
             raise _input_error(f"input `{name}`: the value nests too deeply") from None
-        except _NotJSONNumber as err:
+        except NotJSONNumber as err:
             raise _input_error(f"input `{name}`: {err}") from None
         except ValueError:  # the one other ValueError json raises: an over-long integer
             raise _input_error(

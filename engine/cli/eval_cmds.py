@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dsl.errors import ExitCode
-from engine.cli.common import engine_from_args, load_config, registry
+from engine.cli.common import engine_from_args
 from engine.cli.loop import run_async
 from engine.errors import UsageError
 
@@ -83,14 +83,9 @@ def cmd_eval_planner(args: argparse.Namespace) -> int:
     from engine.agent.evaluate import by_split, evaluate, llm_only, prompt_examples
     from engine.agent.goal_file import load_goals
     from engine.agent.planner import Planned, Planner, allowed_tools
+    from engine.cli.agent_cmds import planner_setup
 
-    config = load_config(args.config)
-    tools = registry(args.tools)
-    unknown = [name for name in args.allow_tool if name not in tools]
-    if unknown:
-        raise UsageError(
-            f"--allow-tool: unknown tool `{unknown[0]}`", hint="`planfile tools` lists them"
-        )
+    config, tools = planner_setup(args)
     goals = [goal for path in args.goals for goal in load_goals(path, tools)[: args.limit]]
     if args.output and not Path(args.output).parent.is_dir():  # before minutes of planning
         raise UsageError(f"-o: no folder `{Path(args.output).parent}` for the report")

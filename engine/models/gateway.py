@@ -29,8 +29,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
 from dsl.ir import Step
 from engine.config import Config, ConfigError, ModelSettings
 from engine.errors import ProviderError
@@ -43,13 +41,11 @@ from engine.models.rate_limits import RateLimiter
 from engine.models.selection import Choice, ModelSelector, TierSelector
 from engine.models.structured import (
     InvalidReply,
-    repair_messages,
     response_format,
     run_adapter,
     schema_request,
-    short_error,
     structured_schema,
-    validate_reply,
+    validate_or_repair,
 )
 from engine.run.executor import RetryPolicy
 from stdlib_tools.registry import ToolContext
@@ -244,22 +240,23 @@ class Gateway:
         )
         if adapter is None:
             return reply
-        try:
-            return validate_reply(reply, adapter, wrapped)
-        except (ValueError, ValidationError) as first_error:
-            # One repair attempt: show the model its reply and what was wrong with it.
-            messages = repair_messages(messages, reply, first_error)
-            prompt_tokens = count_tokens(litellm, model, messages) if self.budget.active else 0
-            reply = await self._call(
-                ctx, model, settings, messages, limit, temperature, schema, price, prompt_tokens
+
+        async def repair(asked: list[dict[str, Any]]) -> str:
+            tokens = count_tokens(litellm, model, asked) if self.budget.active else 0
+            return await self._call(
+                ctx, model, settings, asked, limit, temperature, schema, price, tokens
             )
-            try:
-                return validate_reply(reply, adapter, wrapped)
-            except (ValueError, ValidationError) as err:
-                declared = run.checked.result_types[step.id]
-                raise InvalidReply(
-                    f"`{model}` replied twice with data that does not fit `{declared}`: {short_error(err)}"
-                ) from None
+
+        declared = run.checked.result_types[step.id]
+        return await validate_or_repair(
+            reply,
+            messages,
+            adapter,
+            wrapped,
+            repair,
+            model,
+            declared,
+        )
 
     async def _call(
         self,

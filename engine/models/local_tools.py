@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from engine.models.trim import Tokenizer, _cap, _cut
+from engine.models.trim import Tokenizer, cut_middle, shared_cap
 
 # Bounds on the strings the grammar admits: a tiny model that starts repeating itself
 # inside a JSON string would otherwise run to max_tokens and leave unparseable JSON.
@@ -243,12 +243,12 @@ def _fit_results(
     if fixed + sum(len(ids) for ids in encoded.values()) <= budget:
         return out
     # Water-filling as for step inputs: short results stay whole, long ones share the room.
-    cap = _cap([len(ids) for ids in encoded.values()], budget - fixed)
+    cap = shared_cap([len(ids) for ids in encoded.values()], budget - fixed)
     if cap is None:
         cap = 16
     fitted = list(out)
     for i, ids in encoded.items():
-        fitted[i] = {**out[i], "content": _cut(ids, cap, words)}
+        fitted[i] = {**out[i], "content": cut_middle(ids, cap, words)}
     return fitted
 
 

@@ -37,6 +37,16 @@ class ModelSelector(Protocol):
     def choose(self, step: Step, attempt: int, afford: Callable[[str], bool]) -> Choice: ...
 
 
+def base_tier(step: Step, default_tier: str) -> str:
+    """The tier a model step starts on, before escalation or downgrade: its own tier, else
+    its task type's, else the default."""
+    if step.tier:
+        return step.tier
+    if step.task and step.task in TASK_TIERS:
+        return TASK_TIERS[step.task]
+    return default_tier
+
+
 class TierSelector:
     """Explicit model/tier > task type > default tier; escalate on retry; downgrade for budget."""
 
@@ -54,11 +64,7 @@ class TierSelector:
         self.downgrade = downgrade
 
     def base_tier(self, step: Step) -> str:
-        if step.tier:
-            return step.tier
-        if step.task and step.task in TASK_TIERS:
-            return TASK_TIERS[step.task]
-        return self.default_tier
+        return base_tier(step, self.default_tier)
 
     def model_for(self, tier: str) -> str:
         return self.tiers.get(tier) or LOCAL_MODEL

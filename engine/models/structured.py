@@ -4,6 +4,7 @@ parsed, validated by pydantic, and (once) sent back to the model to repair."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -117,6 +118,34 @@ def repair_messages(
             "only JSON matching the schema.",
         },
     ]
+
+
+async def validate_or_repair(
+    reply: str,
+    messages: list[dict[str, Any]],
+    adapter: TypeAdapter[Any],
+    wrapped: bool,
+    repair: Callable[[list[dict[str, Any]]], Awaitable[str]],
+    model: str,
+    declared: object,
+) -> Any:
+    """`reply` in the declared type, or, when it does not fit, the reply of one repair call
+    (`repair(messages)`: the model sees its reply and what was wrong) in it.
+
+    InvalidReply, naming `model` and the `declared` type, when the repaired reply does not
+    fit either.
+    """
+    try:
+        return validate_reply(reply, adapter, wrapped)
+    except (ValueError, ValidationError) as first_error:
+        messages = repair_messages(messages, reply, first_error)
+    repaired = await repair(messages)
+    try:
+        return validate_reply(repaired, adapter, wrapped)
+    except (ValueError, ValidationError) as err:
+        raise InvalidReply(
+            f"`{model}` answered twice with data that does not fit `{declared}`: {short_error(err)}"
+        ) from None
 
 
 def short_error(err: BaseException) -> str:

@@ -55,19 +55,19 @@ def fit(text: str, budget: int, tokenizer: Tokenizer, template: str | None = Non
     encoded = [(tokenizer.encode(piece), is_value) for piece, is_value in pieces]
     fixed = sum(len(ids) for ids, is_value in encoded if not is_value)
     values = [len(ids) for ids, is_value in encoded if is_value]
-    cap = _cap(values, budget - fixed)
+    cap = shared_cap(values, budget - fixed)
     if cap is None:
         # The instructions alone exceed the budget: cut the whole prompt instead.
         encoded = [(tokenizer.encode(text), True)]
         cap = max(budget, MIN_VALUE_TOKENS)
     out = []
     for ids, is_value in encoded:
-        out.append(_cut(ids, cap, tokenizer) if is_value else tokenizer.decode(ids))
+        out.append(cut_middle(ids, cap, tokenizer) if is_value else tokenizer.decode(ids))
     trimmed = "".join(out)
     return Trimmed(trimmed, max(0, tokens - len(tokenizer.encode(trimmed))))
 
 
-def _cap(lengths: list[int], room: int) -> int | None:
+def shared_cap(lengths: list[int], room: int) -> int | None:
     """The largest per-value length so that all values fit in `room` tokens (water-filling:
     short values stay whole, long ones are shortened to a common length)."""
     if room < MIN_VALUE_TOKENS * len(lengths):
@@ -82,7 +82,7 @@ def _cap(lengths: list[int], room: int) -> int | None:
     return room  # everything fits (not reached when the text was over budget)
 
 
-def _cut(ids: list[int], cap: int, tokenizer: Tokenizer) -> str:
+def cut_middle(ids: list[int], cap: int, tokenizer: Tokenizer) -> str:
     """The value's head and tail, `cap` tokens in all with the marker, or the value whole."""
     if len(ids) <= cap:
         return tokenizer.decode(ids)

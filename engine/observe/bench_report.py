@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from dsl.checker import CheckedPlan
-from engine.observe.report import _gantt_svg
+from engine.observe.report import gantt_svg
 from engine.run.result import StepRecord, StepStatus
 from engine.sim.clock import Timeline
 from engine.sim.report import render_text
@@ -40,7 +40,7 @@ def render_bench_report(
     """The whole page as one self-contained HTML string (no scripts, no fetches)."""
     first = doc["configurations"][0] if doc["configurations"] else {"max_parallel": "?"}
     title = f"planfile bench: {checked.plan.name}"
-    chart = _gantt_svg(checked, simulated_records(checked, timeline), critical)
+    chart = gantt_svg(checked, simulated_records(checked, timeline), critical)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>

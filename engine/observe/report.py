@@ -64,7 +64,8 @@ def _dag_svg(checked: CheckedPlan, records: Mapping[str, StepRecord], critical: 
     return "".join(parts)
 
 
-def _gantt_svg(checked: CheckedPlan, records: Mapping[str, StepRecord], critical: set[str]) -> str:
+def gantt_svg(checked: CheckedPlan, records: Mapping[str, StepRecord], critical: set[str]) -> str:
+    """The steps as bars on a time axis (SVG), the critical path's steps marked."""
     timed = [
         (s.id, records[s.id])
         for s in checked.plan.steps
@@ -218,7 +219,7 @@ tr.error td {{ color: #b71c1c; }}
 <h2>Plan</h2><p>{legend}<span class="key" style="background:#fff;border:3px solid #d81b60"></span>critical path</p>
 {_dag_svg(checked, records, critical)}
 <h2>Timeline</h2><p id="critical-path">critical path: {" → ".join(html.escape(s) for s in critical_chain) or "—"}</p>
-{_gantt_svg(checked, records, critical)}
+{gantt_svg(checked, records, critical)}
 <h2>Cost</h2>
 {_cost_tables(checked, records)}
 {_agent_tables(checked, records, agent_calls or {})}

@@ -74,7 +74,7 @@ async def call_local(
     """One tool call in this process, under `timeout_s`."""
     call: Awaitable[Any]
     if spec.is_async:
-        call = _exit_is_error(spec.name, spec.fn(**kwargs))
+        call = call_async(spec.name, spec.fn(**kwargs))
     elif spec.inline and timeout_s is None:
         # Sync tools run in the pool: they may block (files, CPU), and only a pool
         # call can be abandoned at its timeout. The hop costs ~30-50 µs of CPU and
@@ -116,13 +116,9 @@ def call_sync(name: str, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
         raise _exit_error(name, err) from None
 
 
-async def _exit_is_error(name: str, call: Any) -> Any:
+async def call_async(name: str, call: Any) -> Any:
+    """An async tool's coroutine, its sys.exit() made a ToolError."""
     try:
         return await call
     except SystemExit as err:
         raise _exit_error(name, err) from None
-
-
-async def call_async(name: str, call: Any) -> Any:
-    """An async tool's coroutine, its sys.exit() made a ToolError (for the workers)."""
-    return await _exit_is_error(name, call)

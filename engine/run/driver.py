@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
@@ -46,9 +46,9 @@ OK_NONE = Outcome("ok")
 class NodeRunner(Protocol):
     """The step semantics the driver calls into (engine.run.executor implements it)."""
 
-    def run(self, node: int) -> Awaitable[Outcome]: ...
+    def run(self, node: int) -> Coroutine[Any, Any, Outcome]: ...
 
-    def run_item(self, parent: int, index: int, item: Any) -> Awaitable[Outcome]: ...
+    def run_item(self, parent: int, index: int, item: Any) -> Coroutine[Any, Any, Outcome]: ...
 
     def finish_parent(self, parent: int, outcomes: list[Outcome]) -> Outcome: ...
 
@@ -164,10 +164,7 @@ class Driver:
                 return
             node = ready.popleft()
             item = self._items.pop(node, None)
-            coro = cast(
-                Coroutine[Any, Any, Outcome],
-                self.runner.run(node) if item is None else self.runner.run_item(*item),
-            )
+            coro = self.runner.run(node) if item is None else self.runner.run_item(*item)
             context = contextvars.copy_context()
             try:
                 yielded = context.run(coro.send, None)
@@ -294,6 +291,14 @@ async def _finish(
     """Go on with a node's coroutine that suspended yielding `yielded` (an asyncio future,
     or None for a bare yield), in its own context: what a task of its own would do."""
     while True:
+        if yielded is not None and not asyncio.isfuture(yielded):
+            # What asyncio.Task does: the coroutine yielded something no one can wait
+            # on, so it gets an error where it yielded rather than resuming with None.
+            try:
+                yielded = context.run(coro.throw, RuntimeError(f"Task got bad yield: {yielded!r}"))
+            except StopIteration as stop:
+                return cast(Outcome, stop.value)
+            continue
         try:
             if yielded is None:
                 await asyncio.sleep(0)

@@ -63,7 +63,9 @@ class CheckFailed(StepError):
 RetryableError = TransientError
 
 
-# Errors whose message is already a complete sentence for the user.
+# Errors whose message is already a complete sentence for the user: these, and any error
+# class that says so with a true `plain_message` class attribute (one defined in a layer
+# engine/run may not import, such as engine.backends.dask's ClusterLost and WorkerLost).
 _PLAIN_MESSAGES = {
     "ModelCallError",
     "InvalidReply",
@@ -72,8 +74,6 @@ _PLAIN_MESSAGES = {
     "NetworkNotAllowed",
     "WorkspaceError",
     "ToolError",
-    "ClusterLost",
-    "WorkerLost",
 }
 
 
@@ -81,7 +81,11 @@ def describe_error(err: BaseException) -> str:
     if isinstance(err, TimeoutError | asyncio.TimeoutError) and not str(err):
         return "timed out"
     text = str(err) or type(err).__name__
-    if isinstance(err, StepError | TemplateProblem) or type(err).__name__ in _PLAIN_MESSAGES:
+    if (
+        isinstance(err, StepError | TemplateProblem)
+        or type(err).__name__ in _PLAIN_MESSAGES
+        or getattr(type(err), "plain_message", False)
+    ):
         return text
     return f"{type(err).__name__}: {text}"
 
@@ -504,6 +508,7 @@ class StepRunner:
                 raise
             except BudgetExceeded as err:
                 ctx.stop_reason = StopReason.BUDGET_EXCEEDED
+                record.budget_scope = err.scope
                 error = str(err)
                 if item:
                     return Outcome("fail", error=error)

@@ -144,35 +144,28 @@ class Hooks:
         for listener in self._by_method[name]:
             getattr(listener, name)(*args)
 
-    def step_final(self) -> Callable[[str], None] | None:
-        """The per-step callback: None when nobody listens, the one bound method when one
-        does (no wrapper frame). Read after `round_started`, which may rebind it."""
-        calls = [listener.step_final for listener in self._by_method["step_final"]]
+    def _callback(self, name: str) -> Callable[..., None] | None:
+        """One callable for listeners' `name`: None when nobody listens, the one bound
+        method when one does (no wrapper frame), else a fan-out to all of them."""
+        calls = [getattr(listener, name) for listener in self._by_method[name]]
         if not calls:
             return None
         if len(calls) == 1:
             return calls[0]
 
-        def fan_out(step_id: str) -> None:
+        def fan_out(*args: Any) -> None:
             for call in calls:
-                call(step_id)
+                call(*args)
 
         return fan_out
+
+    def step_final(self) -> Callable[[str], None] | None:
+        """The per-step callback (read after `round_started`, which may rebind it)."""
+        return self._callback("step_final")
 
     def agent_call(self) -> Callable[[str, dict[str, Any]], None] | None:
-        """The run's `on_agent_call`: None when nobody listens (read after
-        `round_started`, which may rebind it)."""
-        calls = [listener.agent_call for listener in self._by_method["agent_call"]]
-        if not calls:
-            return None
-        if len(calls) == 1:
-            return calls[0]
-
-        def fan_out(step_id: str, call: dict[str, Any]) -> None:
-            for each in calls:
-                each(step_id, call)
-
-        return fan_out
+        """The run's `on_agent_call` (read after `round_started`, which may rebind it)."""
+        return self._callback("agent_call")
 
     def event_listeners(self) -> list[Callable[[Event], None]]:
         return [listener.event for listener in self._by_method["event"]]

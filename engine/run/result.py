@@ -149,6 +149,9 @@ class StepRecord:
     # `llm` or `agent` for a step the loader made from a description or an unknown tool
     # (`Step.executor`, chosen by `--executor`); in `--json` only for such steps.
     executor: str | None = None
+    # Which budget refused the step's model call (`BudgetExceeded.scope`: "run" or
+    # "daily"), None when none did: a batch stops starting rows on "daily". Not in `--json`.
+    budget_scope: str | None = None
 
     @property
     def is_done(self) -> bool:

@@ -10,7 +10,6 @@ and shared by every configuration, so the what-if table compares like with like.
 
 from __future__ import annotations
 
-import math
 import random
 import statistics
 from collections.abc import Mapping, Sequence
@@ -24,6 +23,7 @@ from engine.run.schedule import Schedule
 from engine.run.session import limit_groups, plan_schedule
 from engine.sim.clock import Timeline, simulate
 from engine.sim.estimates import Estimator, Latency, StepEstimate
+from engine.stats import percentile
 
 # A fan-out whose list size nothing tells (not --fan-out, not an input's value or
 # default, not a replayed run) is assumed to have this many items (reported).
@@ -291,6 +291,7 @@ def _levels(deps: Sequence[Sequence[int]], order: Sequence[int]) -> list[int]:
 
 def summarize(values: Sequence[float]) -> dict[str, float]:
     """Mean, median and 90th percentile (nearest rank) of a run's figures."""
-    ordered = sorted(values)
-    p90 = ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
-    return {"mean": statistics.fmean(ordered), "p50": statistics.median(ordered), "p90": p90}
+    p90 = percentile(values, 90)
+    if p90 is None:
+        raise ValueError("no figures to summarize")
+    return {"mean": statistics.fmean(values), "p50": statistics.median(values), "p90": p90}

@@ -18,9 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dsl.agent_steps import AGENT_TOOL
 from dsl.ir import Ref, Step, is_template
+from dsl.values import walk
 from engine.errors import UsageError
-from engine.models.selection import TASK_TIERS, TIER_ORDER
+from engine.models.selection import TIER_ORDER, base_tier
 from engine.run.latency import LatencyModel
 
 # An agent step (`tool: agent`) is estimated as this many model calls (at most its
@@ -114,15 +116,6 @@ def resolve_keys(
     return resolved
 
 
-def base_tier(step: Step, default_tier: str) -> str:
-    """The tier a model step starts on (engine/models/selection.py's order, no escalation)."""
-    if step.tier:
-        return step.tier
-    if step.task and step.task in TASK_TIERS:
-        return TASK_TIERS[step.task]
-    return default_tier
-
-
 @dataclass(frozen=True)
 class StepEstimate:
     """What one call of a step is expected to take and use."""
@@ -174,10 +167,14 @@ class Estimator:
         input_tokens = _prompt_tokens(step.args)
         output_tokens = _output_tokens(step)
         per_call = self.overrides.get(("tool", step.tool)) or self._tier(tier)
-        if step.tool != "agent":
+        if step.tool != AGENT_TOOL:
             return StepEstimate(per_call, label, 1, input_tokens, output_tokens)
         limit = step.args.get("max_iterations")
-        calls = min(AGENT_MODEL_CALLS, limit) if isinstance(limit, int) and limit > 0 else 3
+        calls = (
+            min(AGENT_MODEL_CALLS, limit)
+            if isinstance(limit, int) and limit > 0
+            else AGENT_MODEL_CALLS
+        )
         inner = step.args.get("tools")
         names = [t for t in inner if isinstance(t, str)] if isinstance(inner, list) else []
         tool_s = sum(self._tool(name).seconds for name in names) / len(names) if names else 0.01
@@ -196,19 +193,13 @@ class Estimator:
 def _prompt_tokens(args: Mapping[str, Any]) -> int:
     chars = 0
     values = 0
-    stack: list[Any] = list(args.values())
-    while stack:
-        value = stack.pop()
+    for value in walk(args):
         if isinstance(value, Ref):
             values += 1
         elif isinstance(value, str):
             chars += len(value)
             if is_template(value):
                 values += value.count("{{")
-        elif isinstance(value, list):
-            stack.extend(value)
-        elif isinstance(value, dict):
-            stack.extend(value.values())
     return PROMPT_OVERHEAD_TOKENS + chars // CHARS_PER_TOKEN + values * TOKENS_PER_VALUE
 
 

@@ -69,6 +69,10 @@ class JournalCorrupt(JournalError):
 RunLeased = lease.RunLeased  # another live process runs the run (engine/store/lease.py)
 
 
+class NoSuchRun(JournalError):
+    """The journal holds no run with that id (or id prefix)."""
+
+
 @dataclass
 class RunRow:
     run_id: str
@@ -564,7 +568,7 @@ class Journal:
                 (run_id,),
             ).fetchall()
         if not rows:
-            raise JournalError(f"no run `{run_id}` in {self.path} (see `planfile runs`)")
+            raise NoSuchRun(f"no run `{run_id}` in {self.path} (see `planfile runs`)")
         if len(rows) > 1:
             raise JournalError(f"`{run_id}` matches {len(rows)} runs; give more of the id")
         with self._db() as db:

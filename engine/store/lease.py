@@ -37,7 +37,34 @@ CREATE = (
 
 
 class RunLeased(JournalError):
-    """Another live process owns the run (it is running or resuming it right now)."""
+    """Another live process owns the run (it is running or resuming it right now).
+
+    The owner's fields (`pid`, `host`, `acquired_at`, `heartbeat_age_s`) let a caller name
+    it in its own words (`holder`) without reading the message.
+    """
+
+    def __init__(
+        self,
+        *args: object,
+        pid: int = 0,
+        host: str = "",
+        acquired_at: str = "",
+        heartbeat_age_s: float = 0.0,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(*args, hint=hint)
+        self.pid = pid
+        self.host = host
+        self.acquired_at = acquired_at
+        self.heartbeat_age_s = heartbeat_age_s
+
+    @property
+    def holder(self) -> str:
+        """The owner, as a phrase: `process 123 on host (since ..., last heartbeat 3 s ago)`."""
+        return (
+            f"process {self.pid} on {self.host} (since {self.acquired_at}, "
+            f"last heartbeat {self.heartbeat_age_s:.0f} s ago)"
+        )
 
 
 @dataclass(frozen=True)
@@ -127,10 +154,14 @@ def acquire(db: sqlite3.Connection, run_id: str, owner: Owner, path: Path) -> st
         return None
     if owner_alive(pid, host, proc_start, expires_at):
         db.rollback()  # end the write transaction the INSERT opened: the lock goes too
+        age = max(0.0, now - heartbeat_at)
         raise RunLeased(
             f"run {run_id} is already being run by process {pid} on {host} (since "
-            f"{acquired_at}, last heartbeat {max(0.0, now - heartbeat_at):.0f} s ago); "
-            "a run has one owner at a time",
+            f"{acquired_at}, last heartbeat {age:.0f} s ago); a run has one owner at a time",
+            pid=pid,
+            host=host,
+            acquired_at=acquired_at,
+            heartbeat_age_s=age,
             hint=(
                 "wait for that process to finish, or stop it. Once it is gone, resume "
                 "again: an owner on this host is taken over at once, one on another host "
