@@ -616,3 +616,17 @@ def test_resuming_a_row_whose_run_never_reached_the_journal_starts_it_afresh(
     with pytest.raises(NoSuchRun, match="no run `nope`"):
         journal.run("nope")
     assert issubclass(NoSuchRun, JournalError)
+
+
+def test_a_row_missing_a_required_input_says_to_add_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The problem is moved to the row: its field, and a hint about the row (not the
+    `--input` flag of `planfile run`)."""
+    plan = write(tmp_path / "calc.plan", CALC_PLAN)
+    rows = jsonl(tmp_path / "rows.jsonl", [{"salary": 1}, {"city": "Paris"}])
+    out = tmp_path / "out.jsonl"
+    code, _, err = cli(capsys, str(plan), "--inputs", str(rows), "-o", str(out), "-q")
+    assert code == 1, err
+    assert f"{rows}:2:1: error: input `salary` (float) is required (field `salary` of the row)" in err
+    assert "add `salary` to the row" in err and "pass --input" not in err

@@ -185,9 +185,12 @@ def test_a_tools_file_gone_before_the_run_is_a_clear_setup_error(
     tools = ToolRegistry.standard()
     tools.load_file(path)
     path.unlink()
-    with Engine(tools=tools, backend=DaskBackend(cluster.address)) as engine:
-        with pytest.raises(RunSetupError, match=r"gone_tools\.py: cannot read it.*No such file"):
-            engine.run_sync("step f = facts()\noutput f")
+    gone = r"gone_tools\.py: cannot read it.*No such file"
+    with (
+        Engine(tools=tools, backend=DaskBackend(cluster.address)) as engine,
+        pytest.raises(RunSetupError, match=gone),
+    ):
+        engine.run_sync("step f = facts()\noutput f")
 
 
 def test_placement_by_worker_resources(
