@@ -628,5 +628,7 @@ def test_a_row_missing_a_required_input_says_to_add_it(
     out = tmp_path / "out.jsonl"
     code, _, err = cli(capsys, str(plan), "--inputs", str(rows), "-o", str(out), "-q")
     assert code == 1, err
-    assert f"{rows}:2:1: error: input `salary` (float) is required (field `salary` of the row)" in err
+    assert (
+        f"{rows}:2:1: error: input `salary` (float) is required (field `salary` of the row)" in err
+    )
     assert "add `salary` to the row" in err and "pass --input" not in err
