@@ -78,6 +78,7 @@ class _Loader(AgentShapes):
         self.file = file
         self.tools = tools or {}
         self.tool_map = dict(tool_map or {})
+        self.step_aliases: dict[str, str] = {}
         self.executor = executor
         # Without a catalogue (a plain IR dump) every tool is taken as named.
         self.agent_available = not self.tools or AGENT_TOOL in self.tools
@@ -197,8 +198,14 @@ class _Loader(AgentShapes):
         out["steps"] = self.load_steps(raw_steps, steps_path, out.get("goal"))
         if self.problems:
             raise PlanError(self.problems)
-        for j in range(len(out.get("outputs") or [])):
+        for j, name in enumerate(out.get("outputs") or []):
             self.smap.json_paths[("outputs", j)] = (plan_fields["outputs"][0], j)
+            # An output naming a step by the spelling its id was renamed from
+            # (`"step 1"` -> `step_1`) follows the rename, as references do.
+            renamed = self.step_aliases.get(name)
+            if renamed is not None and renamed != name and not name.isdigit():
+                out["outputs"][j] = renamed
+                self.note((plan_fields["outputs"][0], j), f"output `{name}` is step `{renamed}`")
         try:
             return Plan.model_validate(out)
         except ValidationError as err:
@@ -213,6 +220,7 @@ class _Loader(AgentShapes):
     def load_steps(self, raw_steps: list[Any], base: Path, goal: Any) -> list[dict[str, Any]]:
         ids: list[str] = []
         aliases: dict[str, str] = {}  # any spelling an LLM may use for a step -> its id
+        self.step_aliases = aliases  # the plan's `outputs` name steps by these spellings too
         for index, raw in enumerate(raw_steps):
             path = (*base, index)
             step_id = f"step_{index + 1}"

@@ -371,3 +371,27 @@ def test_tool_map_applies_to_llmcompiler_text(registry: ToolRegistry) -> None:
         "llmcompiler", '1. lookup("rent")\n2. join()', registry, None, {"lookup": "search"}
     )
     assert (plan.steps[0].tool, plan.steps[0].args) == ("search", {"query": "rent"})
+
+
+def test_outputs_follow_renamed_step_ids(registry: ToolRegistry) -> None:
+    """An id a model spelled oddly (`"step 1"`) is renamed; `outputs` naming it by that
+    spelling follow the rename, with a note, as references to it already do."""
+    doc = {
+        "name": "sp",
+        "steps": [
+            {"id": "step 1", "tool": "calculate", "args": {"expression": "1+1"}},
+            {
+                "id": "step-2",
+                "tool": "calculate",
+                "args": {"expression": "{{ step_1 }}*2"},
+                "depends_on": ["step 1"],
+            },
+        ],
+        "outputs": ["step 1", "step-2"],
+    }
+    plan, smap = load_json(doc, "p.json", registry)
+    checked = check(plan, registry, smap)
+    assert list(checked.plan.outputs) == ["step_1", "step_2"]
+    notes = [d.message for d in smap.notes]
+    assert "output `step 1` is step `step_1`" in notes
+    assert "output `step-2` is step `step_2`" in notes
