@@ -319,8 +319,18 @@ class ToolRegistry(Mapping[str, ToolSpec]):
         if not found:
             raise ToolLoadError(f"{file}: defines no tools (decorate functions with @tool)")
         for tool_spec in found:
-            try:
-                self.add(tool_spec)
-            except ToolDefinitionError as err:
-                raise ToolLoadError(f"{file}: {err}") from None
+            existing = self._tools.get(tool_spec.name)
+            if existing is not None and existing is not tool_spec:
+                code = getattr(tool_spec.fn, "__code__", None)
+                line = f":{code.co_firstlineno}" if code is not None else ""
+                where = (
+                    "a standard tool"
+                    if existing.source == "stdlib"
+                    else "defined by another --tools file"
+                )
+                raise ToolLoadError(
+                    f"{file}{line}: tool `{tool_spec.name}` is already {where}; rename the "
+                    "function (or give it another name with @tool(name=...))"
+                )
+            self.add(tool_spec)
         return found

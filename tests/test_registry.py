@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -68,3 +69,20 @@ def test_duplicate_names_are_refused() -> None:
     registry = ToolRegistry.standard()
     with pytest.raises(ToolDefinitionError, match="defined twice"):
         registry.add(calculate)
+
+
+def test_a_tools_file_redefining_a_standard_tool_names_its_line(tmp_path: Path) -> None:
+    """A `--tools` file whose function shadows a standard tool gets its file and line and
+    the fix, not the internal module name it was imported under."""
+    from stdlib_tools.registry import ToolLoadError
+
+    path = tmp_path / "mine.py"
+    path.write_text(
+        'from stdlib_tools import tool\n\n\n@tool\ndef agent(x: str) -> str:\n    """Mine."""\n'
+        "    return x\n"
+    )
+    with pytest.raises(ToolLoadError) as info:
+        ToolRegistry.standard().load_file(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:4: tool `agent` is already a standard tool")
+    assert "planfile_user_tools" not in message and "@tool(name=...)" in message
