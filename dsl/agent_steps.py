@@ -125,6 +125,14 @@ def check_agent_args(
 ) -> None:
     """The agent-specific rules for one `agent` step's arguments (the generic checks of
     parameter names and types run as for any tool call)."""
+    task = args.get(TASK_ARG)
+    if isinstance(task, str) and not task.strip():
+        report.error(
+            (*path, "args", TASK_ARG),
+            f"the `{TASK_ARG}` of `{AGENT_TOOL}` is empty: the agent would not know what to do",
+            hint=f'say what it must do, e.g. `{TASK_ARG}: "Find the rent in {{{{ city }}}}"`',
+            code="invalid",
+        )
     if TOOLS_ARG in args:
         _check_tool_list(args[TOOLS_ARG], (*path, "args", TOOLS_ARG), tools, report)
     iterations = args.get(MAX_ITERATIONS_ARG)

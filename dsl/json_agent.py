@@ -82,6 +82,7 @@ class AgentShapes:
             args[key] = raw[key]
             self.smap.json_paths[(*ir_path, "args", key)] = (*path, key)
         if TASK_ARG not in args and text is not None:
+            self._require_task(text, (*path, text_key or TASK_ARG))
             args[TASK_ARG] = text  # finished with the goal and earlier results in load_steps
             self.description_steps.append(step)
             self.smap.json_paths[(*ir_path, "args", TASK_ARG)] = (*path, text_key or TASK_ARG)
@@ -113,6 +114,8 @@ class AgentShapes:
         missing = step.get("tool")
         offered = default_tools(self.tools)
         task = text or ""
+        if missing is None:
+            self._require_task(task, (*path, key) if key else path)
         if missing is not None:
             task = args_as_task(task, missing, args)
         agent_args = {TASK_ARG: task, TOOLS_ARG: offered}
@@ -127,3 +130,13 @@ class AgentShapes:
             "executor",
         )
         return agent_args
+
+    def _require_task(self, text: str, path: Path) -> None:
+        """An agent step's description is its task: an empty one is an error (the goal
+        added to it later would hide that the step itself says nothing)."""
+        if not text.strip():
+            self.error(
+                path,
+                "the step's description is empty: as an agent step it needs a task",
+                hint='say what the step must do, e.g. "Find the rent in Austin"',
+            )

@@ -38,6 +38,7 @@ corpus = "docs/"
 address = "tcp://10.0.0.5:8786"           # or --cluster ADDRESS
 connect_timeout_s = 10                    # optional
 task_timeout_s = 3600                     # optional: a call's deadline when its step sets none
+no_workers_warn_s = 30                    # optional: warn when a call waits this long with no workers
 [cluster.resources]                       # optional placement: Dask worker resources
 "tier:local" = {GPU = 1}
 "tool:read_file" = {disk = 1}
@@ -150,6 +151,8 @@ class ClusterSettings(_Strict):
     # The deadline of one call on the cluster when its step sets no `timeout`: a lost
     # task, or one waiting for resources no worker has, is not awaited forever.
     task_timeout_s: float = Field(default=3600.0, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
+    # A call waiting while the scheduler has had no worker this long: one warning.
+    no_workers_warn_s: float = Field(default=30.0, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
     # "tool:NAME" / "tier:NAME" / "model:NAME" -> Dask worker resources its calls need.
     resources: dict[str, dict[str, float]] = Field(default_factory=dict)
 

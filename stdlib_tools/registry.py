@@ -322,14 +322,14 @@ class ToolRegistry(Mapping[str, ToolSpec]):
             existing = self._tools.get(tool_spec.name)
             if existing is not None and existing is not tool_spec:
                 code = getattr(tool_spec.fn, "__code__", None)
-                line = f":{code.co_firstlineno}" if code is not None else ""
+                at = f":{code.co_firstlineno}" if code is not None else ""
                 where = (
                     "a standard tool"
                     if existing.source == "stdlib"
                     else "defined by another --tools file"
                 )
                 raise ToolLoadError(
-                    f"{file}{line}: tool `{tool_spec.name}` is already {where}; rename the "
+                    f"{file}{at}: tool `{tool_spec.name}` is already {where}; rename the "
                     "function (or give it another name with @tool(name=...))"
                 )
             self.add(tool_spec)

@@ -635,3 +635,22 @@ def test_any_tool_list_checks_as_names_and_prints_back(
     (step,) = checked.plan.steps
     assert step.args["tools"] == names and step.args["max_iterations"] == iterations
     assert parse_text(format_plan(checked.plan))[0] == checked.plan
+
+
+def test_an_empty_agent_task_is_a_located_error(registry: ToolRegistry) -> None:
+    """`agent(task: "")`, an empty `task`, or an empty description read as the task (or
+    run as an agent step under --executor agent) say where, not run a taskless agent."""
+    found = problems('step a = agent(task: "  ", tools: [search])\n', registry)
+    assert [(loc, sev) for loc, sev, _, _ in found] == [("a.plan:1:22", "error")]
+    assert "`task` of `agent` is empty" in found[0][2]
+    doc: Any = {"steps": [{"id": "a", "tool": "agent", "task": "", "tools": ["search"]}]}
+    assert [loc for loc, _, _ in json_problems(doc, registry)] == ["p.json:steps[0].task"]
+    described = {"goal": "Find the rent", "steps": [{"description": " ", "tools": ["search"]}]}
+    assert [loc for loc, _, _ in json_problems(described, registry)] == [
+        "p.json:steps[0].description"
+    ]
+    for empty in ({"goal": "Find the rent", "steps": [{"description": ""}]}, [""]):
+        found_json = json_problems(empty, registry, executor="agent")
+        assert [msg for _, msg, _ in found_json] == [
+            "the step's description is empty: as an agent step it needs a task"
+        ]

@@ -632,3 +632,166 @@ def test_a_row_missing_a_required_input_says_to_add_it(
         f"{rows}:2:1: error: input `salary` (float) is required (field `salary` of the row)" in err
     )
     assert "add `salary` to the row" in err and "pass --input" not in err
+
+
+def test_a_line_not_of_this_batch_is_refused_and_the_file_left_alone(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A user's file with one line and no final newline is not a cut-short result: exit 2,
+    not a byte changed (QA: the line was removed and the results written in)."""
+    plan = write(tmp_path / "calc.plan", CALC_PLAN)
+    rows = jsonl(tmp_path / "rows.jsonl", [{"salary": 1}])
+    for text in ('{"x": 5}', '{"batch":"', "{"):
+        other = write(tmp_path / "other.jsonl", text)
+        code, _, err = cli(capsys, str(plan), "--inputs", str(rows), "-o", str(other), "-q")
+        assert code == 2, err
+        assert f"{other}:1: not a batch result line" in err and "it was not changed" in err
+        assert other.read_text() == text
+
+
+def test_a_hand_cut_last_line_of_a_finished_row_is_rebuilt_from_its_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The row's run finished: the rerun continues it from the journal (same run id) and
+    writes its line again; no contradictory "does not run them again" error."""
+    plan = write(tmp_path / "calc.plan", CALC_PLAN)
+    rows = jsonl(tmp_path / "rows.jsonl", [{"salary": 1}, {"salary": 2}])
+    out = tmp_path / "out.jsonl"
+    assert cli(capsys, str(plan), "--inputs", str(rows), "-o", str(out), "-q")[0] == 0
+    whole = out.read_text().splitlines(keepends=True)
+    before = json.loads(whole[1])
+    for cut in (60, 12):  # after the row number, then before it
+        out.write_text(whole[0] + whole[1][:cut])
+        code, _, err = cli(capsys, str(plan), "--inputs", str(rows), "-o", str(out), "-q")
+        assert code == 0, err
+        assert "the last line was cut short" in err and "lacks the results" not in err
+        again = {line["row"]: line for line in results(out)}
+        assert sorted(again) == [1, 2]
+        assert again[before["row"]]["run_id"] == before["run_id"]
+        assert again[before["row"]]["outputs"] == before["outputs"]
+        whole = out.read_text().splitlines(keepends=True)
+
+
+def test_results_files_are_read_with_a_line_limit(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A huge line (or /dev/full, an endless device) is an error, not gigabytes of memory."""
+    from engine.batch import output
+
+    monkeypatch.setattr(output, "MAX_LINE_BYTES", 1000)
+    plan = write(tmp_path / "calc.plan", CALC_PLAN)
+    rows = jsonl(tmp_path / "rows.jsonl", [{"salary": 1}])
+    big = write(tmp_path / "big.jsonl", "x" * 5000)
+    code, _, err = cli(capsys, str(plan), "--inputs", str(rows), "-o", str(big), "-q")
+    assert code == 2 and f"{big}:1: the line is longer than 1,000 bytes" in err
+    assert big.read_text() == "x" * 5000
+    for path in ("/dev/full", "/dev/null"):
+        if Path(path).exists():
+            code, _, err = cli(capsys, str(plan), "--inputs", str(rows), "-o", path, "-q")
+            assert code == 2 and f"-o {path}: not a regular file" in err, err
+
+
+def test_an_oversized_result_line_is_written_without_its_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line the batch could not read back is never written: its outputs stay in the journal."""
+    from engine.batch import output
+
+    monkeypatch.setattr(output, "MAX_LINE_BYTES", 500)
+    file = output.ResultsFile(tmp_path / "out.jsonl", "b1")
+    file.write({"batch": "b1", "row": 1, "run_id": "r1", "outputs": {"a": "x" * 1000}})
+    file.close()
+    (line,) = results(tmp_path / "out.jsonl")
+    assert line["outputs"] == {} and "planfile show r1 --json" in line["outputs_omitted"]
+    assert file.read_done(print, known=True) == {1}
+
+
+def test_an_empty_results_path_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    plan = write(tmp_path / "calc.plan", CALC_PLAN)
+    rows = jsonl(tmp_path / "rows.jsonl", [{"salary": 1}])
+    code, _, err = cli(capsys, str(plan), "--inputs", str(rows), "-o", "", "-q")
+    assert code == 2 and "is a folder, not a file" in err and "internal error" not in err
+
+
+def test_an_overlong_csv_row_is_skipped_and_big_cells_are_accepted(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Like JSONL: a row over 1 MiB is reported and skipped, the others run; a cell over
+    Python's default 128 KiB (under the documented 1 MiB) is read."""
+    plan = write(tmp_path / "calc.plan", CALC_PLAN)
+    rows = write(
+        tmp_path / "rows.csv",
+        f"salary,city\n1,{'c' * 200_000}\n2,{'x' * (1 << 20)}\n3,Paris\n",
+    )
+    out = tmp_path / "out.jsonl"
+    code, _, err = cli(capsys, str(plan), "--inputs", str(rows), "-o", str(out), "-q")
+    assert code == 1, err  # a row was skipped
+    assert f"{rows}:3:1: error: the row is longer than 1,048,576 bytes" in err
+    assert sorted(line["row"] for line in results(out)) == [2, 4]
+
+
+def test_a_lost_cluster_queues_the_rows_and_the_rerun_resumes_them(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row whose run stopped because the cluster was lost is queued, not written as
+    failed; no new row starts; exit 1; the same command continues the batch."""
+    from engine.backends.dask import ClusterUnavailable
+    from engine.batch.runner import BatchRunner
+    from engine.run.result import RunResult, RunStatus, StopReason
+
+    plan = write(tmp_path / "calc.plan", CALC_PLAN)
+    rows = jsonl(tmp_path / "rows.jsonl", [{"salary": n} for n in range(1, 7)])
+    out = tmp_path / "out.jsonl"
+    real = BatchRunner._start
+    started: list[dict[str, Any]] = []
+
+    async def losing(self: BatchRunner, values: dict[str, Any], run_id: Any, hooks: Any) -> Any:
+        started.append(values)
+        if len(started) == 2:  # the scheduler dies during the second row's run
+            hooks[0].on_open("lost-run")
+            return RunResult(
+                "lost-run",
+                "calc",
+                RunStatus.FAILED,
+                error="lost the Dask scheduler",
+                stop_reason=StopReason.CLUSTER,
+            )
+        if len(started) > 2:
+            raise ClusterUnavailable("cannot reach the Dask scheduler")
+        return await real(self, values, run_id, hooks)
+
+    monkeypatch.setattr(BatchRunner, "_start", losing)
+    args = (str(plan), "--inputs", str(rows), "-o", str(out), "--max-runs", "1")
+    code, _, err = cli(capsys, *args)
+    assert code == 1, err
+    assert len(started) == 2  # no row started after the loss
+    assert [line["row"] for line in results(out)] == [1]
+    assert "the cluster was lost (lost the Dask scheduler); 5 rows queued" in err
+    monkeypatch.setattr(BatchRunner, "_start", real)
+    code, _, err = cli(capsys, *args)
+    assert code == 0, err
+    lines = results(out)
+    assert sorted(line["row"] for line in lines) == list(range(1, 7))
+    assert all(line["status"] == "succeeded" for line in lines)
+
+
+def test_rows_waiting_for_an_approval_say_how_to_approve(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Not "the next day, or a larger --budget-per-day": that is the daily budget's advice."""
+    import argparse
+    from types import SimpleNamespace
+
+    from engine.batch.progress import Counts
+    from engine.cli.batch_cmds import _summary
+    from engine.config import Config
+
+    counts = Counts(total=3)
+    runner = SimpleNamespace(cluster_lost=None, daily_stop=False)
+    args = argparse.Namespace(json=False)
+    _summary(args, "b1", counts, "queued", runner, "out.jsonl", Config())
+    err = capsys.readouterr().err
+    assert "--approve-all" in err and "planfile approve RUN STEP" in err
+    assert "next day" not in err and "--budget-per-day" not in err

@@ -133,6 +133,8 @@ def test_jitter_is_seeded_and_runs_give_percentiles() -> None:
         ("search=fast", "expected KEY=SECONDS"),
         ("search=1±200%", "at most 100%"),
         ("search=1e999", "finite"),
+        ("search=1e308", r"at most 1e\+06"),
+        ("search=1±2e6", r"at most 1e\+06"),
     ],
 )
 def test_bad_latency_specs_are_usage_errors(text: str, problem: str) -> None:
@@ -311,6 +313,13 @@ def test_cli_text_report(capsys: pytest.CaptureFixture[str], fan_plan: str) -> N
         (["--skip", "nosuch"], "--skip nosuch: the plan has no step"),
         (["--limit", "tool:nap"], "--limit takes KIND:NAME=N"),
         (["--from-run", "nosuchrun"], "no run `nosuchrun`"),
+        (["--from-run", "%"], "no run `%`"),
+        (["--from-run", ""], "run id is empty"),
+        (["--runs", "10001"], "bench takes 1 to 10,000 runs"),
+        (["--latency", "nap100=1e308"], "at most 1e+06"),
+        (["--html", ""], "--html needs a file name"),
+        (["--html", "/nonexistent-dir-g3/x.html"], "cannot write it: No such file"),
+        (["--html", "/"], "--html /: that is a directory"),
     ],
 )
 def test_cli_errors_are_clear(
@@ -355,6 +364,29 @@ def test_simulated_makespan_matches_a_real_run(case: str) -> None:
     engine.run_sync(checked)
     real = min(engine.run_sync(checked).wall_s for _ in range(5))
     assert simulated * 0.99 <= real <= simulated * 1.05 + 0.010, (real, simulated)
+
+
+def test_from_run_of_another_plan_says_so(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, fan_plan: str
+) -> None:
+    """A run of a plan that shares no step with PLAN is refused, not "replayed"; one
+    that shares some says the rest are estimates."""
+    path = tmp_path / "one.plan"
+    path.write_text("step g = nap50()\n")
+    code, out, _ = cli(capsys, "run", str(path), "--tools", SIM_TOOLS_FILE, "--json")
+    assert code == 0
+    run_id = json.loads(out)["run_id"]
+    other = tmp_path / "other.plan"
+    other.write_text("step q = nap50()\n")
+    code, out, err = cli(
+        capsys, "bench", str(other), "--tools", SIM_TOOLS_FILE, "--from-run", run_id
+    )
+    assert code == 2 and "shares no measured step" in err and out == ""
+    code, out, err = cli(
+        capsys, "bench", fan_plan, "--tools", SIM_TOOLS_FILE, "--from-run", run_id, "--json"
+    )
+    assert code == 0 and "1 of 3 steps are replayed, the rest estimated" in err
+    assert "step(s) not in the run: estimates" in json.loads(out)["durations"]
 
 
 @pytest.mark.slow

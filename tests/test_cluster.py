@@ -7,11 +7,15 @@ starts is stopped by its fixture, which fails if one outlives it."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import http.server
 import json
 import os
 import socket
+import socketserver
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -250,6 +254,118 @@ def test_scheduler_unreachable_at_start(tmp_path: Path, capsys: pytest.CaptureFi
     assert code == 2
     assert address in err and "dask scheduler" in err and "Traceback" not in err
     assert time.monotonic() - started < 15
+
+
+class _Talker(socketserver.BaseRequestHandler):
+    """A service that answers every connection with bytes at once (like an HTTP proxy):
+    the client's first frame length read from them is absurd (a huge allocation)."""
+
+    def handle(self) -> None:
+        self.request.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 4)
+        self.request.recv(1024)
+
+
+class _Silent(http.server.BaseHTTPRequestHandler):
+    """An HTTP server: waits for a request line the Dask client never sends."""
+
+    def log_message(self, *args: object) -> None:  # no lines on the test's stderr
+        pass
+
+
+@pytest.mark.parametrize("handler", [_Silent, _Talker], ids=["http-server", "talker"])
+def test_a_service_that_is_not_dask_fails_within_the_connect_timeout(
+    handler: type[socketserver.BaseRequestHandler],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--cluster pointed at a non-Dask service: exit 2 within the connect timeout (not
+    a hang, not a MemoryError), the address and the fix, no traceback at all."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        address = f"tcp://127.0.0.1:{server.server_address[1]}"
+        config = tmp_path / "planfile.toml"
+        config.write_text("[cluster]\nconnect_timeout_s = 2\n")
+        plan = tmp_path / "p.plan"
+        plan.write_text('step c = calculate(expression: "1 + 1")')
+        started = time.monotonic()
+        code, _, err = run_cli(
+            capsys, "run", str(plan), "--cluster", address, "--config", str(config)
+        )
+        elapsed = time.monotonic() - started
+        gc.collect()  # a half-made Client's __del__ would print now
+        err += capsys.readouterr().err
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 2, err
+    assert address in err and "dask scheduler" in err
+    assert "Traceback" not in err and "Exception ignored" not in err and "internal" not in err
+    assert elapsed < 2 + 4
+
+
+@pytest.mark.parametrize(
+    ("address", "says"),
+    [
+        ("garbage", "missing port"),
+        ("tcp://[::1", "ipv6"),
+        ("tcp://127.0.0.1:0", "not a Dask scheduler address"),
+        ("ucx://127.0.0.1:8786", "ucx:// is not supported"),
+        ("tls://127.0.0.1:8786", "tls:// needs Dask's TLS settings"),
+    ],
+)
+def test_a_malformed_cluster_address_fails_at_once(
+    address: str, says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A malformed address (or tls:// without TLS settings) is refused before any
+    connection: at once, naming the flag and the fix; no traceback."""
+    plan = tmp_path / "p.plan"
+    plan.write_text('step c = calculate(expression: "1 + 1")')
+    started = time.monotonic()
+    code, _, err = run_cli(capsys, "run", str(plan), "--cluster", address)
+    gc.collect()
+    err += capsys.readouterr().err
+    assert code == 2, err
+    assert f"--cluster {address!r}" in err and says in err and "hint:" in err
+    assert "Traceback" not in err and "Exception ignored" not in err
+    assert time.monotonic() - started < 3
+
+
+@pytest.mark.slow
+def test_all_workers_gone_warns_once_and_the_call_keeps_its_deadline(
+    own_cluster: Cluster, tools_file: Path, tmp_path: Path
+) -> None:
+    """Every worker dies mid-call: one "no workers" warning after `no_workers_warn_s`,
+    and the call still ends at its step's deadline (not task_timeout_s)."""
+    own_cluster.start()
+    marker = tmp_path / "starts"
+    marker.mkdir()
+    tools = ToolRegistry.standard()
+    tools.load_file(tools_file)
+    warnings: list[str] = []
+    backend = DaskBackend(own_cluster.address, no_workers_warn_s=1)
+    backend.on_warning = warnings.append
+    plan = f'step s = slow(tag: "s", seconds: 30, marker: "{marker}") timeout 8s'
+
+    async def scenario() -> Any:
+        with Engine(tools=tools, backend=backend) as engine:
+            run = asyncio.create_task(engine.run(plan))
+            await asyncio.to_thread(
+                _wait_for, lambda: list(marker.glob("s.*")), 30, "step s to start"
+            )
+            for worker in own_cluster.workers.values():
+                own_cluster.kill(worker)
+            return await asyncio.wait_for(run, 30)
+
+    started = time.monotonic()
+    result = asyncio.run(scenario())
+    assert result.status == "failed"
+    assert result.steps["s"].error == "timed out after 8s"
+    assert time.monotonic() - started < 20
+    assert len(warnings) == 1, warnings
+    assert "no workers" in warnings[0] and own_cluster.address in warnings[0]
 
 
 def test_bad_placement_key_is_a_config_error(

@@ -48,6 +48,25 @@ def test_runs_are_journaled_and_shown(
     assert main(["show", "nosuchrun"]) == 2
 
 
+def test_show_html_to_an_unusable_path_is_a_clear_error(
+    planfile_home: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    plan = tmp_path / "p.plan"
+    plan.write_text('step a: float = calculate(expression: "6 * 7")')
+    assert main(["run", str(plan), "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    for target, message in [
+        (str(tmp_path), "that is a directory"),
+        (str(tmp_path / "no" / "r.html"), "cannot write it: No such file or directory"),
+        ("", "--html needs a file name"),
+    ]:
+        assert main(["show", run_id, "--html", target]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert main(["show", run_id, "--html", str(tmp_path / "r.html")]) == 0
+    assert "<svg" in (tmp_path / "r.html").read_text()
+
+
 def test_show_lists_what_a_killed_run_did_not_run(
     planfile_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -204,6 +223,22 @@ def test_a_plan_run_again_is_stored_once(tmp_path: Path) -> None:
     db = sqlite3.connect(journal.path)
     assert db.execute("SELECT COUNT(*) FROM plans").fetchone()[0] == 1
     assert len(journal.runs()) == 3 and all(r.plan_json for r in journal.runs())
+
+
+def test_a_run_id_prefix_is_matched_literally(tmp_path: Path) -> None:
+    """`%` and `_` are not wildcards, an empty id is refused, and a prefix names one run."""
+    journal = Journal(tmp_path / "journal.sqlite")
+    engine = Engine(tools=TEST_TOOLS, journal=journal)
+    plan = load_plan("input v: int\nstep a = echo(value: v)", tools=TEST_TOOLS)
+    ids = [engine.run_sync(plan, {"v": i}).run_id for i in range(2)]
+    for pattern in ("%", "_", "%%", ids[0][:3] + "%", "_" + ids[0][1:]):
+        with pytest.raises(JournalError, match="no run"):
+            journal.run(pattern)
+    for empty in ("", "  "):
+        with pytest.raises(JournalError, match="empty"):
+            journal.run(empty)
+    assert journal.run(ids[0]).run_id == ids[0]
+    assert journal.run(ids[1][:-1]).run_id == ids[1]
 
 
 def _hold_write_lock(path: Path) -> Any:

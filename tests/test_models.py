@@ -230,6 +230,30 @@ def test_unknown_model_fails_clearly() -> None:
     assert "unknown model `nosuchprovider/model-x`" in record.error and "--tier" in record.error
 
 
+def test_a_provider_crash_shows_its_first_line_not_a_traceback() -> None:
+    """A custom provider that raises (litellm puts the whole traceback and its bug-report
+    banner into the message) fails the step with the first meaningful line only."""
+    PROVIDER.add("fast", *[AssertionError("Unrecognized schema: {'description': 'x'}")] * 20)
+    PROVIDER.default["fast"] = Reply("never")
+    result = run('step a = llm(model: "pftest/fast", prompt: "x")')
+    error = result.steps["a"].error or ""
+    assert "Unrecognized schema" in error and "`pftest/fast` failed" in error
+    assert "Traceback" not in error and "github.com/BerriAI" not in error
+    assert "\n" not in error
+
+
+def test_provider_message_skips_tracebacks_and_banners() -> None:
+    from engine.models.gateway import provider_message
+
+    text = (
+        "\x1b[1;31mGive Feedback / Get Help: https://github.com/BerriAI/litellm/issues/new\x1b[0m\n"
+        "litellm.APIConnectionError: Unrecognized schema: {}\n"
+        'Traceback (most recent call last):\n  File "x.py", line 1, in f\nAssertionError'
+    )
+    assert provider_message(RuntimeError(text)) == "Unrecognized schema: {}"
+    assert provider_message(RuntimeError("")) == "RuntimeError"
+
+
 def test_missing_key_env_is_named() -> None:
     """api_key_env pointing at an unset variable names the variable."""
     result = run(

@@ -22,7 +22,10 @@ cluster through a `distributed.Client` and brings their results (or exceptions) 
   with `WorkerLost`, which the step's retry policy may retry. The scheduler unreachable
   at start is a `ClusterUnavailable` (exit 2, the address and the fix); lost mid-run,
   the call fails with `ClusterLost` and the run stops (`failed`, resumable with
-  `planfile resume RUN`). Every wait has a deadline: the connection's, and each call's
+  `planfile resume RUN`). The address is checked, and the service there asked who it
+  is, before the client connects (engine/backends/connect.py). No worker for
+  `no_workers_warn_s` while a call waits: one warning per outage (`on_warning`), and
+  the call waits on. Every wait has a deadline: the connection's, and each call's
   (its step's timeout, else `[cluster] task_timeout_s`).
 """
 
@@ -34,7 +37,7 @@ import functools
 import logging
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, cast
 
@@ -52,6 +55,11 @@ if TYPE_CHECKING:
 
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_TASK_TIMEOUT_S = 3600.0
+# A call waiting while the scheduler has had no worker this long gets one warning (it
+# keeps waiting, under its deadline: workers may join).
+DEFAULT_NO_WORKERS_WARN_S = 30.0
+# How often a waiting call looks at the client's cached worker count (no round trip).
+_WORKERS_POLL_S = 0.5
 # The registry loads `--tools FILE.py` as modules named so (stdlib_tools/registry.py):
 # workers cannot import them, the worker plugin loads them there.
 USER_TOOLS_PREFIX = "planfile_user_tools_"
@@ -91,6 +99,7 @@ class DaskBackend:
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
         task_timeout_s: float = DEFAULT_TASK_TIMEOUT_S,
         resources: Mapping[str, Mapping[str, float]] | None = None,
+        no_workers_warn_s: float = DEFAULT_NO_WORKERS_WARN_S,
     ) -> None:
         try:
             from distributed import Client
@@ -106,11 +115,18 @@ class DaskBackend:
         self._shipped: dict[str, str] = {}  # user tools module -> its worker plugin's name
         self._loading: dict[str, Future[Any]] = {}  # user tools module -> its loading
         self._refs: dict[str, Any] = {}  # tool name -> what workers resolve it from
+        self._warned_no_workers = False
+        self.no_workers_warn_s = no_workers_warn_s
+        # Where "no workers" goes (the CLI sets its warning printer); None: logged.
+        self.on_warning: Callable[[str], None] | None = None
+        from engine.backends.connect import checked_address, probe_scheduler
+
+        probe_scheduler(address, connect_timeout_s, checked_address(address))
         try:
             self.client = Client(
                 address, timeout=connect_timeout_s, set_as_default=False, name="planfile"
             )
-        except (OSError, TimeoutError, ValueError) as err:
+        except Exception as err:  # the probe passed: the scheduler went away since
             raise ClusterUnavailable(
                 f"cannot reach the Dask scheduler at {address} within {connect_timeout_s:g} s: "
                 f"{_first_line(err)}",
@@ -139,6 +155,7 @@ class DaskBackend:
             connect_timeout_s=settings.connect_timeout_s,
             task_timeout_s=settings.task_timeout_s,
             resources=settings.resources,
+            no_workers_warn_s=settings.no_workers_warn_s,
         )
 
     # --- Backend ------------------------------------------------------------------------
@@ -188,9 +205,42 @@ class DaskBackend:
         )
         try:
             async with asyncio.timeout(deadline_s):
-                return await asyncio.wrap_future(call)
+                return await self._watched(client, asyncio.wrap_future(call))
         except BaseException as err:
             raise self._located(err) from None
+
+    async def _watched(self, client: Any, waiting: asyncio.Future[Any]) -> Any:
+        """`waiting`'s result; meanwhile, warn once per outage if the scheduler has had
+        no worker for `no_workers_warn_s` (the call would wait silently to its deadline)."""
+        since: float | None = None
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                done, _ = await asyncio.wait({waiting}, timeout=_WORKERS_POLL_S)
+                if done:
+                    return waiting.result()
+                if _worker_count(client) > 0:
+                    since = None
+                    self._warned_no_workers = False  # workers back: warn at the next outage
+                    continue
+                if self._warned_no_workers:
+                    continue
+                since = loop.time() if since is None else since
+                if loop.time() - since >= self.no_workers_warn_s:
+                    self._warned_no_workers = True
+                    self._warn(
+                        f"warning: cluster: the Dask scheduler at {self.address} has had no "
+                        f"workers for {self.no_workers_warn_s:g} s; calls wait for one "
+                        f"(each within its deadline): start workers: dask worker {self.address}"
+                    )
+        finally:
+            waiting.cancel()
+
+    def _warn(self, message: str) -> None:
+        if self.on_warning is not None:
+            self.on_warning(message)
+        else:
+            logging.getLogger(__name__).warning("%s", message)
 
     @staticmethod
     async def _on_client_loop(
@@ -391,3 +441,10 @@ def quiet_distributed_logs() -> None:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0][:300] if text else type(err).__name__
+
+
+def _worker_count(client: Any) -> int:
+    """The scheduler's workers as the client last heard (it refreshes them every
+    `distributed.client.scheduler-info-interval`): no round trip per look."""
+    identity = getattr(client, "_scheduler_identity", None) or {}
+    return len(identity.get("workers") or {})

@@ -218,12 +218,20 @@ def _jsonl(lines: Iterator[tuple[int, bytes | None]], file: str) -> Iterator[Rec
 
 def _csv(lines: Iterator[tuple[int, bytes | None]], file: str) -> Iterator[Record]:
     current = [0]  # the physical line the csv reader is on
+    too_long: list[int] = []  # over-long lines read since the last row: that row is skipped
+    # The documented cell limit is the row limit (Python's default is 128 KiB); the
+    # setting is process-wide, and only ever raised to this.
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_ROW_BYTES))
 
     def text() -> Iterator[str]:
         for number, raw in lines:
             current[0] = number
             if raw is None:
-                raise RowsError(f"{file}:{number}: the line is longer than {MAX_ROW_BYTES:,} bytes")
+                # Skip the line (as JSONL does): the reader sees an empty line, and the
+                # row it belongs to is reported too long.
+                too_long.append(number)
+                yield "\n"
+                continue
             try:
                 yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as err:
@@ -236,6 +244,10 @@ def _csv(lines: Iterator[tuple[int, bytes | None]], file: str) -> Iterator[Recor
         raise RowsError(f"{file}:{current[0]}: the header line is not valid CSV: {err}") from None
     if header is None:
         return
+    if too_long:
+        raise RowsError(
+            f"{file}:{too_long[0]}: the header line is longer than {MAX_ROW_BYTES:,} bytes"
+        )
     names = [name.strip() for name in header]
     duplicate = next((n for i, n in enumerate(names) if n in names[:i]), None)
     if duplicate is not None or any(not n for n in names):
@@ -256,6 +268,10 @@ def _csv(lines: Iterator[tuple[int, bytes | None]], file: str) -> Iterator[Recor
             start = current[0] + 1
             continue
         line, start = start, current[0] + 1
+        if too_long:
+            yield Record(line, None, _too_long(file, line))
+            too_long.clear()
+            continue
         if not any(cell.strip() for cell in cells):
             continue  # a blank line is not a row
         if len(cells) > len(names):

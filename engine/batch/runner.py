@@ -11,6 +11,10 @@ when it is reached (a run stopped by it, or the ledger's total says so) the batc
 no new row, lets the running ones finish or stop at the budget, and the rows not done
 stay queued: a row stopped mid-way keeps its run id in the batch store, and is resumed
 through the journal next time (`Engine.resume`), so its finished steps are not paid again.
+
+A lost cluster (its scheduler gone mid-run, or unreachable when a row starts) stops the
+batch the same way: no new row starts, and the rows it stopped stay queued (not written
+as failed), to be resumed through the journal when the command runs again.
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from dsl.errors import PlanfileError
+from engine.backends.dask import ClusterUnavailable
 from engine.batch.output import ResultsFile
 from engine.batch.progress import Counts
 from engine.batch.state import DONE, QUEUED, BatchStore
 from engine.errors import StoreError
 from engine.models.ledger import BudgetGuard, Ledger
 from engine.run.hooks import RunHook, RunView
-from engine.run.result import RunResult, RunStatus, StepStatus, jsonable
+from engine.run.result import RunResult, RunStatus, StepStatus, StopReason, jsonable
 from engine.store.journal import NoSuchRun
 
 if TYPE_CHECKING:
@@ -98,6 +103,7 @@ class BatchRunner:
         self.counts = counts or Counts()
         self.expected = checked.plan.expected_cost_usd
         self.daily_stop = False  # the day's budget is reached: start no new row
+        self.cluster_lost: str | None = None  # why the cluster is gone: start no new row
         self._day: BudgetGuard | None = None
         if any(engine.registry[step.tool].uses_model for step in checked.plan.steps):
             if engine.ledger is None:
@@ -120,7 +126,7 @@ class BatchRunner:
                         running, return_when=asyncio.FIRST_COMPLETED
                     )
                     self._reraise(finished)
-                if self._day_reached():
+                if self._day_reached() or self.cluster_lost is not None:
                     break
                 task = asyncio.create_task(self._row(line, values, resume.get(line)))
                 running.add(task)
@@ -184,18 +190,29 @@ class BatchRunner:
         except StoreError:
             counts.running -= 1
             raise  # the journal, ledger or batch store broke: the batch stops, rows queued
+        except ClusterUnavailable as err:
+            # The cluster is gone: this row is not the row's fault; it waits, queued.
+            counts.running -= 1
+            self.cluster_lost = self.cluster_lost or str(err)
+            counts.queued_now += 1
+            if run_ids:
+                self.store.finished(self.batch_id, line, QUEUED)
+            return
         except PlanfileError as err:
-            # This row's run could not be set up (say, the cluster went away): recorded
-            # as an error line, the batch goes on.
+            # This row's run could not be set up: recorded as an error line, the batch
+            # goes on.
             counts.running -= 1
             counts.failed += 1
             self._write(line, run_ids[-1] if run_ids else run_id, "error", started, None, str(err))
             return
         counts.running -= 1
         status = result.status
-        if status in _STOPPED or stopped_by_daily_budget(result):
+        lost = result.stop_reason == StopReason.CLUSTER
+        if status in _STOPPED or lost or stopped_by_daily_budget(result):
             if stopped_by_daily_budget(result):
                 self.daily_stop = True
+            if lost:
+                self.cluster_lost = self.cluster_lost or (_error_of(result) or "lost the cluster")
             counts.queued_now += 1
             counts.spent_usd += result.cost_usd - spent_before
             self.store.finished(self.batch_id, line, QUEUED)

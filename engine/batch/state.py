@@ -198,11 +198,34 @@ class BatchStore:
 
     def missing(self, batch_id: str, done: set[int]) -> int:
         """How many rows the store has as done that `done` (the results file) lacks."""
+        return len(self.missing_rows(batch_id, done))
+
+    def missing_rows(self, batch_id: str, done: set[int]) -> set[int]:
+        """The rows the store has as done that `done` (the results file) lacks."""
         with self._lock:
             cursor = self._db().execute(
                 "SELECT row FROM batch_rows WHERE batch_id = ? AND state = ?", (batch_id, DONE)
             )
-            return sum(1 for (row,) in cursor if row not in done)
+            return {int(row) for (row,) in cursor if row not in done}
+
+    def has_rows(self, batch_id: str) -> bool:
+        """Whether any row of the batch got a run (so its results file was written to)."""
+        with self._lock:
+            found = (
+                self._db()
+                .execute("SELECT 1 FROM batch_rows WHERE batch_id = ? LIMIT 1", (batch_id,))
+                .fetchone()
+            )
+        return found is not None
+
+    def requeue(self, batch_id: str, rows: set[int]) -> None:
+        """Rows whose result line was lost (cut short): resumed from their runs' journal,
+        which has their finished steps, so nothing is paid again."""
+        for row in rows:
+            self._write(
+                "UPDATE batch_rows SET state = ? WHERE batch_id = ? AND row = ?",
+                (QUEUED, batch_id, row),
+            )
 
     def started(self, batch_id: str, row: int, run_id: str) -> None:
         """Committed at once: a killed batch must know which run each row was."""

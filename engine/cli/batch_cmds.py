@@ -5,8 +5,8 @@ skipped), then runs the rest through one `Engine` (engine/batch/runner.py), appe
 result line per row. The batch's identity is its plan, inputs file and results file:
 running the same command again continues it; `--resume BATCH` names it by id.
 Exit codes: 0 every row succeeded, 1 some row failed, was skipped or waits for an
-approval, 2 invalid command or inputs file, 3 the daily budget stopped the batch (rows
-queued), 130 interrupted.
+approval, or the cluster was lost (rows queued), 2 invalid command or inputs file, 3 the
+daily budget stopped the batch (rows queued), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -73,6 +73,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
                 hint="continue a batch with the files it started with; a changed file is a "
                 "new batch (give it its own -o)",
             )
+        from engine.batch.output import ResultsFile
+
+        ResultsFile(Path(output_path), batch_id).check_path()  # before taking its lease
         note = store.acquire(output_path)
         if note is not None:
             warn(f"warning: {note}")
@@ -112,7 +115,15 @@ def _run(
     from engine.cli.loop import run_async
 
     results = ResultsFile(Path(output_path), batch_id)
-    done = results.read_done(warn)
+    done = results.read_done(warn, known=store.has_rows(batch_id))
+    if results.cut:
+        # The cut line's row finished: its run is continued from the journal (it rebuilds
+        # the result at no cost). A line cut before its row number: the one row missing.
+        cut = (
+            {results.cut_row} if results.cut_row is not None else store.missing_rows(batch_id, done)
+        )
+        if len(cut) == 1:
+            store.requeue(batch_id, cut)
     lost = store.missing(batch_id, done)
     if lost:
         from engine.batch.output import ResultsFileError
@@ -155,7 +166,7 @@ def _run(
         engine.close()
     status = "interrupted" if interrupted else ("done" if counts.remaining == 0 else "queued")
     store.set_status(batch_id, status)
-    _summary(args, batch_id, counts, status, runner.daily_stop, output_path, config)
+    _summary(args, batch_id, counts, status, runner, output_path, config)
     if interrupted:
         return ExitCode.INTERRUPTED
     if counts.remaining and runner.daily_stop:
@@ -209,7 +220,7 @@ def _summary(
     batch_id: str,
     counts: Counts,
     status: str,
-    daily_stop: bool,
+    runner: Any,
     output_path: str,
     config: Config,
 ) -> None:
@@ -245,15 +256,27 @@ def _summary(
             f"(or `planfile batch --resume {batch_id}`) to continue",
             file=sys.stderr,
         )
-    elif queued:
-        why = (
-            f"daily budget exceeded (${config.budget.daily_usd:g} a day); queuing the "
-            f"{queued:,} rows not done"
-            if daily_stop
-            else f"{queued:,} rows wait (an approval, or a run that stopped)"
-        )
+    elif queued and runner.cluster_lost is not None:
         print(
-            f"batch {batch_id}: {why}. Run the same command again (the next day, or with a "
-            f"larger --budget-per-day), or `planfile batch --resume {batch_id}`, to continue",
+            f"batch {batch_id}: the cluster was lost ({runner.cluster_lost}); {queued:,} rows "
+            "queued (none written as failed). Restart the cluster, then run the same command "
+            f"again (or `planfile batch --resume {batch_id}`): stopped rows resume from "
+            "their journal",
+            file=sys.stderr,
+        )
+    elif queued and runner.daily_stop:
+        print(
+            f"batch {batch_id}: daily budget exceeded (${config.budget.daily_usd:g} a day); "
+            f"queuing the {queued:,} rows not done. Run the same command again (the next "
+            f"day, or with a larger --budget-per-day), or `planfile batch --resume "
+            f"{batch_id}`, to continue",
+            file=sys.stderr,
+        )
+    elif queued:
+        print(
+            f"batch {batch_id}: {queued:,} rows wait for an approval (or their run "
+            "stopped). Run the same command again with --approve-all, or approve each "
+            "run's step (`planfile runs` lists them awaiting approval; `planfile approve "
+            f"RUN STEP`) and run the same command (or `planfile batch --resume {batch_id}`)",
             file=sys.stderr,
         )

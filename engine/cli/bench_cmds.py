@@ -6,7 +6,6 @@ import argparse
 import json
 import math
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dsl.errors import ExitCode
@@ -19,6 +18,7 @@ from engine.cli.common import (
     parse_tiers,
     registry,
     warn,
+    write_file,
 )
 from engine.cli.options import DEFAULT_MAX_PARALLEL
 from engine.cli.run_cmds import collector_set_for_a_run
@@ -53,6 +53,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         journaled, replay, skipped, run_label = _journaled(args.from_run, args.tools)
         if args.plan is None:
             checked, tools = journaled
+        else:
+            replay = _same_plan(checked, journaled[0], replay, run_label, args.plan)
     for warning in checked.warnings:
         print(warning.render(checked.source), file=sys.stderr)
     tier_map = {**checked.plan.tiers, **config.tiers, **tiers}
@@ -78,17 +80,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     cost = cost_estimate(bench, selector.model_for, Pricing(config).price)
     if run_label is not None:
         durations = f"replayed from run {run_label}"
+        estimated = len(_ids(checked) - set(replay or {}) - spec.when_false)
+        if estimated:
+            durations += f" ({estimated} step(s) not in the run: estimates)"
     elif latencies or any(e.latency.spread() > 0 for e in bench.estimates):
         durations = "estimates with --latency " + ", ".join(args.latency)
     else:
         durations = "per-tool and per-tier estimates"
     doc = bench_document(bench, results, cost, durations)
-    if args.html:
+    if args.html is not None:
         from engine.observe.bench_report import render_bench_report
 
         first = results[spec.max_parallel[0]][0]
         page = render_bench_report(checked, doc, first.timeline, set(first.critical_steps))
-        Path(args.html).write_text(page, encoding="utf-8")
+        write_file(args.html, page, "--html")
         warn(f"wrote {args.html}")
     if args.json:
         print(json.dumps(doc, indent=2, allow_nan=False))
@@ -123,6 +128,32 @@ def _journaled(
         items = len(record.output) if name in fan and isinstance(record.output, list) else None
         replay[name] = Replay(max(0.0, ended - began), items)
     return (checked, tools), replay, skipped, row.run_id
+
+
+def _same_plan(
+    checked: CheckedPlan,
+    journaled: CheckedPlan,
+    replay: dict[str, Replay],
+    run_id: str,
+    plan_file: str,
+) -> dict[str, Replay]:
+    """The replayed spans that apply to PLAN: a run of another plan that shares no step
+    with it is refused; one that shares some steps says which are estimated instead."""
+    if checked.plan.model_dump_json() == journaled.plan.model_dump_json():
+        return replay
+    shared = {name: span for name, span in replay.items() if name in _ids(checked)}
+    if not shared:
+        raise UsageError(
+            f"--from-run {run_id}: that run is of plan `{journaled.plan.name}`, which shares "
+            f"no measured step with {plan_file}",
+            hint=f"leave out {plan_file} to bench the run's own plan, or pick a run of this plan "
+            "(`planfile runs`)",
+        )
+    warn(
+        f"note: run {run_id} ran a different version of the plan (`{journaled.plan.name}`): "
+        f"{len(shared)} of {len(_ids(checked))} steps are replayed, the rest estimated"
+    )
+    return shared
 
 
 def _ids(checked: CheckedPlan) -> set[str]:

@@ -41,6 +41,23 @@ def warn(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def write_file(path: str, text: str, flag: str) -> None:
+    """Write the file a flag names (`--html FILE`); a path that cannot take it is a
+    UsageError naming the flag and the reason, not a traceback."""
+    if not path.strip():
+        raise UsageError(f"{flag} needs a file name, not an empty one")
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(
+            f"{flag} {path}: that is a directory",
+            hint=f"give a file name, e.g. {target / 'report.html'}",
+        )
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"{flag} {path}: cannot write it: {err.strerror or err}") from None
+
+
 def registry(files: Sequence[str]) -> ToolRegistry:
     """The stdlib tools plus those of each `--tools FILE.py`."""
     from stdlib_tools import ToolRegistry
@@ -263,6 +280,7 @@ def cluster_backend(args: argparse.Namespace, config: Config) -> Any:
     from engine.backends.dask import DaskBackend, quiet_distributed_logs
 
     backend = DaskBackend.from_settings(config.cluster, address)
+    backend.on_warning = warn  # "no workers" while a call waits
     # The backend reports a lost cluster itself (the step's error, with the fix).
     quiet_distributed_logs()
     return backend

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from dsl.errors import ExitCode, escape_controls
-from engine.cli.common import journal, registry, warn
+from engine.cli.common import journal, registry, warn, write_file
 from engine.errors import ApprovalError
 from engine.store.journal import INTERRUPTED
 
@@ -63,7 +62,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     store = journal()
     row = store.run(args.run)
-    if args.html:
+    if args.html is not None:
         from dsl.checker import check
         from dsl.ir import Plan
         from engine.observe.report import render_report
@@ -78,7 +77,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             started_at=row.started_at,
             agent_calls=store.agent_calls(row.run_id),
         )
-        Path(args.html).write_text(page, encoding="utf-8")
+        write_file(args.html, page, "--html")
         warn(f"wrote {args.html}")
         return ExitCode.OK
     result = store.result_json(row.run_id)

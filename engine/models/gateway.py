@@ -25,10 +25,12 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dsl.errors import PlanfileError
 from dsl.ir import Step
 from engine.config import Config, ConfigError, ModelSettings
 from engine.errors import ProviderError
@@ -57,6 +59,36 @@ MAX_PROVIDER_WAIT_S = 60.0
 
 class ModelCallError(ProviderError):
     """A model call failed for good, with a message naming the model and the fix."""
+
+
+class ProviderFailed(ModelCallError):
+    """A provider call failed with a fault a later retry may get past (a lost connection,
+    a 5xx, a crash inside a custom provider): the step's own retries may try again."""
+
+    transient = True
+    plain_message = True  # a step's error shows the message alone (engine.run.executor)
+
+
+# Lines of a provider's error text that are no message: a Python traceback (litellm puts
+# a custom provider's whole traceback into the message) and litellm's help banner.
+_NOISE = re.compile(
+    r"^(Traceback \(most recent call last\)|File \"|Give Feedback|LiteLLM\.Info|"
+    r"\S*github\.com/BerriAI)"
+)
+_LITELLM_PREFIX = re.compile(r"^litellm\.\w+:\s*")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def provider_message(err: BaseException) -> str:
+    """The first meaningful line of a provider's error (no traceback, no bug-report
+    banner, no terminal colours), at most 300 characters; else the error's class name."""
+    for raw in _ANSI.sub("", str(err)).splitlines():
+        line = raw.strip()
+        if line and not _NOISE.match(line):
+            # litellm prefixes its class name ("litellm.APIConnectionError: ..."), which
+            # the caller names already.
+            return _LITELLM_PREFIX.sub("", line)[:300] or type(err).__name__
+    return type(err).__name__
 
 
 class ModelTimeout(ModelCallError):
@@ -455,7 +487,12 @@ class Gateway:
                         "(`provider/model`, as litellm names it) in the plan, planfile.toml or --tier"
                     ) from None
                 if kind is not Fault.TRANSIENT or attempt == PROVIDER_RETRIES:
-                    raise
+                    if isinstance(err, PlanfileError):
+                        raise  # already a message for the user
+                    failed = ModelCallError if kind is Fault.PERMANENT else ProviderFailed
+                    raise failed(
+                        f"`{model}` failed: {type(err).__name__}: {provider_message(err)}"
+                    ) from err
                 delay = retry_after(err)
                 if delay is None:
                     delay = self._backoff.delay(attempt + 1, self._rng)
@@ -463,4 +500,12 @@ class Gateway:
         raise AssertionError("unreachable")
 
 
-__all__ = ["Gateway", "InvalidReply", "ModelCallError", "ModelTimeout", "Reply"]
+__all__ = [
+    "Gateway",
+    "InvalidReply",
+    "ModelCallError",
+    "ModelTimeout",
+    "ProviderFailed",
+    "Reply",
+    "provider_message",
+]

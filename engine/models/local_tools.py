@@ -96,15 +96,16 @@ def reply_schema(request: ToolRequest) -> dict[str, Any]:
     defs: dict[str, dict[str, Any]] = {"$defs": {}, "definitions": {}}
     branches: list[dict[str, Any]] = []
     for name, parameters in request.tools.items():
-        arguments = _bounded(_hoist_defs(parameters, defs), MAX_ARGUMENT_CHARS)
+        arguments = _bounded(_typed(_hoist_defs(parameters, defs)), MAX_ARGUMENT_CHARS)
         branches.append(_object({"tool": {"const": name}, "arguments": arguments}))
     if request.may_answer:
         answer = request.answer_schema
         if answer is None:
             answer = {"type": "string", "maxLength": MAX_ANSWER_CHARS}
-        branches.append(_object({"answer": _hoist_defs(answer, defs)}))
+        branches.append(_object({"answer": _typed(_hoist_defs(answer, defs))}))
     schema: dict[str, Any] = branches[0] if len(branches) == 1 else {"anyOf": branches}
-    return {**schema, **{key: found for key, found in defs.items() if found}}
+    hoisted = {key: {n: _typed(d) for n, d in found.items()} for key, found in defs.items()}
+    return {**schema, **{key: found for key, found in hoisted.items() if found}}
 
 
 def reply_grammar(request: ToolRequest) -> str:
@@ -134,6 +135,54 @@ def _hoist_defs(schema: dict[str, Any], defs: dict[str, dict[str, Any]]) -> dict
     for key, found in defs.items():
         found.update(schema.pop(key, None) or {})
     return schema
+
+
+# Keys that give a schema its shape; a schema with none of them (only `description`,
+# `title`, `default`...) admits any JSON value, which llama.cpp's converter refuses
+# ("Unrecognized schema"): such a schema becomes an explicit union of every JSON type.
+_SHAPE_KEYS = frozenset(
+    {
+        "type",
+        "$ref",
+        "anyOf",
+        "oneOf",
+        "allOf",
+        "const",
+        "enum",
+        "properties",
+        "items",
+        "prefixItems",
+        "additionalProperties",
+        "pattern",
+        "format",
+        "not",
+    }
+)
+_ANY_JSON: tuple[str, ...] = ("string", "number", "boolean", "null", "array", "object")
+# Where a schema holds sub-schemas: by name (a dict of them), in a list, or directly.
+_SUB_MAPS = ("properties", "patternProperties", "$defs", "definitions")
+_SUB_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SUB_ONE = ("items", "additionalProperties", "not")
+
+
+def _typed(schema: Any) -> Any:
+    """`schema` with every untyped (any JSON value) sub-schema spelled out as a union of
+    the JSON types, so that llama.cpp can compile it into a grammar."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    for key in _SUB_MAPS:
+        if isinstance(out.get(key), dict):
+            out[key] = {name: _typed(sub) for name, sub in out[key].items()}
+    for key in _SUB_LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = [_typed(sub) for sub in out[key]]
+    for key in _SUB_ONE:
+        if isinstance(out.get(key), dict):
+            out[key] = _typed(out[key])
+    if not (_SHAPE_KEYS & out.keys()):
+        out["anyOf"] = [{"type": kind} for kind in _ANY_JSON]
+    return out
 
 
 def _bounded(schema: Any, limit: int) -> Any:

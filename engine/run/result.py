@@ -225,6 +225,9 @@ class RunResult:
     # What loading and checking the plan noted (JSON repaired, values coerced, tools
     # mapped): `diagnostic_notes` entries; in `--json` only when there are some.
     notes: list[dict[str, Any]] = field(default_factory=list)
+    # Why the run stopped starting steps, when it did (a batch queues a row whose run
+    # stopped because the cluster was lost, instead of writing it as failed).
+    stop_reason: StopReason | None = None
 
     @property
     def ok(self) -> bool:

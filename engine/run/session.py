@@ -268,6 +268,7 @@ class RunSession:
             warnings=self.warnings,
             error=self.errors[0] if self.errors else None,
             notes=diagnostic_notes(checked.warnings),
+            stop_reason=None if self.cancelled else ctx.stop_reason,
         )
 
     def _finish(self, result: RunResult, result_holder: list[RunResult] | None) -> None:

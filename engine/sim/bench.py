@@ -18,6 +18,7 @@ from typing import Any
 
 from dsl.checker import CheckedPlan
 from dsl.ir import Step
+from engine.errors import UsageError
 from engine.run.latency import LatencyModel
 from engine.run.schedule import Schedule
 from engine.run.session import limit_groups, plan_schedule
@@ -28,6 +29,9 @@ from engine.stats import percentile
 # A fan-out whose list size nothing tells (not --fan-out, not an input's value or
 # default, not a replayed run) is assumed to have this many items (reported).
 DEFAULT_FAN_OUT = 4
+# The most seeded draws one bench takes: each keeps its timeline (~7 KB), and p50/p90 are
+# steady long before this many (a billion runs grew to gigabytes).
+MAX_RUNS = 10_000
 
 
 @dataclass
@@ -50,6 +54,13 @@ class BenchSpec:
     when_false: set[str] = field(default_factory=set)
     inputs: dict[str, Any] = field(default_factory=dict)
     replay: dict[str, Replay] | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.runs <= MAX_RUNS:
+            raise UsageError(
+                f"--runs {self.runs}: bench takes 1 to {MAX_RUNS:,} runs",
+                hint="percentiles are steady after a few hundred draws",
+            )
 
 
 @dataclass

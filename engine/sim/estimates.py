@@ -68,6 +68,11 @@ class Latency:
         return f"{self.seconds:g}s±{jitter}"
 
 
+# The largest latency --latency takes: beyond it sums and percentiles lose meaning (1e308
+# printed a 300-digit critical path and overflowed to inf).
+MAX_LATENCY_S = 1e6
+
+
 def parse_latency(text: str) -> tuple[str, Latency]:
     """`KEY=SECONDS[±JITTER]` (JITTER in seconds, or `N%`; `+-` for `±`) -> (key, latency)."""
     match = _LATENCY.match(text)
@@ -82,6 +87,8 @@ def parse_latency(text: str) -> tuple[str, Latency]:
             seconds, jitter = math.nan, 0.0
         if not math.isfinite(seconds) or seconds < 0 or not math.isfinite(jitter) or jitter < 0:
             problem = "seconds and jitter must be finite numbers, zero or more"
+        elif seconds > MAX_LATENCY_S or (not match["pct"] and jitter > MAX_LATENCY_S):
+            problem = f"seconds and jitter are at most {MAX_LATENCY_S:g} (about 11 days)"
         elif match["pct"] and jitter > 100:
             problem = "a relative jitter is at most 100%"
     if problem is not None or match is None:

@@ -562,11 +562,19 @@ class Journal:
             return self._owned([self._row(r) for r in rows], db)
 
     def run(self, run_id: str) -> RunRow:
+        """The run with this id, or the one run whose id starts with it."""
+        if not run_id.strip():
+            raise NoSuchRun("a run id is empty: give a run id or its prefix (see `planfile runs`)")
+        # The prefix is matched literally: `%` and `_` are LIKE wildcards, escaped here.
+        pattern = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         with self._db() as db:
             rows = db.execute(
-                f"{_RUN_SELECT} WHERE runs.run_id LIKE ? || '%' ORDER BY runs.started_at DESC",
-                (run_id,),
+                f"{_RUN_SELECT} WHERE runs.run_id = ? OR runs.run_id LIKE ? || '%' ESCAPE '\\' "
+                "ORDER BY runs.started_at DESC",
+                (run_id, pattern),
             ).fetchall()
+        exact = [r for r in rows if r[0] == run_id]
+        rows = exact or rows
         if not rows:
             raise NoSuchRun(f"no run `{run_id}` in {self.path} (see `planfile runs`)")
         if len(rows) > 1:
