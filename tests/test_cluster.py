@@ -634,3 +634,23 @@ def test_a_provider_error_from_a_worker_is_classified_like_a_local_one() -> None
     assert "lost" in str(pickle.loads(pickle.dumps(sent)).rebuild())
     plain = ValueError("a tool's own error")
     assert portable(plain) is plain  # picklable errors travel as themselves
+
+
+def test_a_closed_comm_while_the_client_still_says_running_is_a_lost_cluster() -> None:
+    """distributed raises CommClosedError from a call whose scheduler just died, before
+    the client's status changes: that stops the run (resumable, a batch row queued), it
+    is not the step's own failure."""
+    from types import SimpleNamespace
+
+    from distributed.comm.core import CommClosedError
+
+    from engine.backends.dask import ClusterLost, DaskBackend
+
+    backend = DaskBackend.__new__(DaskBackend)  # no scheduler to probe: only the mapping
+    backend.address = "tcp://127.0.0.1:8786"
+    backend.client = SimpleNamespace(status="running")
+    located = backend._located(CommClosedError("in <TCP (closed)>: Stream is closed"))
+    assert isinstance(located, ClusterLost)
+    assert "lost the Dask scheduler at tcp://127.0.0.1:8786" in str(located)
+    plain = OSError("disk full on the worker")
+    assert backend._located(plain) is plain  # a tool's own OSError stays the step's

@@ -258,6 +258,7 @@ class DaskBackend:
         """The exception a step sees for a failed call."""
         from distributed import KilledWorker
         from distributed.client import FutureCancelledError
+        from distributed.comm.core import CommClosedError
 
         from engine.backends.worker import RemoteFault
 
@@ -271,8 +272,13 @@ class DaskBackend:
             )
         if isinstance(err, FutureCancelledError):
             return self.lost(str(getattr(err, "reason", None) or "the call was cancelled"))
-        if isinstance(err, OSError | RuntimeError) and (
-            self.client is None or self.client.status not in ("running", "newly-created")
+        # A closed comm while waiting on a call is the scheduler going away, even when the
+        # client has not noticed yet (its status still says running): stopping the run,
+        # resumable, loses nothing; calling it the step's failure would (a batch row
+        # would be written as failed instead of queued).
+        if isinstance(err, CommClosedError) or (
+            isinstance(err, OSError | RuntimeError)
+            and (self.client is None or self.client.status not in ("running", "newly-created"))
         ):
             return self.lost(_first_line(err))
         return err
