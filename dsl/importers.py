@@ -19,6 +19,9 @@ ReWOO (Xu et al., 2023) pairs a `Plan:` line with an evidence variable:
 Both parse with lark into the Plan IR: positional arguments map to the tool's parameters
 in order, a whole-argument reference becomes a reference, a reference inside text a
 template, `join()` (and a ReWOO plan's last evidence) the plan's answer.
+
+Over 400 lines because both formats share the argument mapping, reference rewriting and
+located diagnostics here; split per format, each half would import the other's helpers.
 """
 
 from __future__ import annotations

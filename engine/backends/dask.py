@@ -27,6 +27,9 @@ cluster through a `distributed.Client` and brings their results (or exceptions) 
   `no_workers_warn_s` while a call waits: one warning per outage (`on_warning`), and
   the call waits on. Every wait has a deadline: the connection's, and each call's
   (its step's timeout, else `[cluster] task_timeout_s`).
+
+Over 400 lines: connecting, shipping calls, and mapping Dask's failures to planfile's
+faults are one backend; the probe, placement and worker side live in their own modules.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from pathlib import Path
 from engine.errors import StoreError
 from engine.store import lease
 from engine.store.home import data_home
-from engine.store.sqlite import connect_wal, refuse_hint, store_error
+from engine.store.sqlite import connect_schema, store_error
 
 RUNNING = "running"
 QUEUED = "queued"
@@ -75,31 +75,21 @@ class BatchStore:
     # --- the file -----------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = connect_wal(
+            self._conn = connect_schema(
                 self.path,
-                self.lock_timeout_s,
-                check_same_thread=False,
-                what="batch store",
-                hint=refuse_hint(self.path, _HOLDS),
-                error=BatchStoreError,
-            )
-            try:
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute(
+                (
                     "CREATE TABLE IF NOT EXISTS batches (batch_id TEXT PRIMARY KEY, plan_path TEXT,"
                     " inputs_path TEXT, output_path TEXT, plan_hash TEXT, inputs_hash TEXT,"
-                    " created_at TEXT, status TEXT)"
-                )
-                conn.execute(
+                    " created_at TEXT, status TEXT)",
                     "CREATE TABLE IF NOT EXISTS batch_rows (batch_id TEXT, row INTEGER, run_id TEXT,"
-                    " state TEXT, PRIMARY KEY (batch_id, row))"
-                )
-                conn.execute(lease.CREATE)
-                conn.commit()
-            except sqlite3.Error as err:
-                conn.close()
-                raise self._broken(err) from None
-            self._conn = conn
+                    " state TEXT, PRIMARY KEY (batch_id, row))",
+                    lease.CREATE,
+                ),
+                what="batch store",
+                holds=_HOLDS,
+                error=BatchStoreError,
+                timeout_s=self.lock_timeout_s,
+            )
         return self._conn
 
     def _broken(self, err: sqlite3.Error) -> BatchStoreError:

@@ -18,6 +18,10 @@ ledger.py (budgets and the cost ledger), local_model.py + trim.py (the embedded 
 - A step whose declared type is a record, list or number gets structured output: the
   type's JSON schema goes to the model, the reply is validated by pydantic, and an
   invalid reply is retried once with the validation error.
+
+Over 400 lines: the call path (deadline, budget reservation, rate limit, provider call,
+pricing, ledger, record) is one sequence that must be read as one; the policies it
+applies already live in the modules named above.
 """
 
 from __future__ import annotations

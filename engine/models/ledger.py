@@ -34,7 +34,7 @@ from pathlib import Path
 from engine.errors import BudgetExceeded as BudgetExceeded
 from engine.errors import StoreError
 from engine.store.home import data_home
-from engine.store.sqlite import connect_wal, refuse_hint, store_error
+from engine.store.sqlite import connect_schema, store_error
 
 
 class LedgerError(StoreError):
@@ -112,27 +112,17 @@ class Ledger:
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = connect_wal(
+            self._conn = connect_schema(
                 self.path,
-                check_same_thread=False,
+                (
+                    "CREATE TABLE IF NOT EXISTS calls (day TEXT, at TEXT, run_id TEXT, step TEXT,"
+                    " model TEXT, input_tokens INTEGER, output_tokens INTEGER, cost_usd REAL)",
+                    "CREATE INDEX IF NOT EXISTS calls_day ON calls(day)",
+                ),
                 what="cost ledger",
-                hint=refuse_hint(self.path, _HOLDS),
+                holds=_HOLDS,
                 error=LedgerError,
             )
-            try:
-                # WAL + NORMAL cannot corrupt the ledger; a power cut may lose the last
-                # few calls' rows, and saves an fsync per call (0.6 ms here).
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS calls (day TEXT, at TEXT, run_id TEXT, step TEXT,"
-                    " model TEXT, input_tokens INTEGER, output_tokens INTEGER, cost_usd REAL)"
-                )
-                conn.execute("CREATE INDEX IF NOT EXISTS calls_day ON calls(day)")
-                conn.commit()
-            except sqlite3.Error as err:
-                conn.close()
-                raise self._broken(err) from None
-            self._conn = conn
         return self._conn
 
     def _broken(self, err: sqlite3.Error) -> LedgerError:

@@ -11,6 +11,9 @@ arguments its schema rejects.
 Earlier turns of the conversation (assistant `tool_calls`, `tool` results) are rewritten
 into the same JSON form and plain user turns: the model's chat template knows no `tool`
 role, and showing it its own earlier calls in the shape it must produce keeps it on track.
+
+Just over 400 lines: the schema it builds and the reply it parses back must agree, so
+both directions stay in one module.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import sqlite3
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -166,6 +166,41 @@ def connect_wal(
     except BaseException:
         conn.close()
         raise
+
+
+def connect_schema(
+    path: Path,
+    statements: Sequence[str],
+    *,
+    what: str,
+    holds: str,
+    error: type[E],
+    timeout_s: float = 30.0,
+) -> sqlite3.Connection:
+    """`connect_wal` for a store shared across threads, with `synchronous=NORMAL` and the
+    store's `CREATE ... IF NOT EXISTS` statements committed; any SQLite failure closes the
+    connection and raises `error` naming the file and what it holds.
+
+    NORMAL under WAL cannot corrupt a store; a power cut may lose the last commits, and it
+    saves an fsync per commit.
+    """
+    conn = connect_wal(
+        path,
+        timeout_s,
+        check_same_thread=False,
+        what=what,
+        hint=refuse_hint(path, holds),
+        error=error,
+    )
+    try:
+        conn.execute("PRAGMA synchronous=NORMAL")
+        for statement in statements:
+            conn.execute(statement)
+        conn.commit()
+    except sqlite3.Error as err:
+        conn.close()
+        raise store_error(error, what, path, err, holds) from None
+    return conn
 
 
 def _check_pages(conn: sqlite3.Connection, path: Path) -> None:
