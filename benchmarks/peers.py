@@ -1,6 +1,9 @@
 """Baselines and peers for the scheduler benchmarks, over the same DAGs.
 
 - `bare_ready_queue`: the least an asyncio scheduler can do (tasks + in-degree counters).
+- `bare_ready_queue` with `in_thread_pool(pool)` as each node's work: the same, each node
+  a sync no-op handed to a thread pool with `loop.run_in_executor` (the floor for sync
+  tools, which must run off the event loop so a timeout can abandon them).
 - `planfile_scheduler`: planfile's Schedule + Driver with a trivial node runner.
 - `langgraph_graph`: the same DAG as a LangGraph StateGraph (optional; superstep model).
 """
@@ -11,7 +14,8 @@ import asyncio
 import functools
 import operator
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
@@ -67,7 +71,7 @@ def layered(
     return Dag(deps, [rng.uniform(low, high) for _ in range(n)])
 
 
-async def bare_ready_queue(dag: Dag, work: Callable[[int], Awaitable[Any]]) -> None:
+async def bare_ready_queue(dag: Dag, work: Callable[[int], Coroutine[Any, Any, Any]]) -> None:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
     successors: list[list[int]] = [[] for _ in range(dag.n)]
@@ -128,7 +132,21 @@ async def noop(node: int) -> None:
     return None
 
 
-def sleeper(dag: Dag) -> Callable[[int], Awaitable[None]]:
+def sync_noop() -> None:
+    return None
+
+
+def in_thread_pool(pool: Executor) -> Callable[[int], Coroutine[Any, Any, None]]:
+    """Node work that runs a sync no-op in `pool`: one thread hand-off per node, what a
+    plain asyncio program pays to keep a sync call off its event loop."""
+
+    async def work(node: int) -> None:
+        await asyncio.get_running_loop().run_in_executor(pool, sync_noop)
+
+    return work
+
+
+def sleeper(dag: Dag) -> Callable[[int], Coroutine[Any, Any, None]]:
     async def work(node: int) -> None:
         await asyncio.sleep(dag.durations[node])
 

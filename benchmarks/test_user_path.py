@@ -7,10 +7,14 @@ an async no-op, a sync no-op (run in the thread pool), or a sync no-op declared
 `@tool(inline=True)` (run on the event loop). The figure is
 µs/step = (wall(N) - wall(1)) / (N - 1): start-up, imports and parsing the 1-step plan
 cancel out. The same difference in CPU time (user + sys of the CLI process) is shown
-beside it: on a shared machine it moves far less than wall time. In the same run: the
-bare asyncio ready-queue floor (`peers.bare_ready_queue`) and LangGraph (skipped when
-not installed) on the same DAGs, in-process. Peak RSS of the CLI process is recorded
-for every size (asserted < 1 GB at 100k).
+beside it: on a shared machine it moves far less than wall time. In the same run, on
+the same DAGs, in-process: the bare asyncio ready-queue floor (`peers.bare_ready_queue`,
+async no-ops), the thread-pool floor (the same ready-queue, each node a sync no-op
+through `loop.run_in_executor` on a pool the size of the CLI's, 16 threads: what any
+asyncio program pays to keep a sync call off its loop), and LangGraph (skipped when not
+installed). Each CLI row shows its ratio to its floor (async and inline tools: the
+asyncio floor; sync tools: the thread-pool floor). Peak RSS of the CLI process is
+recorded for every size (asserted < 1 GB at 100k).
 
 Run alone:  .venv/bin/pytest benchmarks/test_user_path.py -m user_path -s
 Sizes:      PLANFILE_BENCH_SIZES=10000 (default 10000,100000)
@@ -28,6 +32,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +40,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from peers import Dag, bare_ready_queue, langgraph_available, noop, run_langgraph
+from peers import (
+    Dag,
+    bare_ready_queue,
+    in_thread_pool,
+    langgraph_available,
+    noop,
+    run_langgraph,
+)
 
 pytestmark = pytest.mark.user_path
 
@@ -46,6 +58,10 @@ SHAPES = ("chain", "fan_out")
 TOOLS = tuple(os.environ.get("PLANFILE_BENCH_TOOLS", "async,sync,inline").split(","))
 TARGET_US = {"async": 30.0, "sync": 60.0, "inline": 60.0}  # inline: a sync tool too
 TOOL_NAMES = {"async": "anoop", "sync": "snoop", "inline": "inoop"}
+# The in-process floor each kind of tool is compared with (the `PEERS` name).
+ASYNC_FLOOR, POOL_FLOOR = "asyncio floor", "thread-pool floor"
+FLOOR = {"async": ASYNC_FLOOR, "sync": POOL_FLOOR, "inline": ASYNC_FLOOR}
+POOL_THREADS = 16  # the CLI's pool: max(4, --max-parallel), whose default is 16
 
 # One no-op tool per kind; the tools file holds only the kinds measured (a "before"
 # tree may not know `inline`).
@@ -174,18 +190,21 @@ def summary_lines() -> list[str]:
         return []
     lines = [
         "user path: planfile run (subprocess, journal + audit), µs/step over a 1-step run",
-        f"{'shape':<8} {'tool':<14} {'steps':>7} {'µs/step':>9} {'cpu µs':>7} {'target':>7}"
-        f" {'peak RSS':>9}",
+        f"{'shape':<8} {'tool':<17} {'steps':>7} {'µs/step':>9} {'cpu µs':>7} {'target':>7}"
+        f" {'peak RSS':>9} {'x floor':>8}",
     ]
     for (shape, tool, n), row in sorted(RESULTS.items()):
         target = TARGET_US[tool] * (1 if n <= 10_000 else 2)
+        floor = PEERS.get((FLOOR[tool], shape, n))
+        ratio = f"{row['us_per_step'] / floor:>7.2f}x" if floor else f"{'-':>8}"
         lines.append(
-            f"{shape:<8} {tool:<14} {n:>7} {row['us_per_step']:>9.1f}"
+            f"{shape:<8} {tool:<17} {n:>7} {row['us_per_step']:>9.1f}"
             f" {row['cpu_us_per_step']:>7.1f} {target:>7.0f}"
-            f" {row['rss_mb']:>7.0f}MB  (1-step run {row['one_step_s']:.2f}s)"
+            f" {row['rss_mb']:>7.0f}MB {ratio}  (1-step run {row['one_step_s']:.2f}s;"
+            f" x {FLOOR[tool]})"
         )
     for (peer, shape, n), us in sorted(PEERS.items()):
-        lines.append(f"{shape:<8} {peer:<14} {n:>7} {us:>9.2f}  (in-process)")
+        lines.append(f"{shape:<8} {peer:<17} {n:>7} {us:>9.2f}  (in-process)")
     return lines
 
 
@@ -232,9 +251,23 @@ def test_cli_run(benchmark: Any, workdir: Path, shape: str, tool: str, n: int) -
 @pytest.mark.parametrize("shape", SHAPES)
 def test_bare_asyncio_floor(benchmark: Any, shape: str, n: int) -> None:
     graph = dag(shape, n)
-    PEERS[("asyncio floor", shape, n)] = _per_step(
+    PEERS[(ASYNC_FLOOR, shape, n)] = _per_step(
         benchmark, lambda: asyncio.run(bare_ready_queue(graph, noop)), 3, n
     )
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_thread_pool_floor(benchmark: Any, shape: str, n: int) -> None:
+    """The floor of sync tools: the bare ready-queue, every node a sync no-op handed to
+    a thread pool of the CLI's size (a fresh pool per round, as a fresh CLI has)."""
+    graph = dag(shape, n)
+
+    def run() -> None:
+        with ThreadPoolExecutor(max_workers=POOL_THREADS) as pool:
+            asyncio.run(bare_ready_queue(graph, in_thread_pool(pool)))
+
+    PEERS[(POOL_FLOOR, shape, n)] = _per_step(benchmark, run, 3, n)
 
 
 @pytest.mark.parametrize("n", SIZES)

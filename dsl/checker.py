@@ -24,6 +24,7 @@ from .templates import TemplateProblem, expression_names, template_names
 from .types import (
     JSON,
     PRIMITIVES,
+    STR,
     Type,
     TypeSyntaxError,
     build_record_models,
@@ -104,6 +105,10 @@ class _Checker:
     ):
         self.plan = plan
         self.tools = tools
+        # Per-step lookups on a plain dict (a registry's `get` is a Python call), and each
+        # tool's parameters by name, built once per tool rather than searched per argument.
+        self.tool_specs: dict[str, ToolLike] = dict(tools)
+        self.tool_params: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {}
         self.smap = smap
         self.known_tiers = set(tiers) | set(plan.tiers) | set(BUILTIN_TIERS)
         self.diagnostics: list[Diagnostic] = list(smap.notes)
@@ -249,13 +254,12 @@ class _Checker:
             self.error(path, f"{what} is `{expected}`, but the value is `{actual}`", code="type")
 
     def step_result_type(self, step: Step, index: int) -> Type:
-        tool = self.tools.get(step.tool)
-        path: Path = ("steps", index)
-        declared = self.resolve_type(step.type, (*path, "type")) if step.type else None
+        tool = self.tool_specs.get(step.tool)
+        declared = self.resolve_type(step.type, ("steps", index, "type")) if step.type else None
         if step.for_each is not None:
             if declared is not None and declared.kind != "list" and declared.kind != "json":
                 self.error(
-                    (*path, "type"),
+                    ("steps", index, "type"),
                     f"a `for` step produces a list; declare `list[{declared}]`",
                     code="type",
                 )
@@ -305,6 +309,10 @@ class _Checker:
         return None
 
     def value_type(self, value: Any, path: Path, step: Step, scope: Mapping[str, Type]) -> Type:
+        if type(value) is str:  # the common argument, without literal_type's tests
+            if "{{" in value or "{%" in value:  # is_template
+                self.template_deps(value, path, step, scope)
+            return STR
         if isinstance(value, Ref):
             base = self.resolve_name(value.root, path, step, scope)
             if base is None:
@@ -335,11 +343,21 @@ class _Checker:
         for name in sorted(names):
             self.resolve_name(name, path, step, scope)
 
+    def params_of(self, name: str, tool: ToolLike) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """Tool `name`'s parameters by name, and the names it requires (once per tool)."""
+        known = self.tool_params.get(name)
+        if known is None:
+            params = {p.name: p for p in reversed(tool.params)}  # the first of a name wins
+            known = params, tuple(p.name for p in tool.params if p.required)
+            self.tool_params[name] = known
+        return known
+
     def check_step(self, step: Step, index: int) -> None:
         path: Path = ("steps", index)
-        self.deps[step.id] = []
+        deps: list[str] = []
+        self.deps[step.id] = deps
         scope: dict[str, Type] = {}
-        tool = self.tools.get(step.tool)
+        tool = self.tool_specs.get(step.tool)
         if tool is None:
             self.error(
                 (*path, "tool"),
@@ -373,14 +391,15 @@ class _Checker:
                 )
                 scope[var] = JSON
         agent = tool is not None and is_agent_step(step.tool)
+        params, required = self.params_of(step.tool, tool) if tool is not None else _NO_PARAMS
         for name, value in step.args.items():
-            arg_path: Path = (*path, "args", name)
+            arg_path: Path = ("steps", index, "args", name)
             if agent and name == TOOLS_ARG:
                 continue  # tool names, not references: check_agent_args checks them
             actual = self.value_type(value, arg_path, step, scope)
             if tool is None:
                 continue
-            param = next((p for p in tool.params if p.name == name), None)
+            param = params.get(name)
             if param is None:
                 names = [p.name for p in tool.params]
                 self.error(
@@ -404,7 +423,7 @@ class _Checker:
                     code="type",
                 )
         if tool is not None:
-            missing = [p.name for p in tool.params if p.required and p.name not in step.args]
+            missing = [name for name in required if name not in step.args] if required else ()
             if missing:
                 self.error(
                     (*path, "tool"),
@@ -412,7 +431,8 @@ class _Checker:
                     hint=f"signature: {_signature(tool)}",
                     code="missing-arg",
                 )
-            self.check_result_type(step, index, tool)
+            if step.type is not None:
+                self.check_result_type(step, index, tool)
             if agent:
                 check_agent_args(step.args, path, self.tools, self)
             if (step.tier or step.model) and not tool.uses_model:
@@ -434,15 +454,17 @@ class _Checker:
             self.error((*path, "model"), "give a step `tier` or `model`, not both", code="conflict")
         if step.task is not None and step.task not in TASK_TYPES:
             self.error((*path, "task"), f"unknown task type `{step.task}`", code="invalid")
+        result_types = self.result_types
         for j, name in enumerate(step.after):
-            after_path: Path = (*path, "after", j)
             if name == step.id:
-                self.error(after_path, f"step `{step.id}` cannot run after itself", code="cycle")
-            elif name in self.result_types:
-                self.deps[step.id].append(name)
+                self.error(
+                    (*path, "after", j), f"step `{step.id}` cannot run after itself", code="cycle"
+                )
+            elif name in result_types:
+                deps.append(name)
             else:
                 self.error(
-                    after_path,
+                    (*path, "after", j),
                     f"`after` names unknown step `{name}`",
                     hint=did_you_mean(name, self.result_types),
                     code="unknown-name",
@@ -473,7 +495,8 @@ class _Checker:
                         code="type",
                     )
         # A repeated dependency is one edge.
-        self.deps[step.id] = list(dict.fromkeys(self.deps[step.id]))
+        if len(deps) > 1:
+            self.deps[step.id] = list(dict.fromkeys(deps))
 
     def check_result_type(self, step: Step, index: int, tool: ToolLike) -> None:
         if step.type is None:
@@ -627,6 +650,9 @@ def _unknown_tool_hint(
         f"{closest + ' ' if closest else ''}available tools: {listed}; map the name on load:"
         f" `--map-tool {name}={target}`, or load your own with `--tools FILE.py`{agent}"
     )
+
+
+_NO_PARAMS: tuple[dict[str, Any], tuple[str, ...]] = ({}, ())
 
 
 def _join(types: list[Type]) -> Type:

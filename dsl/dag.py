@@ -6,7 +6,11 @@ plan's shape reads it from there: the static critical path (`planfile graph`), t
 observed one (run results, the HTML report), the exports (engine/observe/export.py),
 and the scheduler, which takes the integer form (`PlanGraph.compact`) for its hot loop.
 
-networkx costs ~95 ms to import, more than checking a 1,000-step plan, so the checker
+A run reads the graph once: `compact` walks networkx's adjacency for the dependency and
+successor lists and takes networkx's topological order, and every later pass (the
+schedule, its priorities, the critical path at the end) runs on those integer lists.
+
+networkx costs ~95-125 ms to import, more than checking a 1,000-step plan, so the checker
 imports this module only to explain a cycle it found: the graph of a valid plan is
 compiled when something asks for it.
 """
@@ -35,6 +39,9 @@ class CompactDag:
     index: dict[str, int]
     deps: list[list[int]]
     """Node -> the nodes it waits for."""
+    successors: list[list[int]]
+    """Node -> the nodes waiting for it (shared, never changed: the scheduler and the
+    priorities read the same lists)."""
     order: list[int]
     """A topological order of the nodes (dependencies first)."""
 
@@ -59,14 +66,20 @@ class PlanGraph:
 
     @cached_property
     def compact(self) -> CompactDag:
-        names = list(self.nx)
+        """The graph as integer lists, read from networkx's adjacency once."""
+        graph = self.nx
+        names = list(graph)
         index = {name: i for i, name in enumerate(names)}
-        pred = self.nx.pred
         with gc_paused():
             return CompactDag(
                 names=names,
                 index=index,
-                deps=[[index[dep] for dep in pred[name]] for name in names],
+                # The adjacency dicts straight (a view per node costs ~1 us more each).
+                deps=[
+                    [index[dep] for dep in needs]
+                    for _, needs in graph.reverse(copy=False).adjacency()
+                ],
+                successors=[[index[user] for user in users] for _, users in graph.adjacency()],
                 order=[index[name] for name in self.order],
             )
 
@@ -74,31 +87,33 @@ class PlanGraph:
         """The chain of steps with the largest total weight: (total, steps in order).
 
         Node-weighted `nx.dag_longest_path`: the same dynamic programme over networkx's
-        topological order and predecessor map. networkx's own function takes edge
-        weights; moving node weights onto a copy of the graph costs ~14x (210 ms against
-        15 ms for 10,000 steps), and run results pay this at the end of every run.
-        Ties keep the earliest predecessor, so a zero-weight step never starts a chain.
+        topological order and predecessor lists, in their integer form (`compact`).
+        networkx's own function takes edge weights; moving node weights onto a copy of
+        the graph costs ~14x (210 ms against 15 ms for 10,000 steps), and run results
+        pay this at the end of every run. Ties keep the earliest predecessor, so a
+        zero-weight step never starts a chain, and the earliest end in the order.
         """
-        finish: dict[str, float] = {}
-        parent: dict[str, str | None] = {}
-        pred = self.nx.pred
-        for step in self.order:
+        dag = self.compact
+        names, deps, order = dag.names, dag.deps, dag.order
+        if not order:
+            return 0.0, []
+        weight = weights.get
+        finish = [0.0] * len(names)
+        parent = [-1] * len(names)
+        for node in order:
             start = 0.0
-            best = None
-            for dep in pred[step]:
+            best = -1
+            for dep in deps[node]:
                 if finish[dep] > start:
                     start = finish[dep]
                     best = dep
-            finish[step] = start + weights.get(step, 0.0)
-            parent[step] = best
-        if not finish:
-            return 0.0, []
-        end = max(finish, key=finish.__getitem__)
+            finish[node] = start + weight(names[node], 0.0)
+            parent[node] = best
+        end = max(order, key=finish.__getitem__)
         path = [end]
-        while (previous := parent[path[-1]]) is not None:
+        while (previous := parent[path[-1]]) >= 0:
             path.append(previous)
-        path.reverse()
-        return finish[end], path
+        return finish[end], [names[node] for node in reversed(path)]
 
     def critical_path(self, durations: Mapping[str, float]) -> tuple[float, list[str]]:
         """The longest chain of expected durations (fallbacks, which run only when their

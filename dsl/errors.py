@@ -225,7 +225,11 @@ def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while building large acyclic structures.
 
     Parsing and checking allocate many small objects and no reference cycles; the
-    collector's generation scans were 40% of the time on 10,000-step plans.
+    collector's generation scans were 40% of the time on 10,000-step plans. On the way
+    out what survived (the plan: ~10 objects a step) moves to the oldest generation
+    unscanned (`freeze` then `unfreeze` splices the lists), rather than being walked by
+    the young collection the next allocation starts (~1.5 µs a step). Skipped when
+    something else froze objects: `unfreeze` would release them too.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -233,6 +237,9 @@ def gc_paused() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
+            if gc.get_freeze_count() == 0:
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dsl.ir import TASK_TYPES, Plan, is_template
+from dsl.ir import TASK_TYPES, Plan, Step, fast_step, is_template
 
 from .agent_steps import AGENT_TOOL, TASK_ARG, Executor
 from .coerce import NOT_COERCED, coerce, describe, duration_seconds
@@ -61,6 +61,7 @@ _VERBATIM_KEYS = frozenset(
     {"for_each", "model", "when", "on_error", "check", "cache", "approve", "executor"}
 )
 _CANONICAL_KEYS = frozenset({"id", "tool", "args", "after"}) | _VERBATIM_KEYS
+_DEP_KEYS = frozenset(DEP_KEYS)
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _STEP_ID = re.compile(r"[A-Za-z_]\w*")
@@ -76,7 +77,9 @@ class _Loader(AgentShapes):
         executor: Executor = "llm",
     ):
         self.file = file
-        self.tools = tools or {}
+        # A plain dict: the loader asks several times per step, and a registry's methods
+        # are Python calls.
+        self.tools: dict[str, Any] = dict(tools) if tools else {}
         self.tool_map = dict(tool_map or {})
         self.step_aliases: dict[str, str] = {}
         self.executor = executor
@@ -206,6 +209,9 @@ class _Loader(AgentShapes):
             if renamed is not None and renamed != name and not name.isdigit():
                 out["outputs"][j] = renamed
                 self.note((plan_fields["outputs"][0], j), f"output `{name}` is step `{renamed}`")
+        # Steps already of their exact types skip pydantic's per-step validation; the rest
+        # (and the plan around them) are validated, which reports what is wrong.
+        out["steps"] = [_fast_or_raw(step) for step in out["steps"]]
         try:
             return Plan.model_validate(out)
         except ValidationError as err:
@@ -222,6 +228,13 @@ class _Loader(AgentShapes):
         aliases: dict[str, str] = {}  # any spelling an LLM may use for a step -> its id
         self.step_aliases = aliases  # the plan's `outputs` name steps by these spellings too
         for index, raw in enumerate(raw_steps):
+            if type(raw) is dict:
+                value = raw.get("id")
+                # The canonical case without the search below: an id that is a plain name.
+                if type(value) is str and value.isidentifier() and value.isascii():
+                    aliases[value] = value
+                    ids.append(value)
+                    continue
             path = (*base, index)
             step_id = f"step_{index + 1}"
             if isinstance(raw, dict):
@@ -251,12 +264,20 @@ class _Loader(AgentShapes):
             for index, step_id in enumerate(ids):
                 aliases.setdefault(str(index + 1), step_id)
         declares_deps = any(
-            isinstance(raw, dict) and any(k in raw for k in DEP_KEYS) for raw in raw_steps
+            isinstance(raw, dict) and not _DEP_KEYS.isdisjoint(raw) for raw in raw_steps
         )
         steps: list[dict[str, Any]] = []
+        paths = self.smap.json_paths
+        at_steps = base == ("steps",)  # then a step's JSON path is its IR path
         for index, raw in enumerate(raw_steps):
-            path = (*base, index)
-            self.smap.json_paths[("steps", index)] = path
+            ir_path = ("steps", index)
+            path = ir_path if at_steps else (*base, index)
+            paths[ir_path] = path
+            if type(raw) is dict and raw.keys() <= _CANONICAL_KEYS:
+                canonical = self.load_canonical_step(raw, index, path, ir_path, ids, aliases)
+                if canonical is not None:
+                    steps.append(canonical)
+                    continue
             if isinstance(raw, str):
                 self.llm_shaped = True
                 raw = {"description": raw}
@@ -307,10 +328,6 @@ class _Loader(AgentShapes):
         aliases: dict[str, str],
     ) -> dict[str, Any]:
         ir_path: Path = ("steps", index)
-        if raw.keys() <= _CANONICAL_KEYS:
-            canonical = self.load_canonical_step(raw, index, path, ir_path, ids, aliases)
-            if canonical is not None:
-                return canonical
         step: dict[str, Any] = {"id": ids[index]}
         for key in STEP_ID_KEYS:
             if key in raw:
@@ -596,44 +613,52 @@ class _Loader(AgentShapes):
         """A step already in the canonical shape, without the walk over every shape:
         what `load_step` would make of it, or None (before any side effect) when it
         needs that walk (an odd id, a dependency to resolve or report, a tool to rename).
-        A 10k-step plan is mostly such steps; the walk cost ~30 µs a step."""
+        A 10k-step plan is mostly such steps; the walk cost ~30 µs a step, and this path
+        does only what the step holds (no tuple unpacking, no call for absent fields)."""
         tool = raw.get("tool")
         step_id = ids[index]
+        tools = self.tools
         if (
             raw.get("id") != step_id
-            or not isinstance(tool, str)
+            or type(tool) is not str
             or not tool
             or tool in self.tool_map
-            or (tool not in self.tools if self.tools else tool != tool.strip())
+            or (tool not in tools if tools else tool != tool.strip())
             or tool == AGENT_TOOL
         ):
             return None
-        deps = raw.get("after", ())
-        if deps != ():
-            if not isinstance(deps, list):
+        after = None
+        if "after" in raw:
+            deps = raw["after"]
+            if type(deps) is not list:
                 return None
             after = [aliases.get(dep) if type(dep) is str else None for dep in deps]
             if None in after:
                 return None
         paths = self.smap.json_paths
+        same = path is ir_path  # a JSON path equal to the IR path: one tuple for both
         step: dict[str, Any] = {"id": step_id}
-        paths[(*ir_path, "id")] = (*path, "id")
-        if deps != ():
+        key: Path = ("steps", index, "id")
+        paths[key] = key if same else (*path, "id")
+        if after is not None:
             for j in range(len(after)):
-                paths[(*ir_path, "after", j)] = (*path, "after", j)
+                key = ("steps", index, "after", j)
+                paths[key] = key if same else (*path, "after", j)
             step["after"] = after
         step["tool"] = tool
-        paths[(*ir_path, "tool")] = (*path, "tool")
+        key = ("steps", index, "tool")
+        paths[key] = key if same else (*path, "tool")
         args = self.load_args(
             raw.get("args"), "args" if "args" in raw else None, tool, path, ir_path, aliases
         )
-        self.coerce_args(tool, args, ir_path)
+        if args:
+            self.coerce_args(tool, args, ir_path)
         step["args"] = args
-        for key, value in raw.items():
-            if key in _VERBATIM_KEYS:
-                step[key] = value
-                paths[(*ir_path, key)] = (*path, key)
-        paths[ir_path] = path
+        if len(raw) > 2 + (after is not None) + ("args" in raw):  # verbatim fields
+            for key_name, value in raw.items():
+                if key_name in _VERBATIM_KEYS:
+                    step[key_name] = value
+                    paths[(*ir_path, key_name)] = (*path, key_name)
         return step
 
     def llm_prompt(self, text: str, step: dict[str, Any], goal: Any) -> str:
@@ -779,6 +804,11 @@ class _Loader(AgentShapes):
         first = params[0].name
         self.smap.json_paths[(*ir_path, "args", first)] = (*path, key)
         return {first: _convert_refs(raw_args, aliases)}
+
+
+def _fast_or_raw(step: dict[str, Any]) -> Step | dict[str, Any]:
+    built = fast_step(step)
+    return step if built is None else built
 
 
 def _escape_template(text: str) -> str:

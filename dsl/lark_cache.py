@@ -18,7 +18,7 @@ start-up; loading them from lark's cache takes a few milliseconds. lark's own
 - lark checks the grammar's hash on the file's first line and treats a file it cannot
   read (half written, corrupt) as missing: it rebuilds and rewrites it, so the worst
   case of a race between two first runs is one extra build, never a wrong parser;
-- the transformer is not part of the cache (it is given again at load).
+- the transformer and the lexer plugin are not part of the cache (given again at load).
 
 A cache folder that cannot be created or written only costs the build time: lark
 logs its own read and write failures (at a level it keeps silent) and carries on.
@@ -38,11 +38,15 @@ from lark import Lark
 from dsl.user_cache import cache_home
 
 
+# Given again at every load and not part of the tables (lark leaves them out too).
+_NOT_IN_TABLES = ("transformer", "_plugins")
+
+
 def cached_lark(grammar: str, name: str, **options: Any) -> Lark:
     """`Lark(grammar, **options)`, with its parse tables cached under `cache_home()`."""
     if os.environ.get("PLANFILE_NO_PARSER_CACHE"):
         return Lark(grammar, **options)
-    hashed = {k: v for k, v in options.items() if k != "transformer"}
+    hashed = {k: v for k, v in options.items() if k not in _NOT_IN_TABLES}
     key = hashlib.sha256(
         repr((grammar, sorted(hashed.items()), lark.__version__, sys.version_info[:2])).encode()
     ).hexdigest()[:20]

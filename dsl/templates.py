@@ -90,18 +90,28 @@ class _NameFinder(meta.TrackingCodeGenerator):
         self.undeclared_identifiers: set[str] = set()
 
 
+def _simple_names(text: str) -> list[str] | None:
+    """The names of a template made only of `{{ name }}` / `{{ a.b }}` substitutions (one
+    regex pass: `split` yields text, name, fields, text, ...), or None for any other."""
+    if "{%" in text or "{#" in text:
+        return None
+    parts = _SIMPLE_VAR.split(text)
+    if "{{" in "".join(parts[::3]):
+        return None
+    return parts[1::3]
+
+
 @functools.lru_cache(maxsize=65536)
 def _only_names(text: str) -> bool:
-    return "{%" not in text and "{#" not in text and "{{" not in _SIMPLE_VAR.sub("", text)
+    return _simple_names(text) is not None
 
 
 @functools.lru_cache(maxsize=65536)
 def template_names(text: str) -> frozenset[str]:
     """The top-level names a template reads (its dependencies); raise TemplateProblem."""
-    if "{%" not in text and "{#" not in text:
-        remainder = _SIMPLE_VAR.sub("", text)
-        if "{{" not in remainder:
-            return frozenset(m.group(1) for m in _SIMPLE_VAR.finditer(text))
+    simple = _simple_names(text)
+    if simple is not None:
+        return frozenset(simple)
     ast = _parse(text)
     finder = _NameFinder(environment())
     try:

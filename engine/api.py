@@ -400,7 +400,8 @@ class Engine:
             if self.step_cache.on_warning is None:
                 self.step_cache.on_warning = self.on_warning
             self.step_cache.open()
-        if any(self.registry[step.tool].uses_model for step in checked.plan.steps):
+        used = {step.tool for step in checked.plan.steps}  # each tool once, not each step
+        if any(self.registry[tool].uses_model for tool in used):
             if self.ledger is None:
                 self.ledger = Ledger()  # one per engine: planning and runs share it
             self.ledger.open()

@@ -76,7 +76,7 @@ class ToolSpec:
     source: str = "stdlib"
     needs_approval: bool = False  # every call waits for a person's approval
     # A sync tool that is pure and takes microseconds: called on the event loop, not in
-    # the thread pool (see engine.run.executor `_invoke`). Ignored for async tools.
+    # the thread pool (see engine.run.backend `LocalCalls.call`). Ignored for async tools.
     inline: bool = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -27,9 +27,11 @@ from engine.agent.plan_grammar import (
     EXPRESSION_PARAMS,
     GOAL_WORDS,
     NUMBERS,
-    TEXT_EXCLUDED,
+    goal_files,
+    goal_folders,
     goal_numbers,
     goal_words,
+    plain_goal,
 )
 
 SHOWN = 2
@@ -41,13 +43,11 @@ RUNNER_UP = 0.5
 K1 = 1.2
 B = 0.75
 _WORD = re.compile(r"[a-z0-9]+")
-_FOLDER = re.compile(r"\b([\w.-]+)\s+(?:folder|directory)\b", re.IGNORECASE)
 # A number in a calculation (not a step id's digit: `{{ s1 }}`).
 _EXPRESSION_NUMBER = re.compile(r"(?<![A-Za-z_.\d])\d+(?:\.\d+)?")
 _WRITTEN = re.compile(r"\b(?:to|into|as|called|named)\s+([\w./-]+\.[a-z]+)\b", re.IGNORECASE)
 _REF = re.compile(r"\{\{ s\d+ \}\}")
 _REFS_ONLY = re.compile(r"(?:\s*\{\{ s\d+ \}\})+\s*")
-_FILE = re.compile(r"[\w./-]+\.(?:txt|md|py|json|csv|html|js|ts|go|rs|java|yaml|yml|toml|log)\b")
 # Words that say nothing about what a goal needs.
 _STOP = frozenset(
     [
@@ -130,15 +130,15 @@ class Example:
         the formula stay). An example needing what the goal lacks (a file, more numbers) or
         holding text no rule rewrites (a JSON query) does not fit: what it would show is
         what the goal's grammar (engine/agent/plan_grammar.py) refuses or a copy."""
-        plain = _sanitized(goal)
-        files = _FILE.findall(plain)
+        plain = plain_goal(goal)
+        files = goal_files(plain)
         # The file a goal saves to follows `to`/`into`/`as`/`called`; the others it reads.
         written = [f for f in _WRITTEN.findall(plain) if f in files]
         read = [f for f in files if f not in written]
         tools = self.tools
         if read and "search" in tools and "read_file" not in tools:
             return None  # the goal names what to read: searching the corpus instead misleads
-        folder = _FOLDER.search(plain)
+        folders = goal_folders(plain)
         mine = goal_numbers(plain)
         theirs = goal_numbers(self.goal)
         words = [w for w in goal_words(plain) if w.lower() not in _STOP][:GOAL_WORDS]
@@ -163,8 +163,8 @@ class Example:
                 return paths.setdefault(value, read[0])
             if name == "path" and tool == "write_file" and written:
                 return paths.setdefault(value, written[-1])
-            if name == "pattern" and folder:
-                return f"{folder.group(1)}/**/*"
+            if name == "pattern" and folders:
+                return f"{folders[0]}/**/*"
             if name == "pattern" and re.search(r"\bfiles\b", plain, re.IGNORECASE):
                 return "**/*"
             if name in ("query", "into") and words:
@@ -200,12 +200,6 @@ class Example:
     def words(self) -> list[str]:
         args = " ".join(item for item in walk(self.plan) if isinstance(item, str))
         return terms(f"{self.goal} {args}")
-
-
-def _sanitized(text: str) -> str:
-    """`text` without what plan text may not hold (braces, quotes, backslashes, controls)."""
-    kept = "".join(" " if c in TEXT_EXCLUDED or ord(c) < 0x20 else c for c in text)
-    return " ".join(kept.split())
 
 
 def terms(text: str) -> list[str]:

@@ -9,21 +9,33 @@ it for the tests). A plan is compact JSON, `{"steps": [...], "outputs": ["sK"]}`
 - text may use `{{ sJ }}` only for an earlier step J, and no other brace: goal text with
   `{%`/`{{` cannot become a broken template, and raw control characters never appear;
 - `calculate`'s expression is arithmetic over numbers and earlier steps' results.
-Given the goal, the grammar also keeps what a weak model copies from an example out: a
-`calculate` number is one the goal states or a small constant of a formula (`NUMBERS`),
-and a search query or an extraction's `into` is made of the goal's own words.
-A tool with a required parameter no value grammar covers (a record type) is left out.
+Given the goal, the grammar writes no free text at all, so nothing of an example that does
+not fit the goal can be copied: a `calculate` number is one the goal states or a small
+constant of a formula (`NUMBERS`); a search query or an extraction's `into` is the goal's
+words; a model step's text is the goal itself, its words, earlier results and a few fixed
+instructions (`INSTRUCTIONS`); a file path is a file the goal names (or an earlier result),
+a file pattern the goal's folder or files; data to query or parse is an earlier result.
+A tool none of whose derivations fits a step (a record parameter; a path when the goal
+names no file) is not offered there.
+(Over 400 lines as one module: the step, text and value rules name each other's rules.)
 """
 
 from __future__ import annotations
 
-import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .goal_terms import (
+    TEXT_EXCLUDED,
+    goal_files,
+    goal_folders,
+    goal_numbers,
+    goal_words,
+    plain_goal,
+)
 from .grammar_ir import Alt, Chars, Expr, Grammar, Lit, Ref, Rep, alt, opt, seq
 
 DEFAULT_MAX_STEPS = 4  # everyday goals need 1-4 steps; a weak model given more room repeats steps
@@ -34,26 +46,61 @@ HIDDEN_PARAMS = frozenset({"temperature", "max_tokens", "system"})
 EXPRESSION_PARAMS = frozenset({("calculate", "expression")})
 # Parameters whose text, given a goal, is the goal's words (and earlier results) only.
 GOAL_WORD_PARAMS = frozenset({("search", "query"), ("extract", "into")})
+# ... a file the goal names, or an earlier result (a path a listing found); a file is
+# written only where the goal names it.
+READ_PATH_PARAMS = frozenset({("read_file", "path")})
+WRITE_PATH_PARAMS = frozenset({("write_file", "path")})
+# ... a file pattern (`**/*`, `<goal folder>/**/*`, optionally `.<extension>`).
+PATTERN_PARAMS = frozenset({("list_files", "pattern")})
+# ... an earlier step's result: what a step parses or queries is never typed in by the model.
+RESULT_PARAMS = frozenset({("json_query", "data"), ("parse_json", "text")})
+# ... a JMESPath query over fields named in at most three words and the goal's numbers.
+QUERY_PARAMS = frozenset({("json_query", "expression")})
 GOAL_WORDS = 8  # words of such a parameter
+# Given a goal: tools that read text (after a step that made some, or the goal's own as
+# the first step), tools whose result is text, and tools that only start a plan (a listing).
+READS_TEXT = frozenset({"extract", "summarize", "parse_json", "json_query"})
+MAKES_TEXT = frozenset({"search", "read_file", "list_files", "llm", "summarize", "extract"})
+MAKES_TEXT |= {"parse_json", "json_query"}
+FIRST_ONLY = frozenset({"list_files"})
+# What a model step's text may add to the goal and the results: fixed, short (no example's
+# four-word run fits in one), and none names a fact.
+INSTRUCTIONS: tuple[str, ...] = (
+    "Answer briefly.",
+    "Explain.",
+    "Compare them.",
+    "List them.",
+    "Use these results:",
+    "Be exact.",
+)
+# Pieces (a word, a file, a result, an instruction) of a model step's text after the goal
+# or a first piece, and of other text: a weak model repeats pieces until the cap, and every
+# token costs time.
+PROSE_PIECES = 6
+SHORT_PIECES = 6
+PIECE_SEPARATORS = (" ", "\\n", ": ")  # as JSON writes them (`\\n` is a newline)
+EXTENSIONS = ("py", "md", "txt", "json", "csv")  # a pattern's besides those of the goal's files
 # The numbers a formula needs besides the goal's: percent, months, weeks, days, hours,
-# minutes, degrees (F to C), halves and small counts, a yearly percentage to a monthly rate.
-NUMBERS: tuple[str, ...] = ("0.5", "1", "2", "5", "7", "9", "12", "24", "32", "52", "60")
+# minutes, degrees (F to C), halves and small counts (an average of three, quarters), a
+# yearly percentage to a monthly rate.
+NUMBERS: tuple[str, ...] = ("0.5", "1", "2", "3", "4", "5", "7", "9", "12", "24", "32", "52")
+NUMBERS += ("60",)
 NUMBERS += ("100", "365", "1000", "1200")
-_NUMBER = re.compile(r"(?<![A-Za-z_.\d])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?")
-_GOAL_WORD = re.compile(r"[^\W_][\w'-]*")
+FIELD_CHARS = "abcdefghijklmnopqrstuvwxyz_"  # a JSON field a query names (one word, lower case)
 TIERS = ("fast", "standard", "frontier")
-# Characters of free text; braces are only ever written by the reference rule.
-TEXT_EXCLUDED = '"\\{}'
+# Characters of free text (TEXT_EXCLUDED: braces are only ever written by the reference rule).
 TEXT_ALPHABET = "abcdefghijklmnopqrstuvwxyz ABCXYZ0123456789.,;:!?%#$&*()[]<>/'-+=_|~`@^éß€中"
 TEXT_CHARS = 240  # a model step's prompt or text (a restated goal and results)
 SHORT_CHARS = 80  # other text: a query, a path, an expression for json_query
 LIST_ITEMS = 6
 MAP_ENTRIES = 4
 # The reply's token cap: the JSON around the steps and about a step's worth each (a full
-# 240-character text is ~60 tokens). A reply cut off at the cap is closed by the loader's
-# repair, which drops the unfinished step; references point only backwards, so the rest holds.
+# 240-character text is ~60 tokens), plus the goal's own text where a step may restate it.
+# A reply cut off at the cap is closed by the loader's repair, which drops the unfinished
+# step; references point only backwards, so the rest holds.
 PLAN_TOKENS = 24
 STEP_TOKENS = 80
+CHARS_PER_TOKEN = 3  # a low guess, so a restated goal is not cut off
 
 
 @dataclass(frozen=True)
@@ -63,6 +110,7 @@ class PlanGrammar:
     grammar: Grammar
     tools: tuple[str, ...]
     max_steps: int
+    goal_chars: int = 0  # the restatable goal's length (0: no goal)
 
     @property
     def gbnf(self) -> str:
@@ -70,32 +118,23 @@ class PlanGrammar:
 
     @property
     def max_tokens(self) -> int:
-        return PLAN_TOKENS + STEP_TOKENS * self.max_steps
+        per_step = STEP_TOKENS + self.goal_chars // CHARS_PER_TOKEN
+        return PLAN_TOKENS + per_step * self.max_steps
+
+
+@dataclass(frozen=True)
+class _Given:
+    """What the goal lets a plan write (all empty without a goal: the plain grammar)."""
+
+    numbers: bool = False  # `goalnum`: the goal's numbers and NUMBERS
+    words: bool = False  # `goalword`, `goaltext`, `instruction`: no free text at all
+    files: tuple[str, ...] = ()  # the files the goal names (`goalfile`)
+    folders: tuple[str, ...] = ()  # ... and folders (`goalfolder`)
 
 
 def expressible(spec: Any) -> bool:
     """Whether every required parameter of the tool has a value grammar."""
     return all(_covered(p.type) for p in spec.params if p.required and p.name not in HIDDEN_PARAMS)
-
-
-def goal_numbers(goal: str) -> list[str]:
-    """The numbers `goal` states, in order, once each, as a calculation writes them
-    (`1,380` -> `1380`, `007` -> `7`, `5%` -> `5`)."""
-    found: list[str] = []
-    for whole, fraction in _NUMBER.findall(goal):
-        number = str(int(whole.replace(",", ""))) + fraction
-        if number not in found:
-            found.append(number)
-    return found
-
-
-def goal_words(goal: str) -> list[str]:
-    """The goal's words, in order, once each (no brace, quote or backslash can be in one)."""
-    found: list[str] = []
-    for word in _GOAL_WORD.findall(goal):
-        if word not in found and not any(c in TEXT_EXCLUDED for c in word):
-            found.append(word)
-    return found
 
 
 def plan_grammar(
@@ -106,54 +145,115 @@ def plan_grammar(
     goal: str | None = None,
 ) -> PlanGrammar:
     """The grammar of plans over `tools` (name -> ToolSpec) with `min_steps`..`max_steps` steps;
-    with `goal`, calculations use its numbers (and `NUMBERS`), queries its words."""
+    with `goal`, every text is built from the goal (see the module's docstring)."""
     if not 1 <= min_steps <= max_steps:
         raise ValueError(f"steps must satisfy 1 <= min ({min_steps}) <= max ({max_steps})")
     offered = tuple(sorted(name for name, spec in tools.items() if expressible(spec)))
     if not offered:
         raise ValueError("no offered tool can be called from a plan grammar")
     rules: dict[str, Expr] = {}
-    bound = goal is not None
+    given = _Given()
+    goal_chars = 0
     if goal is not None:
         own = goal_numbers(goal)
         numbers = [*own, *(n for n in NUMBERS if n not in own)]
         rules["goalnum"] = alt(*(Lit(n) for n in numbers))
         words = goal_words(goal)
-        # A goal without words: its queries are plain short text.
-        bound = bool(words)
-        if words:
+        plain = plain_goal(goal)
+        # A goal without words: its texts are plain short text, as without a goal.
+        if words and plain:
+            goal_chars = len(plain)
             rules["goalword"] = alt(*(Lit(w) for w in words))
-    for k in range(1, max_steps + 1):
-        _step_rules(rules, k, {name: tools[name] for name in offered}, goal is not None, bound)
-        if k < max_steps:
-            more = seq(Lit(", "), Ref(f"step{k + 1}"), Ref(f"tail{k + 1}"))
-            end = Lit(f'], "outputs": ["s{k}"]}}')
-            rules[f"tail{k}"] = more if k < min_steps else alt(end, more)
+            rules["goaltext"] = Lit(plain)
+            rules["instruction"] = alt(*(Lit(i) for i in INSTRUCTIONS))
+            rules["separator"] = alt(*(Lit(s) for s in PIECE_SEPARATORS))
+            files = tuple(f for f in goal_files(goal) if _is_plain(f))
+            folders = tuple(f for f in goal_folders(goal) if _is_plain(f))
+            if files:
+                rules["goalfile"] = alt(*(Lit(f) for f in files))
+            if folders:
+                rules["goalfolder"] = alt(*(Lit(f) for f in folders))
+            extensions = dict.fromkeys([*(f.rsplit(".", 1)[1] for f in files), *EXTENSIONS])
+            rules["pattern"] = seq(
+                Lit('"'),
+                alt(
+                    Lit("**/*"),
+                    seq(
+                        alt(Ref("goalword"), *([Ref("goalfolder")] if folders else [])),
+                        Lit("/**/*"),
+                    ),
+                ),
+                opt(seq(Lit("."), alt(*(Lit(e) for e in extensions)))),
+                Lit('"'),
+            )
+            rules["field"] = alt(*(Lit(c) for c in FIELD_CHARS))
+            rules["ident"] = Rep(Ref("field"), 1, 24)
+            given = _Given(True, True, files, folders)
         else:
-            rules[f"tail{k}"] = Lit(f'], "outputs": ["s{k}"]}}')
-    rules["root"] = seq(Lit('{"steps": ['), Ref("step1"), Ref("tail1"))
+            given = _Given(numbers=True)
+    # Given a goal, a step's state is whether an earlier step made text (`-t`) or not
+    # (`-n`): a step that reads text (READS_TEXT) comes only after one, and one that only
+    # starts a plan (FIRST_ONLY) only first. Without a goal there is one state.
+    states = ("n", "t") if given.words else ("",)
+    for k in range(1, max_steps + 1):
+        calls = _step_rules(rules, k, {name: tools[name] for name in offered}, given)
+        for state in states if k > 1 else states[:1]:
+            steps = []
+            for name, call in calls.items():
+                if given.words and not _fits(name, k, state):
+                    continue
+                after = "t" if given.words and (state == "t" or name in MAKES_TEXT) else state
+                steps.append(seq(call, Lit("}"), Ref(f"tail{k}{_dash(after)}")))
+            if not steps:
+                raise ValueError("no offered tool can be the first step of a plan for this goal")
+            rules[f"step{k}{_dash(state)}"] = seq(Lit(f'{{"id": "s{k}", '), alt(*steps))
+        for state in states:
+            end = Lit(f'], "outputs": ["s{k}"]}}')
+            if k < max_steps:
+                more = seq(Lit(", "), Ref(f"step{k + 1}{_dash(state)}"))
+                rules[f"tail{k}{_dash(state)}"] = more if k < min_steps else alt(end, more)
+            else:
+                rules[f"tail{k}{_dash(state)}"] = end
+    rules["root"] = seq(Lit('{"steps": ['), Ref(f"step1{_dash(states[0])}"))
     _shared_rules(rules)
-    return PlanGrammar(Grammar(rules), offered, max_steps)
+    return PlanGrammar(Grammar(rules), offered, max_steps, goal_chars)
 
 
 def _step_rules(
-    rules: dict[str, Expr], k: int, tools: Mapping[str, Any], numbers: bool, words: bool
-) -> None:
-    """`step{k}`: one call of an offered tool, its text referring to s1..s(k-1); with
-    `numbers`, a calculation's numbers are the goal's (`goalnum`), with `words`, a query's
-    words are (`goalword`)."""
+    rules: dict[str, Expr], k: int, tools: Mapping[str, Any], given: _Given
+) -> dict[str, Expr]:
+    """`call{k}-<tool>` for each tool callable as step `k`: its text referring to s1..s(k-1)
+    and, given a goal, built from it."""
     earlier = [Lit(f"{{{{ s{j} }}}}") for j in range(1, k)]
     if earlier:
         rules[f"ref{k}"] = alt(*earlier)
     ref = Ref(f"ref{k}") if earlier else None
-    rules[f"text{k}"] = _text(ref, TEXT_CHARS)
-    rules[f"short{k}"] = _text(ref, SHORT_CHARS)
-    if words:
+    if given.words:
+        # Pieces of text: a model step's may restate the goal and add an instruction.
+        short = [Ref("goalword"), *([Ref("goalfile")] if given.files else [])]
+        if ref is not None:
+            short.append(ref)
+        # The goal at most once, first: restated more often it only costs tokens.
+        prose = [*short, Ref("instruction")]
+        rules[f"text{k}"] = _pieces(prose, PROSE_PIECES, first=Ref("goaltext"))
+        rules[f"short{k}"] = _pieces(short, SHORT_PIECES)
         word = alt(Ref("goalword"), ref) if ref is not None else Ref("goalword")
         rules[f"words{k}"] = seq(
             Lit('"'), word, Rep(seq(Lit(" "), word), 0, GOAL_WORDS - 1), Lit('"')
         )
-    number = Ref("goalnum" if numbers else "number")
+        comparison = alt(*(Lit(f" {op} ") for op in ("<", "<=", ">", ">=", "==", "!=")))
+        value = alt(seq(Lit("`"), Ref("goalnum"), Lit("`")), seq(Lit("'"), Ref("ident"), Lit("'")))
+        selector = alt(
+            Ref("ident"),
+            seq(Ref("ident"), Lit("[*]")),
+            seq(Lit("[?"), Ref("ident"), comparison, value, Lit("]")),
+        )
+        # At most three selectors: no four-word run of an example's query fits.
+        rules[f"query{k}"] = seq(Lit('"'), selector, Rep(seq(Lit("."), selector), 0, 2), Lit('"'))
+    else:
+        rules[f"text{k}"] = _text(ref, TEXT_CHARS)
+        rules[f"short{k}"] = _text(ref, SHORT_CHARS)
+    number = Ref("goalnum" if given.numbers else "number")
     atoms: list[Expr] = [number, seq(Lit("("), Ref(f"sum{k}"), Lit(")"))]
     if ref is not None:
         atoms.insert(1, ref)
@@ -167,16 +267,34 @@ def _step_rules(
     rules[f"sum{k}"] = seq(
         Ref(f"product{k}"), Rep(seq(alt(Lit(" + "), Lit(" - ")), Ref(f"product{k}")), 0, 4)
     )
-    calls = []
+    calls: dict[str, Expr] = {}
     for name, spec in tools.items():
+        args = _args(spec, k, given, ref)
+        if args is None:
+            continue  # a required parameter has no value at this step
         rule = f"call{k}-{_rule_name(name)}"
         parts: list[Expr] = [Lit(f'"tool": {_json_string(name)}')]
         if getattr(spec, "uses_model", False):
             parts.append(opt(seq(Lit(', "tier": '), alt(*(Lit(f'"{t}"') for t in TIERS)))))
-        parts += [Lit(', "args": {'), _args(spec, k, words), Lit("}")]
+        parts += [Lit(', "args": {'), args, Lit("}")]
         rules[rule] = seq(*parts)
-        calls.append(Ref(rule))
-    rules[f"step{k}"] = seq(Lit(f'{{"id": "s{k}", '), alt(*calls), Lit("}"))
+        calls[name] = Ref(rule)
+    return calls
+
+
+def _fits(tool: str, k: int, state: str) -> bool:
+    """Whether, given a goal, `tool` may be step `k` after steps that made text or not."""
+    if tool in FIRST_ONLY:
+        return k == 1
+    if tool in READS_TEXT:
+        # The first step's text is the goal's own (a paragraph to summarize); a later one's
+        # is an earlier step's, which must be text: a number has no dates to extract.
+        return k == 1 or state == "t"
+    return True
+
+
+def _dash(state: str) -> str:
+    return f"-{state}" if state else ""
 
 
 def _shared_rules(rules: dict[str, Expr]) -> None:
@@ -198,14 +316,28 @@ def _text(ref: Expr | None, length: int) -> Expr:
     return seq(Lit('"'), Rep(Alt(tuple(pieces)), 1, length), Lit('"'))
 
 
-def _args(spec: Any, k: int, words: bool) -> Expr:
-    """The tool's parameters by name: required ones in order, then any optional ones."""
+def _pieces(pieces: list[Expr], most: int, first: Expr | None = None) -> Expr:
+    """A JSON string of up to `most` of these pieces, separated (after `first`, if given)."""
+    piece = alt(*pieces)
+    rest = Rep(seq(Ref("separator"), piece), 0, most - 1)
+    head = piece if first is None else alt(first, piece)
+    return seq(Lit('"'), head, rest, Lit('"'))
+
+
+def _args(spec: Any, k: int, given: _Given, ref: Expr | None) -> Expr | None:
+    """The tool's parameters by name: required ones in order, then any optional ones;
+    None when a required one has no value at step `k` (an optional one is then left out)."""
     params = [p for p in spec.params if p.name not in HIDDEN_PARAMS and _covered(p.type)]
+    values = {p.name: _value(spec, p, k, given, ref) for p in params}
     required = [p for p in params if p.required]
-    optional = [p for p in params if not p.required]
+    if any(values[p.name] is None for p in required):
+        return None
+    optional = [p for p in params if not p.required and values[p.name] is not None]
 
     def pair(p: Any) -> Expr:
-        return seq(Lit(f"{_json_string(p.name)}: "), _value(spec, p, k, words))
+        value = values[p.name]
+        assert value is not None  # filtered above
+        return seq(Lit(f"{_json_string(p.name)}: "), value)
 
     if required:
         items: list[Expr] = [pair(required[0])]
@@ -222,11 +354,25 @@ def _args(spec: Any, k: int, words: bool) -> Expr:
     return opt(alt(*firsts))
 
 
-def _value(spec: Any, param: Any, k: int, words: bool) -> Expr:
-    if (spec.name, param.name) in EXPRESSION_PARAMS:
+def _value(spec: Any, param: Any, k: int, given: _Given, ref: Expr | None) -> Expr | None:
+    key = (spec.name, param.name)
+    if key in EXPRESSION_PARAMS:
         return seq(Lit('"'), Ref(f"sum{k}"), Lit('"'))
-    if words and (spec.name, param.name) in GOAL_WORD_PARAMS and param.type.kind == "str":
-        return Ref(f"words{k}")
+    if given.words and param.type.kind in ("str", "json"):
+        quoted_ref = seq(Lit('"'), ref, Lit('"')) if ref is not None else None
+        if key in GOAL_WORD_PARAMS and param.type.kind == "str":
+            return Ref(f"words{k}")
+        if key in READ_PATH_PARAMS | WRITE_PATH_PARAMS:
+            files = [seq(Lit('"'), Ref("goalfile"), Lit('"'))] if given.files else []
+            if key in READ_PATH_PARAMS and quoted_ref is not None:
+                files.append(quoted_ref)
+            return alt(*files) if files else None
+        if key in PATTERN_PARAMS:
+            return Ref("pattern")
+        if key in RESULT_PARAMS:
+            return quoted_ref
+        if key in QUERY_PARAMS:
+            return Ref(f"query{k}")
     choices = _enum(spec, param.name)
     if choices:
         return alt(*(Lit(_json_value(c)) for c in choices))
@@ -304,11 +450,15 @@ def tool_names(tools: Iterable[str]) -> str:
 
 __all__ = [
     "DEFAULT_MAX_STEPS",
+    "INSTRUCTIONS",
     "NUMBERS",
     "PlanGrammar",
     "expressible",
+    "goal_files",
+    "goal_folders",
     "goal_numbers",
     "goal_words",
+    "plain_goal",
     "plan_grammar",
     "tool_names",
 ]

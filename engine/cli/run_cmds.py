@@ -141,7 +141,7 @@ def _field(change: Any, name: str) -> Any:
 
 def report(result: RunResult, as_json: bool, summary: Callable[[RunResult], None]) -> None:
     if as_json:
-        print(result.dumps())
+        _print_bytes(result.dumps_bytes())
     else:
         summary(result)
 
@@ -168,3 +168,17 @@ def cmd_resume(args: argparse.Namespace) -> int:
         engine.close()
     report(result, args.json, print_summary)
     return exit_for_status(result.status)
+
+
+def _print_bytes(document: bytes) -> None:
+    """Print a UTF-8 document and a newline: to stdout's byte stream where it has one
+    (megabytes for a big run, not decoded to be encoded again), else as text."""
+    out = sys.stdout
+    raw = getattr(out, "buffer", None)
+    if raw is None or (out.encoding or "").lower().replace("-", "") != "utf8":
+        print(document.decode(), file=out)
+        return
+    out.flush()  # what was printed as text before goes first
+    raw.write(document)
+    raw.write(b"\n")
+    raw.flush()

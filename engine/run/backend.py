@@ -16,19 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from dsl.errors import ToolError
-from engine.run.sync_lane import lane_for
+from engine.run.sync_lane import SyncLane, lane_for
 from stdlib_tools.registry import ToolSpec
 
 if TYPE_CHECKING:
     from engine.run.executor import RunContext
 
-# (spec, kwargs ready, timeout_s) -> the tool's result; one per run, bound to its context.
-ToolCaller = Callable[[ToolSpec, dict[str, Any], float | None], Coroutine[Any, Any, Any]]
+# (spec, kwargs ready, timeout_s) -> an awaitable of the tool's result (a coroutine, or
+# the lane's future itself); one per run, bound to its context.
+ToolCaller = Callable[[ToolSpec, dict[str, Any], float | None], Awaitable[Any]]
 # litellm.acompletion's keyword arguments -> its response (the gateway's provider call).
 ModelCaller = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -56,7 +57,7 @@ class LocalBackend:
     name = "local"
 
     def tool_caller(self, ctx: RunContext) -> ToolCaller:
-        return functools.partial(call_local, ctx.pool)
+        return LocalCalls(ctx.pool).call
 
     def model_caller(self, tiers: Mapping[str, str]) -> ModelCaller | None:
         return None
@@ -68,37 +69,65 @@ class LocalBackend:
 LOCAL = LocalBackend()
 
 
+class LocalCalls:
+    """One run's tool calls in this process. `call` is a plain function returning what
+    the caller awaits (no coroutine frame of its own): the tool's coroutine, the lane's
+    future, or `asyncio.wait_for` of either under a timeout. The lane standing in for
+    the pool is looked up on the run's first sync call: a run stays on one loop."""
+
+    __slots__ = ("_lane", "_loop", "pool")
+
+    def __init__(self, pool: Executor):
+        self.pool = pool
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lane: SyncLane | None = None
+
+    def call(
+        self, spec: ToolSpec, kwargs: dict[str, Any], timeout_s: float | None
+    ) -> Awaitable[Any]:
+        """One tool call in this process, under `timeout_s`."""
+        call: Awaitable[Any]
+        if spec.is_async:
+            call = call_async(spec.name, spec.fn(**kwargs))
+        elif spec.inline and timeout_s is None:
+            # Sync tools run in the pool: they may block (files, CPU), and only a pool
+            # call can be abandoned at its timeout. The hop costs ~30-50 µs of CPU and
+            # ~100 µs of wall time per call on a busy 2-core machine (10k chained no-op
+            # calls; benchmarks/test_user_path.py), more than the rest of a step. A tool
+            # declared `@tool(inline=True)` (pure, microseconds) skips it unless its step
+            # sets a timeout; a slow "inline" tool stalls every other step meanwhile.
+            return _returned(call_sync(spec.name, spec.fn, kwargs))
+        else:
+            # A timed-out thread cannot be killed, so its late result is discarded. The
+            # engine's thread pool is stood in for by a lane of the same size (cheaper
+            # per call; engine/run/sync_lane.py); any other executor is used as it is.
+            lane = self._lane
+            if lane is None:
+                loop = self._loop = self._loop or asyncio.get_running_loop()
+                lane = self._lane = lane_for(self.pool, loop)
+            call = (
+                lane.submit(call_sync, spec.name, spec.fn, kwargs)
+                if lane is not None
+                else cast(asyncio.AbstractEventLoop, self._loop).run_in_executor(
+                    self.pool, functools.partial(call_sync, spec.name, spec.fn, kwargs)
+                )
+            )
+        if timeout_s is not None:
+            return asyncio.wait_for(call, timeout_s)
+        return call
+
+
 async def call_local(
     pool: Executor, spec: ToolSpec, kwargs: dict[str, Any], timeout_s: float | None
 ) -> Any:
-    """One tool call in this process, under `timeout_s`."""
-    call: Awaitable[Any]
-    if spec.is_async:
-        call = call_async(spec.name, spec.fn(**kwargs))
-    elif spec.inline and timeout_s is None:
-        # Sync tools run in the pool: they may block (files, CPU), and only a pool
-        # call can be abandoned at its timeout. The hop costs ~30-50 µs of CPU and
-        # ~100 µs of wall time per call on a busy 2-core machine (10k chained no-op
-        # calls; benchmarks/test_user_path.py), more than the rest of a step. A tool
-        # declared `@tool(inline=True)` (pure, microseconds) skips it unless its step
-        # sets a timeout; a slow "inline" tool stalls every other step meanwhile.
-        return call_sync(spec.name, spec.fn, kwargs)
-    else:
-        loop = asyncio.get_running_loop()
-        # A timed-out thread cannot be killed, so its late result is discarded. The
-        # engine's thread pool is stood in for by a lane of the same size (cheaper per
-        # call; engine/run/sync_lane.py); any other executor is used as it is.
-        lane = lane_for(pool, loop)
-        call = (
-            lane.submit(call_sync, spec.name, spec.fn, kwargs)
-            if lane is not None
-            else loop.run_in_executor(
-                pool, functools.partial(call_sync, spec.name, spec.fn, kwargs)
-            )
-        )
-    if timeout_s is not None:
-        return await asyncio.wait_for(call, timeout_s)
-    return await call
+    """One tool call in this process, under `timeout_s` (for a backend that runs some
+    calls here; the local backend's own runs use one `LocalCalls` per run)."""
+    return await LocalCalls(pool).call(spec, kwargs, timeout_s)
+
+
+async def _returned(value: Any) -> Any:
+    """An inline tool's result as something to await (it ran already)."""
+    return value
 
 
 def _exit_error(name: str, err: SystemExit) -> ToolError:

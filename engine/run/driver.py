@@ -26,6 +26,8 @@ from typing import Any, Literal, Protocol, cast
 
 from engine.run.schedule import Schedule
 
+_copy_context = contextvars.copy_context  # once per step: a module global
+
 OutcomeKind = Literal["ok", "fail", "skip", "expand"]
 
 
@@ -156,17 +158,20 @@ class Driver:
 
     async def _dispatch(self) -> None:
         """Run ready nodes in this task, one after the other (see the module docstring)."""
-        ready = self._ready
+        ready, items = self._ready, self._items
+        run, run_item = self.runner.run, self.runner.run_item
         turns = 0
         while True:
             if not ready and not self._refill():
                 self._dispatching = False
                 return
             node = ready.popleft()
-            item = self._items.pop(node, None)
-            coro = self.runner.run(node) if item is None else self.runner.run_item(*item)
-            context = contextvars.copy_context()
+            item = items.pop(node, None) if items else None
+            context = _copy_context()
             try:
+                # Inside the `try`: a runner may do a node's first work before it returns
+                # the coroutine (StepRunner.run does), and a bug there fails the node only.
+                coro = run(node) if item is None else run_item(*item)
                 yielded = context.run(coro.send, None)
             except StopIteration as stop:
                 outcome = cast(Outcome, stop.value)

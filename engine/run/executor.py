@@ -12,7 +12,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -161,6 +161,8 @@ class RunContext:
         return time.perf_counter() - self.started
 
 
+_perf = time.perf_counter  # read per step: a module global, not `time.` and an attribute
+
 # Enum members bound once: `StepStatus.RUNNING` is a class-attribute lookup through the
 # enum machinery (~0.3 µs), paid several times per step otherwise.
 _RUNNING = StepStatus.RUNNING
@@ -183,7 +185,12 @@ class StepRunner:
             bool(s.args) or s.when is not None or s.for_each is not None or s.check is not None
             for s in self.steps
         ]
-        self._templated = [needs_worker(s.args) for s in self.steps]
+        # Whether a node's arguments hold a template that renders in a worker; a step
+        # without arguments (the common no-op) skips the walk.
+        self._templated = [bool(s.args) and needs_worker(s.args) for s in self.steps]
+        # Whether a node goes straight to its call: no `when` to evaluate, no `for` to
+        # expand (`run` then returns `_call`'s coroutine, one coroutine frame less).
+        self._direct = [s.when is None and s.for_each is None for s in self.steps]
         self._workspace_path: Any = None
         self.models = build_record_models({r.name: dict(r.fields) for r in plan.types})
         # Per node, filled on first use: how to check (the result, one item of it).
@@ -192,6 +199,13 @@ class StepRunner:
         # A fan-out's scope, built once when it expands: its items add only their variable.
         self._fan_scopes: dict[int, Mapping[str, Any]] = {}
         self._by_type: dict[Type, _ResultCheck] = {}
+        # A node's pair by its declared Type object: parsed types are shared (`parse_type`
+        # is cached), so most nodes find theirs without hashing a Type. The Type is kept
+        # in the entry, so its id stays its own while the runner lives.
+        self._pairs: dict[int, tuple[Type | None, tuple[_ResultCheck, _ResultCheck]]] = {}
+        # Tool specs by name, read from the registry once per tool (a plain dict lookup
+        # per step rather than the registry's `__getitem__`).
+        self._specs: dict[str, ToolSpec] = {}
         self._call_tool = ctx.backend.tool_caller(ctx)
 
     # --- values ---------------------------------------------------------------------
@@ -225,18 +239,23 @@ class StepRunner:
             return {k: self.resolve(v, scope) for k, v in value.items()}
         return value
 
-    def _check(self, node: int, item: bool) -> _ResultCheck:
-        pair = self._checks[node]
-        if pair is None:
-            declared: Type | None = self.ctx.checked.result_types.get(self.order[node])
+    def _check_pair(self, node: int) -> tuple[_ResultCheck, _ResultCheck]:
+        """How to check node's result, and one item of it (made on the node's first use)."""
+        declared: Type | None = self.ctx.checked.result_types.get(self.order[node])
+        known = self._pairs.get(id(declared))
+        if known is not None:
+            pair = known[1]
+        else:
             whole = self._check_for(declared)
             each = (
                 self._check_for(declared.item)
                 if declared is not None and declared.kind == "list"
                 else whole
             )
-            pair = self._checks[node] = (whole, each)
-        return pair[1] if item else pair[0]
+            pair = (whole, each)
+            self._pairs[id(declared)] = (declared, pair)
+        self._checks[node] = pair
+        return pair
 
     def _check_for(self, declared: Type | None) -> _ResultCheck:
         if declared is None or declared.kind == "json":
@@ -251,17 +270,16 @@ class StepRunner:
 
     def validate_result(self, node: int, value: Any, item: bool) -> Any:
         """The result, checked against the declared type (coerced losslessly) and size."""
-        check = self._check(node, item)
-        adapter = check.adapter
+        pair = self._checks[node] or self._check_pair(node)
+        check = pair[1] if item else pair[0]
+        exact = check.exact
         # A plain str/int/float/bool of the declared type: pydantic would return it as is,
         # except nan and inf, which the adapter refuses (they would poison later steps).
-        if type(value) is not check.exact or (
-            check.exact is float and not math.isfinite(cast(float, value))
-        ):
+        if type(value) is not exact or (exact is float and not math.isfinite(cast(float, value))):
             if isinstance(value, BaseModel):
                 value = value.model_dump(mode="json")
-            if adapter is not None:
-                value = self._validated(node, adapter, value, item)
+            if check.adapter is not None:
+                value = self._validated(node, check.adapter, value, item)
         size = _size(value)
         if size > self.ctx.max_result_bytes:
             raise StepError(
@@ -285,8 +303,17 @@ class StepRunner:
         return adapter.dump_python(checked, mode="python")
 
     # --- NodeRunner -------------------------------------------------------------------
-    async def run(self, node: int) -> Outcome:
+    def run(self, node: int) -> Coroutine[Any, Any, Outcome]:
         step = self.steps[node]
+        if self._direct[node]:
+            # Nothing to decide before the call: its coroutine is the node's (building the
+            # scope only copies values, so it cannot fail here, outside the coroutine).
+            scope = self.scope(step) if self._reads[node] else _NO_SCOPE
+            return self._call(node, step, self.ctx.records[step.id], scope, item=False)
+        return self._run(node, step)
+
+    async def _run(self, node: int, step: Step) -> Outcome:
+        """A step with a `when` or a `for`: decide, then call, skip or expand."""
         record = self.ctx.records[step.id]
         try:
             scope = self.scope(step) if self._reads[node] else _NO_SCOPE
@@ -441,27 +468,33 @@ class StepRunner:
         item: bool,
         index: int = 0,
     ) -> Outcome:
+        # The hot path of every step: locals for what it reads more than once, and the
+        # work of an attempt only where the step asks for it (events when someone listens,
+        # approval, cache, check).
         ctx = self.ctx
-        spec = ctx.tools[step.tool]
+        events = ctx.events
+        spec = self._specs.get(step.tool)
+        if spec is None:
+            spec = self._specs[step.tool] = ctx.tools[step.tool]
         attempts = step.retry + 1
         error = "not run"
         for attempt in range(1, attempts + 1):
             record.attempts += 1
-            now = ctx.now()
+            now = _perf() - ctx.started
             if record.started_at is None:
                 record.started_at = now
             if not item:
                 record.status = _RUNNING
             model = (
                 ctx.select_model(step, spec, attempt)
-                if ctx.select_model and spec.uses_model
+                if ctx.select_model is not None and spec.uses_model
                 else None
             )
             if model is not None:
                 record.model = model
-            if ctx.events.active:
+            if events.active:
                 name = f"{step.id}[{index}]" if item else step.id
-                ctx.events.emit(StepStarted(ctx.run_id, now, name, attempt, step.tool, model))
+                events.emit(StepStarted(ctx.run_id, now, name, attempt, step.tool, model))
             try:
                 # Templates render in a worker under the step's timeout, so a hostile
                 # one cannot block the event loop.
@@ -492,8 +525,11 @@ class StepRunner:
                         if item:
                             return Outcome("ok", value=value)
                         return self._succeed(step, record, value, cached=True)
-                value = await self._invoke(step, spec, kwargs, attempt, model)
-                value = self.validate_result(node, value, item)
+                if spec.context_param is not None:
+                    kwargs[spec.context_param] = self.tool_context(step, attempt, model)
+                value = self.validate_result(
+                    node, await self._call_tool(spec, kwargs, step.timeout_s), item
+                )
                 if key is not None:
                     ctx.step_cache.put(key, value)
                 if (
@@ -519,8 +555,8 @@ class StepRunner:
                     error = f"timed out after {step.timeout_s:g}s"
                 if attempt < attempts and worth_retrying(err):
                     delay = ctx.retry.delay(attempt, ctx.rng)
-                    if ctx.events.active:
-                        ctx.events.emit(
+                    if events.active:
+                        events.emit(
                             StepRetrying(ctx.run_id, ctx.now(), step.id, attempt, error, delay)
                         )
                     await asyncio.sleep(delay)
@@ -537,13 +573,14 @@ class StepRunner:
 
     def _succeed(self, step: Step, record: StepRecord, value: Any, cached: bool = False) -> Outcome:
         ctx = self.ctx
-        record.finished_at = ctx.now()
+        record.finished_at = finished = _perf() - ctx.started
         record.status = _SUCCEEDED
         record.output = value
         ctx.values[step.id] = value
         if ctx.on_final is not None:
             ctx.on_final(step.id)
-        duration = record.finished_at - (record.started_at or record.finished_at)
+        started = record.started_at
+        duration = finished - started if started is not None else 0.0
         if ctx.observe is not None and not cached:
             ctx.observe(step, duration)
         ctx.finished_steps += 1
@@ -553,7 +590,7 @@ class StepRunner:
             ctx.events.emit(
                 StepSucceeded(
                     ctx.run_id,
-                    record.finished_at,
+                    finished,
                     step.id,
                     value,
                     duration,
@@ -611,20 +648,14 @@ class StepRunner:
             },
         )
 
-    async def _invoke(
-        self, step: Step, spec: ToolSpec, kwargs: dict[str, Any], attempt: int, model: str | None
-    ) -> Any:
-        if spec.context_param is not None:
-            kwargs[spec.context_param] = self.tool_context(step, attempt, model)
-        return await self._call_tool(spec, kwargs, step.timeout_s)  # = call_tool, one frame less
-
     def call_tool(
         self, spec: ToolSpec, kwargs: dict[str, Any], timeout_s: float | None
-    ) -> Coroutine[Any, Any, Any]:
+    ) -> Awaitable[Any]:
         """One call of a tool with its arguments ready, under `timeout_s`: the single place
         a step's tool runs (an agent step's inner tool calls come through here too). It
         runs where the run's backend puts it (engine/run/backend.py); a plain function
-        returning the backend's coroutine, so the hot path awaits no extra frame."""
+        returning what the backend returns to await, so the hot path awaits no extra
+        frame. Errors may be raised here or at the await: await it in the same `try`."""
         return self._call_tool(spec, kwargs, timeout_s)
 
 
@@ -666,11 +697,12 @@ def _cwd() -> Any:
 
 
 def _size(value: Any) -> int:
+    kind = type(value)
+    if kind is str or kind is bytes:
+        return len(value)
     if value is None or isinstance(value, bool | int | float):
         return 8
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, bytes):
+    if isinstance(value, str | bytes):
         return len(value)
     try:
         return len(json.dumps(value, default=str))

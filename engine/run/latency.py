@@ -77,7 +77,10 @@ class LatencyModel:
 class Estimates(Protocol):
     """What `Priorities` needs of a latency model (`LatencyModel` satisfies it)."""
 
-    def key(self, step: Step, tools: Mapping[str, Any]) -> Any: ...
+    def key(self, step: Step, tools: Mapping[str, Any]) -> Any:
+        """Which estimate a step uses: a function of its tool and tier alone (steps that
+        share both share the key: `Priorities` asks once per pair)."""
+        ...
 
     def estimate(self, step: Step, tools: Mapping[str, Any]) -> float: ...
 
@@ -100,26 +103,32 @@ class CriticalTails:
     __slots__ = ("durations", "position", "predecessors", "successors", "tails")
 
     def __init__(
-        self, deps: Sequence[Sequence[int]], order: Sequence[int], durations: Sequence[float]
+        self,
+        deps: Sequence[Sequence[int]],
+        order: Sequence[int],
+        durations: Sequence[float],
+        successors: Sequence[Sequence[int]] | None = None,
     ):
         count = len(deps)
-        self.predecessors: list[Sequence[int]] = list(deps)
-        self.successors: list[list[int]] = [[] for _ in range(count)]
-        for node, needs in enumerate(deps):
-            for need in needs:
-                self.successors[need].append(node)
+        self.predecessors: Sequence[Sequence[int]] = deps
+        if successors is None:  # the compiled plan has them (dsl/dag.py `CompactDag`)
+            users: list[list[int]] = [[] for _ in range(count)]
+            for node, needs in enumerate(deps):
+                for need in needs:
+                    users[need].append(node)
+            successors = users
+        self.successors: Sequence[Sequence[int]] = successors
         self.position = [0] * count
         for place, node in enumerate(order):
             self.position[node] = place
         self.durations = list(durations)
-        self.tails = list(durations)
-        tails, successors = self.tails, self.successors
+        self.tails = tails = list(durations)
         for node in reversed(order):
             best = 0.0
             for succ in successors[node]:
                 if tails[succ] > best:
                     best = tails[succ]
-            tails[node] = self.durations[node] + best
+            tails[node] += best
 
     def update(
         self, durations: Mapping[int, float], live: Callable[[int], bool] | None = None
@@ -198,18 +207,25 @@ class Priorities:
         self.static = False
         if not self.active:
             return
-        durations = []
-        for node, step in enumerate(self.steps):
-            key = latency.key(step, tools)
-            self.key_of.append(key)
-            self.by_key.setdefault(key, []).append(node)
-            durations.append(latency.estimate_key(key))
-            self.applied[key] = durations[-1]
-        self.tails = CriticalTails(dag.deps, dag.order, durations)
-        schedule.reprioritize(dict(enumerate(self.tails.tails)))
+        keys: dict[tuple[str, str | None], Hashable] = {}  # (tool, tier) -> its key
+        key_of = self.key_of
+        for step in self.steps:
+            key = keys.get((step.tool, step.tier))
+            if key is None:
+                key = keys[(step.tool, step.tier)] = latency.key(step, tools)
+                self.applied[key] = latency.estimate_key(key)
+            key_of.append(key)
+        applied = self.applied
+        self.tails = CriticalTails(
+            dag.deps, dag.order, [applied[key] for key in key_of], dag.successors
+        )
+        schedule.reprioritize(self.tails.tails)
         # With one estimate for every step, every tail is that estimate times a fixed
         # chain length: refining it scales all tails alike and never changes the order.
-        self.static = len(self.by_key) == 1
+        self.static = len(applied) == 1
+        if not self.static:  # which steps each estimate moves (`refresh`)
+            for node, key in enumerate(key_of):
+                self.by_key.setdefault(key, []).append(node)
 
     def _live(self, node: int) -> bool:
         return self.schedule.state[node] in _LIVE

@@ -67,15 +67,20 @@ class Schedule:
         max_parallel: int = 0,
         standby: Iterable[int] = (),
         finished: Mapping[int, State] | None = None,
+        successors: Sequence[list[int]] | None = None,
     ):
         count = len(names)
         self.names: list[str] = list(names)
-        self.successors: list[list[int]] = [[] for _ in range(count)]
-        self.indegree: list[int] = [0] * count
-        for node, needs in enumerate(deps):
-            for need in needs:
-                self.successors[need].append(node)
-            self.indegree[node] = len(needs)
+        self.indegree: list[int] = [len(needs) for needs in deps]
+        if successors is not None:
+            # The compiled plan's lists (dsl/dag.py `CompactDag`), read, never changed:
+            # fan-out items get lists of their own, appended to this copy of the outer one.
+            self.successors: list[list[int]] = list(successors)
+        else:
+            self.successors = [[] for _ in range(count)]
+            for node, needs in enumerate(deps):
+                for need in needs:
+                    self.successors[need].append(node)
         self.priority: list[float] = list(priority) if priority is not None else [0.0] * count
         self.groups: list[tuple[str, ...]] = [tuple(g) for g in groups] if groups else [()] * count
         self._limits: dict[str, int] = {k: v for k, v in (limits or {}).items() if v > 0}
@@ -152,8 +157,19 @@ class Schedule:
                 state[node] = State.RUNNING
             self.running += len(started)
             return started
-        started = []
         heap = self._heap
+        if not self._limits:  # only the slot count bounds: nothing is blocked
+            started = []
+            state = self.state
+            running, cap = self.running, self.max_parallel
+            while heap and running < cap:
+                node = heapq.heappop(heap)[2]
+                state[node] = State.RUNNING
+                running += 1
+                started.append(node)
+            self.running = running
+            return started
+        started = []
         blocked: list[tuple[float, int, int]] = []
         while heap and self.running < self.max_parallel:
             entry = heapq.heappop(heap)
@@ -256,10 +272,22 @@ class Schedule:
         one of them changed); nodes that become ready later use the new values. Returns
         how many ready entries were re-keyed (the work it took).
         """
-        values = priority if isinstance(priority, Mapping) else dict(enumerate(priority))
         own = self.priority
         state = self.state
-        rekey = False
+        if not isinstance(priority, Mapping):
+            # A value for every plan node (the run's first priorities): one slice, then
+            # fan-out items take their parent's; every ready entry is re-keyed.
+            count = len(priority)
+            own[:count] = priority
+            for node, items in self.children.items():
+                for item in items:
+                    if item >= count:
+                        own[item] = own[node]
+            rekey = bool(self._heap)
+            values: Mapping[int, float] = {}
+        else:
+            values = priority
+            rekey = False
         for node, value in values.items():
             own[node] = value
             rekey = rekey or state[node] == State.READY
@@ -343,6 +371,10 @@ class Schedule:
     # --- cancellation ---------------------------------------------------------------------------
     def cancel_all(self) -> list[int]:
         """Mark every open node cancelled (running ones included); returns them."""
+        if self.open_count == 0 and self.running == 0:
+            # Every node is final (the driver's clean-up after a finished run): no walk.
+            self._heap.clear()
+            return []
         cancelled: list[int] = []
         for node, state in enumerate(self.state):
             if state in (

@@ -154,10 +154,15 @@ class RunSession:
         checked = self.checked
         plan = checked.plan
         carried = self.carried
-        records = {
-            step.id: carried.get(step.id) or StepRecord(tool=step.tool, executor=step.executor)
-            for step in plan.steps
-        }
+        if carried:
+            records = {
+                step.id: carried.get(step.id) or StepRecord(tool=step.tool, executor=step.executor)
+                for step in plan.steps
+            }
+        else:
+            records = {
+                step.id: StepRecord(tool=step.tool, executor=step.executor) for step in plan.steps
+            }
         self.records = records
         self.trigger = None
         ctx = RunContext(
@@ -238,12 +243,17 @@ class RunSession:
                 record.error = "fallback not needed"
         status = RunStatus.CANCELLED
         if not self.cancelled:
-            on_error = {step.id: step.on_error for step in checked.plan.steps}
-            failed = any(
-                record.status == StepStatus.FAILED and on_error[name] != "skip"
-                for name, record in records.items()
-            )
-            unfinished = any(r.status.is_open for r in records.values())
+            failed = unfinished = False
+            on_error: dict[str, str] | None = None  # read only when a step failed
+            for name, record in records.items():
+                if record.status == StepStatus.SUCCEEDED:
+                    continue
+                if record.status == StepStatus.FAILED:
+                    if on_error is None:
+                        on_error = {step.id: step.on_error for step in checked.plan.steps}
+                    failed = failed or on_error[name] != "skip"
+                elif record.status.is_open:
+                    unfinished = True
             stop = ctx.stop_reason
             if stop is not None and stop.run_status != RunStatus.FAILED:
                 status = stop.run_status
@@ -332,19 +342,20 @@ def plan_schedule(
     under a virtual clock, so the simulation schedules exactly as a run does."""
     carried = carried or {}
     dag = checked.graph.compact
-    by_id = {step.id: step for step in checked.plan.steps}
-    steps = [by_id[name] for name in dag.names]
+    steps = checked.plan.steps  # in plan order, as the graph's nodes are
     schedule = Schedule(
         dag.names,
         dag.deps,
-        groups=limit_groups(steps, tools),
+        # Groups matter only to a bound on one (the global slot count needs none).
+        groups=limit_groups(steps, tools) if any(v > 0 for v in limits.values()) else None,
         limits=limits,
         max_parallel=max_parallel,
         standby=[dag.index[f] for f in checked.fallbacks if f not in carried],
         finished={
-            dag.index[name]: _preset_state(record, by_id[name].on_error)
+            dag.index[name]: _preset_state(record, steps[dag.index[name]].on_error)
             for name, record in carried.items()
             if name in dag.index
         },
+        successors=dag.successors,
     )
     return schedule, Priorities(dag, steps, latency, tools, schedule)

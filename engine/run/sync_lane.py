@@ -5,7 +5,11 @@ Condition), a work item, an asyncio future chained to it with two callbacks, and
 `call_soon_threadsafe` (a write to the loop's self-pipe) per result. A `SyncLane` keeps
 its own worker threads fed from one `SimpleQueue`: a call is a tuple put on the queue
 and an asyncio future; finished calls are handed back in batches, with one
-`call_soon_threadsafe` for every result that finished while the loop was busy.
+`call_soon_threadsafe` for every result that finished while the loop was busy. A call
+takes the lane's lock twice (once to count it in, once to count it out and decide the
+delivery) and makes no system call of its own besides waking a worker and, for a batch,
+the loop (a `loop.run_in_executor` chain of no-ops costs ~1.6x the CPU of a lane chain
+here; benchmarks/test_user_path.py reports the sync figures against it).
 
 Semantics are the pool's: as many threads as the engine's pool allows (`max_workers`),
 started when a call finds no idle thread, so blocking tools still run side by side; a
@@ -43,8 +47,9 @@ class SyncLane:
         self._lock = threading.Lock()
         self._posted = False  # a `_deliver` is scheduled on the loop and has not started
         self._threads = 0
-        self._idle = 0  # threads waiting for a job (a starting thread counts)
-        self._queued = 0  # jobs put and not yet taken
+        # Calls submitted and not yet finished (queued or running). A call finds an idle
+        # thread exactly when there are more threads than such calls before it.
+        self._open = 0
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -52,15 +57,18 @@ class SyncLane:
         return self._loop()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        """Run `fn(*args)` on a worker thread; the future is resolved on the loop."""
-        future = asyncio.get_running_loop().create_future()
+        """Run `fn(*args)` on a worker thread; the future is resolved on the loop. Called
+        on the lane's loop (the lane's own reference: no running-loop lookup per call)."""
+        loop = self._loop()
+        if loop is None:
+            raise RuntimeError("the lane's event loop is gone")
+        future = loop.create_future()
         self._jobs.put((future, fn, args))
         with self._lock:
-            self._queued += 1
-            spawn = self._queued > self._idle and self._threads < self.max_workers
+            self._open += 1
+            spawn = self._open > self._threads and self._threads < self.max_workers
             if spawn:
                 self._threads += 1
-                self._idle += 1
         if spawn:
             threading.Thread(target=self._work, name="planfile-tool", daemon=True).start()
         return future
@@ -73,21 +81,18 @@ class SyncLane:
             except queue.Empty:
                 with lock:
                     # A job put after the timeout counted this thread as idle: take it.
+                    # (`submit` puts before it counts, so the job is seen here.)
                     if not jobs.empty():
                         continue
-                    self._idle -= 1
                     self._threads -= 1
                     return
-            with lock:
-                self._queued -= 1
-                self._idle -= 1
             try:
                 done.append((future, True, fn(*args)))
             except BaseException as err:  # the caller's to see, as from the pool
                 done.append((future, False, err))
             del future, fn, args  # nothing of a finished call stays alive in an idle thread
             with lock:
-                self._idle += 1
+                self._open -= 1
                 post = not self._posted
                 self._posted = True
             if post:
@@ -108,8 +113,10 @@ class SyncLane:
 
     def _deliver(self) -> None:
         """On the loop: resolve every call finished so far."""
-        with self._lock:
-            self._posted = False  # results appended from now on post another delivery
+        # Results appended from now on post another delivery. No lock: a worker appends
+        # before it reads the flag, so one that still sees it set appended before this
+        # line, and the loop below takes that result (one attribute store is atomic).
+        self._posted = False
         done = self._done
         while done:
             future, ok, value = done.popleft()

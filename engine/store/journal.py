@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from engine.errors import JournalError
-from engine.run.result import Replan, RunResult, RunStatus, StepRecord, jsonable
+from engine.run.result import PLAIN_JSON, Replan, RunResult, RunStatus, StepRecord, jsonable
 from engine.store import agent_calls, lease
 from engine.store.home import data_home
 from engine.store.sqlite import connect_wal, refuse_hint
@@ -132,7 +132,7 @@ def _log_row(step: str, r: StepRecord) -> list[Any]:
         r.input_tokens,
         r.output_tokens,
         r.cost_usd,
-        output if output is None else jsonable(output),
+        output if type(output) in PLAIN_JSON else jsonable(output),
         r.error,
         r.skipped_by_when,
     ]
