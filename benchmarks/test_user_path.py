@@ -92,7 +92,8 @@ TOOLS_FILE = (
 
 # (shape, tool, n) -> measured figures; printed as one table at the end of the module.
 RESULTS: dict[tuple[str, str, int], dict[str, float]] = {}
-PEERS: dict[tuple[str, str, int], float] = {}
+# (peer, shape, n) -> (wall, CPU) µs per step, in-process.
+PEERS: dict[tuple[str, str, int], tuple[float, float]] = {}
 
 
 def dag(shape: str, n: int) -> Dag:
@@ -191,20 +192,26 @@ def summary_lines() -> list[str]:
     lines = [
         "user path: planfile run (subprocess, journal + audit), µs/step over a 1-step run",
         f"{'shape':<8} {'tool':<17} {'steps':>7} {'µs/step':>9} {'cpu µs':>7} {'target':>7}"
-        f" {'peak RSS':>9} {'x floor':>8}",
+        f" {'peak RSS':>9} {'x floor':>8} {'cpu x':>6}",
     ]
     for (shape, tool, n), row in sorted(RESULTS.items()):
         target = TARGET_US[tool] * (1 if n <= 10_000 else 2)
         floor = PEERS.get((FLOOR[tool], shape, n))
-        ratio = f"{row['us_per_step'] / floor:>7.2f}x" if floor else f"{'-':>8}"
+        # Wall over the floor's wall, and CPU over the floor's CPU (steadier when other
+        # work shares the machine).
+        ratio = (
+            f"{row['us_per_step'] / floor[0]:>7.2f}x {row['cpu_us_per_step'] / floor[1]:>5.2f}x"
+            if floor
+            else f"{'-':>8} {'-':>6}"
+        )
         lines.append(
             f"{shape:<8} {tool:<17} {n:>7} {row['us_per_step']:>9.1f}"
             f" {row['cpu_us_per_step']:>7.1f} {target:>7.0f}"
             f" {row['rss_mb']:>7.0f}MB {ratio}  (1-step run {row['one_step_s']:.2f}s;"
             f" x {FLOOR[tool]})"
         )
-    for (peer, shape, n), us in sorted(PEERS.items()):
-        lines.append(f"{shape:<8} {peer:<17} {n:>7} {us:>9.2f}  (in-process)")
+    for (peer, shape, n), (wall, cpu) in sorted(PEERS.items()):
+        lines.append(f"{shape:<8} {peer:<17} {n:>7} {wall:>9.2f} {cpu:>7.2f}  (in-process)")
     return lines
 
 
@@ -285,14 +292,17 @@ def test_langgraph(benchmark: Any, shape: str, n: int) -> None:
     )
 
 
-def _per_step(benchmark: Any, run: Any, rounds: int, n: int) -> float:
-    """Best µs per step of `run` over `rounds` (timed here, so --benchmark-disable works)."""
-    times: list[float] = []
+def _per_step(benchmark: Any, run: Any, rounds: int, n: int) -> tuple[float, float]:
+    """Best wall and best CPU µs per step of `run` over `rounds` (timed here, so
+    --benchmark-disable works). CPU is this process's, every thread's (a pool's too)."""
+    walls: list[float] = []
+    cpus: list[float] = []
 
     def timed() -> None:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         run()
-        times.append(time.perf_counter() - started)
+        walls.append(time.perf_counter() - started)
+        cpus.append(time.process_time() - cpu)
 
     benchmark.pedantic(timed, rounds=rounds, iterations=1)
-    return min(times) / n * 1e6
+    return min(walls) / n * 1e6, min(cpus) / n * 1e6

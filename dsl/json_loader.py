@@ -648,10 +648,11 @@ class _Loader(AgentShapes):
         step["tool"] = tool
         key = ("steps", index, "tool")
         paths[key] = key if same else (*path, "tool")
-        args = self.load_args(
-            raw.get("args"), "args" if "args" in raw else None, tool, path, ir_path, aliases
-        )
-        if args:
+        raw_args = raw.get("args")
+        if raw_args is None or (type(raw_args) is dict and not raw_args):
+            args: dict[str, Any] = {}  # what load_args makes of them, without the call
+        else:
+            args = self.load_args(raw_args, "args", tool, path, ir_path, aliases)
             self.coerce_args(tool, args, ir_path)
         step["args"] = args
         if len(raw) > 2 + (after is not None) + ("args" in raw):  # verbatim fields

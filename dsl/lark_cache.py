@@ -37,7 +37,6 @@ from lark import Lark
 
 from dsl.user_cache import cache_home
 
-
 # Given again at every load and not part of the tables (lark leaves them out too).
 _NOT_IN_TABLES = ("transformer", "_plugins")
 

@@ -747,9 +747,8 @@ def _build_step(
     ok = True
     for arg_token, val in args:
         arg_name = str(arg_token)
-        arg_pos = _pos(arg_token)
         if arg_name in arg_values or (arg_name in fields and arg_name in _STEP_SETTINGS):
-            problem(arg_pos, f"argument `{arg_name}` is given twice", code="duplicate")
+            problem(_pos(arg_token), f"argument `{arg_name}` is given twice", code="duplicate")
             ok = False
             continue
         if arg_name in _STEP_SETTINGS:
@@ -772,8 +771,9 @@ def _build_step(
         arg_values[arg_name] = val.value
         if arg_name == TOOLS_ARG and is_agent_step(fields["tool"]):
             arg_values[arg_name] = names_from_refs(val.value)  # tool names, not references
-        _record_val(smap, (*path, "args", arg_name), val)
-        if val.pos.line:
+        if val.children:
+            _record_val(smap, (*path, "args", arg_name), val)
+        elif val.pos.line:  # a scalar: only its own position
             positions[(*path, "args", arg_name)] = val.pos
     fields["args"] = arg_values
     seen: set[str] = set()

@@ -24,11 +24,10 @@ the cached parser tables do not depend on.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from lark import Token
-from lark.lexer import BasicLexer, ContextualLexer, LexerState, UnlessCallback
-from lark.lexer import PatternStr  # type: ignore[attr-defined]
+from lark.lexer import BasicLexer, ContextualLexer, LexerState, PatternStr, UnlessCallback
 
 
 class _StateScanner(NamedTuple):
@@ -52,11 +51,15 @@ def _state_scanner(lexer: BasicLexer) -> _StateScanner | None:
     keywords: dict[str, dict[str, str]] = {}
     callbacks: dict[str, Any] = {}
     for terminal, callback in lexer.callback.items():
-        if type(callback) is UnlessCallback and all(
-            isinstance(t.pattern, PatternStr) and not t.pattern.flags
-            for t in callback.scanner.terminals
+        unless = callback.scanner if type(callback) is UnlessCallback else None
+        if (
+            unless is not None
+            and not unless.g_regex_flags
+            and all(
+                isinstance(t.pattern, PatternStr) and not t.pattern.flags for t in unless.terminals
+            )
         ):
-            keywords[terminal] = {t.pattern.value: t.name for t in callback.scanner.terminals}
+            keywords[terminal] = {t.pattern.value: t.name for t in unless.terminals}
         else:
             callbacks[terminal] = callback
     return _StateScanner(patterns[0].match, keywords, callbacks)
@@ -69,10 +72,12 @@ class PlanLexer(ContextualLexer):
         self, conf: Any, states: dict[int, Collection[str]], always_accept: Collection[str] = ()
     ) -> None:
         super().__init__(conf, states, always_accept)
+        root = cast(BasicLexer, self.root_lexer)  # lark builds BasicLexers (no plugin for them)
         self._scanners: dict[int, _StateScanner | None] = {}
-        self._ignore = self.root_lexer.ignore_types
-        self._newline_types = self.root_lexer.newline_types
-        self._bytes = conf.use_bytes
+        self._ignore = root.ignore_types
+        self._newline_types = root.newline_types
+        # Bytes input and user lexer callbacks are lark's own loop's business (unused here).
+        self._own_loop = not conf.use_bytes and not root.user_callbacks
 
     def _scanner(self, state: int) -> _StateScanner | None:
         # Built on first use: lark compiles each state's pattern lazily too, and a small
@@ -80,11 +85,12 @@ class PlanLexer(ContextualLexer):
         try:
             return self._scanners[state]
         except KeyError:
-            scanner = self._scanners[state] = _state_scanner(self.lexers[state])
+            lexer = cast(BasicLexer, self.lexers[state])
+            scanner = self._scanners[state] = _state_scanner(lexer)
             return scanner
 
     def lex(self, lexer_state: LexerState, parser_state: Any) -> Iterator[Token]:
-        if self._bytes or self.root_lexer.user_callbacks:
+        if not self._own_loop:
             yield from super().lex(lexer_state, parser_state)
             return
         text_slice = lexer_state.text

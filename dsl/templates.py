@@ -106,12 +106,20 @@ def _only_names(text: str) -> bool:
     return _simple_names(text) is not None
 
 
-@functools.lru_cache(maxsize=65536)
 def template_names(text: str) -> frozenset[str]:
-    """The top-level names a template reads (its dependencies); raise TemplateProblem."""
+    """The top-level names a template reads (its dependencies); raise TemplateProblem.
+
+    `{{ name }}` substitutions are read with one regex pass, uncached (a cache entry cost
+    as much as the pass, and a plan's texts are mostly distinct); anything else is parsed
+    by jinja2, once per text."""
     simple = _simple_names(text)
     if simple is not None:
         return frozenset(simple)
+    return _parsed_names(text)
+
+
+@functools.lru_cache(maxsize=16384)
+def _parsed_names(text: str) -> frozenset[str]:
     ast = _parse(text)
     finder = _NameFinder(environment())
     try:

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from dsl.ir import Plan
 from engine import Engine, load_plan
 from engine.cli.run_cmds import report
-from engine.observe.audit import _ENCODERS, AuditLog
+from engine.observe.audit import AuditLog
+from engine.observe.audit_lines import ENCODERS
 from engine.run.events import RunFinished, StepRetrying, StepStarted, StepSucceeded
 from engine.run.result import RunResult, RunStatus, StepRecord, StepStatus, jsonable
 
@@ -61,7 +62,7 @@ def expected_line(event: Any, ts: str) -> dict[str, Any]:
 
 @given(events)
 def test_each_event_types_compiled_line_is_the_general_line(event: Any) -> None:
-    raw = _ENCODERS[type(event)](event, "2026-01-01T00:00:00.000+00:00")
+    raw = ENCODERS[type(event)](event, "2026-01-01T00:00:00.000+00:00")
     assert raw.endswith(b"\n") and raw.count(b"\n") == 1  # one line, whatever the text
     line = json.loads(raw)
     assert line == expected_line(event, "2026-01-01T00:00:00.000+00:00")

@@ -110,10 +110,17 @@ def test_fast_step_is_validation(raw: dict[str, Any]) -> None:
 
 
 def test_fast_step_builds_typical_steps() -> None:
+    args: dict[str, Any] = {
+        "query": "x {{ b }}",
+        "n": 3,
+        "w": 0.5,
+        "r": {"ref": "b.c"},
+        "l": [{"ref": "b"}],
+    }
     raw = {
         "id": "a",
         "tool": "search",
-        "args": {"query": "x {{ b }}", "n": 3, "w": 0.5, "r": {"ref": "b.c"}, "l": [{"ref": "b"}]},
+        "args": args,
         "after": ["b"],
         "for_each": {"var": "item", "over": {"ref": "b"}},
         "timeout_s": 5,
@@ -124,7 +131,7 @@ def test_fast_step_builds_typical_steps() -> None:
     assert step is not None and same(step, Step.model_validate(raw))
     assert isinstance(step.args["r"], Ref) and isinstance(step.for_each, FanOut)
     assert step.timeout_s == 5.0 and type(step.timeout_s) is float
-    assert step.args is not raw["args"] and step.args["l"] is not raw["args"]["l"]
+    assert step.args is not args and step.args["l"] is not args["l"]  # copies, as validated
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from pathlib import Path
 from typing import Any, Literal
 
 import lark
@@ -16,14 +17,23 @@ from hypothesis import strategies as st
 from dsl.checker import check
 from dsl.json_loader import load_json
 from dsl.types import Type, from_python
+from engine.agent.evaluate import copied_phrase, prompt_examples, step_texts
 from engine.agent.examples import all_examples, choose, terms
 from engine.agent.grammar_ir import Alt, Chars, Expr, Grammar, Lit, Ref, Rep, Seq
 from engine.agent.plan_grammar import (
+    AFTER_ANSWER,
+    ANSWERS,
     DEFAULT_MAX_STEPS,
+    FIRST_ONLY,
+    GATHERS_TEXT,
+    INSTRUCTIONS,
     NUMBERS,
+    READS_TEXT,
     expressible,
+    goal_files,
     goal_numbers,
     goal_words,
+    plain_goal,
     plan_grammar,
 )
 from engine.agent.planner import add_joiner, allowed_tools
@@ -190,6 +200,74 @@ def test_a_goals_grammar_calculates_with_its_numbers_and_queries_its_words(
             for name in ("query", "into"):
                 if step.tool in ("search", "extract") and name in step.args and words:
                     assert set(REF.sub(" ", step.args[name]).split()) <= words
+
+
+# Parameters whose text is a formula, a file pattern or a JSON query (tested on their own).
+FORMULAS = {("calculate", "expression"), ("json_query", "expression"), ("list_files", "pattern")}
+
+
+@settings(max_examples=40)
+@given(goal_texts, st.integers(0, 2**32))
+def test_a_goals_grammar_writes_no_free_text(registry: ToolRegistry, goal: str, seed: int) -> None:
+    """Issue 15's item 2 by construction: given the goal, every text a plan holds is the goal
+    itself, its words and files, earlier results and the fixed instructions; a step that
+    reads text comes first or after a step that gathered text, after a model's answer only
+    saving, and a listing only starts a plan."""
+    tools = allowed_tools(registry)
+    built = plan_grammar(tools, goal=goal)
+    plain = plain_goal(goal)
+    allowed = set(goal_words(goal)) | set(goal_files(goal))
+    if not allowed:
+        return  # no words: the plain grammar (tested above)
+    rng = random.Random(seed)
+    for _ in range(10):
+        text = built.grammar.sample(rng)
+        checked = loads_and_checks(text, tools, goal=goal)
+        gathered = answered = False
+        for k, step in enumerate(checked.plan.steps, 1):
+            if answered:
+                assert step.tool in AFTER_ANSWER, text
+            if step.tool in FIRST_ONLY:
+                assert k == 1, text
+            if step.tool in READS_TEXT:
+                assert k == 1 or gathered, text
+            gathered = gathered or step.tool in GATHERS_TEXT
+            answered = answered or step.tool in ANSWERS
+            for name, value in step.args.items():
+                if (step.tool, name) in FORMULAS or not isinstance(value, str):
+                    continue
+                rest = REF.sub("\n", value)
+                for fixed in (plain, *INSTRUCTIONS):
+                    # Whole pieces only: between separators (a space, `\n`, `: `).
+                    rest = re.sub(rf"(?<!\S){re.escape(fixed)}(?=\s|:|$)", "\n", rest)
+                pieces = {p for p in re.split(r"\n|: | ", rest) if p}
+                assert pieces <= allowed, (name, value)
+
+
+TUNED = Path(__file__).parent.parent / "benchmarks" / "planner_goals" / "tuned.jsonl"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_no_plan_the_grammar_allows_copies_an_example(registry: ToolRegistry, seed: int) -> None:
+    """The evaluation's copy check (a 4-word run of the example pool not in the goal), on
+    random plans of the tuned goals' grammars: no text is found. (Formulas are left out: a
+    run of four numbers, such as a loan formula's `1200 1 1 4` for a 4% rate, is the
+    formula, not a copy; their numbers are tested above.)"""
+    tools = allowed_tools(registry)
+    pool = prompt_examples()
+    rng = random.Random(seed)
+    for line in TUNED.read_text(encoding="utf-8").splitlines():
+        goal = json.loads(line)["goal"]
+        built = plan_grammar(tools, goal=goal)
+        for _ in range(5):
+            checked = loads_and_checks(built.grammar.sample(rng), tools, goal=goal)
+            texts = [
+                text
+                for step in checked.plan.steps
+                if step.tool != "calculate"
+                for text in step_texts([step])
+            ]
+            assert copied_phrase(texts, pool, goal) is None, goal
 
 
 def test_goal_numbers_are_written_as_a_calculation_writes_them() -> None:

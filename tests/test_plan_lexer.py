@@ -1,8 +1,10 @@
 """The `.plan` lexer gives exactly the tokens and the syntax errors of lark's own
-contextual lexer, on valid plans, broken plans and arbitrary text."""
+contextual lexer, on valid plans, broken plans and arbitrary text; a string value reads
+as JSON reads it (the parser skips json.loads where nothing is escaped)."""
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -13,12 +15,17 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
+from dsl import parse_text
+from dsl.lark_cache import cached_lark
+from dsl.parser import _parser
 from dsl.plan_lexer import PlanLexer
 
 GRAMMAR = resources.files("dsl").joinpath("plan.lark").read_text(encoding="utf-8")
 # Both build a parse tree (no transformer), so only the lexers differ.
 LARK = lark.Lark(GRAMMAR, parser="lalr", lexer="contextual")
-FAST = lark.Lark(GRAMMAR, parser="lalr", lexer="contextual", _plugins={"ContextualLexer": PlanLexer})
+FAST = lark.Lark(
+    GRAMMAR, parser="lalr", lexer="contextual", _plugins={"ContextualLexer": PlanLexer}
+)
 EXAMPLES = sorted(Path(__file__).resolve().parent.parent.joinpath("examples").glob("*.plan"))
 # Every construct of the language, keywords used as names where the grammar allows it.
 EVERYTHING = '''plan everything "all of it" expected_cost 0.25  # header
@@ -86,6 +93,25 @@ def _run(parser: lark.Lark, text: str) -> tuple[Any, ...]:
     return tokens, stepped, parsed
 
 
+def test_the_cached_parser_tables_load_with_this_lexer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Built once, then loaded from the user's cache: both use the fast lexer and parse
+    alike (the plugin is not part of the cached tables)."""
+    monkeypatch.setenv("PLANFILE_HOME", str(tmp_path))
+    options: dict[str, Any] = {"parser": "lalr", "lexer": "contextual"}
+    built = cached_lark(GRAMMAR, "plan", _plugins={"ContextualLexer": PlanLexer}, **options)
+    (cached,) = (tmp_path / "cache").glob("plan-*.lark")
+    written = cached.stat().st_mtime_ns
+    loaded = cached_lark(GRAMMAR, "plan", _plugins={"ContextualLexer": PlanLexer}, **options)
+    assert isinstance(built.parser.lexer, PlanLexer)
+    assert isinstance(loaded.parser.lexer, PlanLexer)
+    assert list((tmp_path / "cache").glob("plan-*.lark")) == [cached]
+    assert cached.stat().st_mtime_ns == written  # read, not rebuilt
+    assert _run(loaded, EVERYTHING) == _run(LARK, EVERYTHING)
+    assert isinstance(_parser().parser.lexer, PlanLexer)  # what parse_text uses
+
+
 def assert_same(text: str) -> None:
     assert _run(FAST, text) == _run(LARK, text)
 
@@ -131,3 +157,14 @@ def test_edited_plans_lex_the_same(text: str, data: st.DataObject) -> None:
 @settings(max_examples=200, deadline=None)
 def test_any_text_lexes_the_same(text: str) -> None:
     assert_same(text)
+
+
+@given(st.text(max_size=40), st.booleans())
+@example("plain ascii {{ x }}", False)
+@example("tab\there", False)
+@example("del\x7f", False)
+@settings(max_examples=300, deadline=None)
+def test_string_values_read_as_json_reads_them(value: str, ascii_only: bool) -> None:
+    literal = json.dumps(value, ensure_ascii=ascii_only)
+    plan, _ = parse_text(f"step a = search(query: {literal})")
+    assert plan.steps[0].args["query"] == json.loads(literal) == value

@@ -139,8 +139,9 @@ class Example:
         if read and "search" in tools and "read_file" not in tools:
             return None  # the goal names what to read: searching the corpus instead misleads
         folders = goal_folders(plain)
-        mine = goal_numbers(plain)
-        theirs = goal_numbers(self.goal)
+        # Every number as stated, so `5% over 5 years` fills both of an example's numbers.
+        mine = goal_numbers(plain, unique=False)
+        theirs = goal_numbers(self.goal, unique=False)
         words = [w for w in goal_words(plain) if w.lower() not in _STOP][:GOAL_WORDS]
 
         def number(match: re.Match[str]) -> str:

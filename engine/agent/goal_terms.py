@@ -20,13 +20,14 @@ def plain_goal(goal: str) -> str:
     return " ".join(kept.split())
 
 
-def goal_numbers(goal: str) -> list[str]:
-    """The numbers `goal` states, in order, once each, as a calculation writes them
-    (`1,380` -> `1380`, `007` -> `7`, `5%` -> `5`)."""
+def goal_numbers(goal: str, *, unique: bool = True) -> list[str]:
+    """The numbers `goal` states, in order, once each (every time with `unique=False`: `5%
+    over 5 years` states two), as a calculation writes them (`1,380` -> `1380`, `007` ->
+    `7`, `5%` -> `5`)."""
     found: list[str] = []
     for whole, fraction in _NUMBER.findall(goal):
         number = str(int(whole.replace(",", ""))) + fraction
-        if number not in found:
+        if not unique or number not in found:
             found.append(number)
     return found
 

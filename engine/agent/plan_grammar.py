@@ -57,11 +57,20 @@ RESULT_PARAMS = frozenset({("json_query", "data"), ("parse_json", "text")})
 # ... a JMESPath query over fields named in at most three words and the goal's numbers.
 QUERY_PARAMS = frozenset({("json_query", "expression")})
 GOAL_WORDS = 8  # words of such a parameter
-# Given a goal: tools that read text (after a step that made some, or the goal's own as
-# the first step), tools whose result is text, and tools that only start a plan (a listing).
+# Given a goal, a plan goes: gather, process, answer, save. Tools that read text come
+# first (the goal's own text) or after a step that gathered some (a number or a model's
+# answer is not what they read); tools that answer (a model writing) are followed only by
+# saving (or a tool the user added); a listing only starts a plan.
 READS_TEXT = frozenset({"extract", "summarize", "parse_json", "json_query"})
-MAKES_TEXT = frozenset({"search", "read_file", "list_files", "llm", "summarize", "extract"})
-MAKES_TEXT |= {"parse_json", "json_query"}
+GATHERS_TEXT = frozenset({"search", "read_file", "parse_json", "json_query", "extract"})
+ANSWERS = frozenset({"llm", "summarize"})
+AFTER_ANSWER = frozenset({"write_file"})
+# ... and from the second step on, these texts hold an earlier result.
+BUILDS_ON_PARAMS = frozenset(
+    {("llm", "prompt"), ("summarize", "text"), ("extract", "text"), ("write_file", "content")}
+)
+PLANNED_TOOLS = READS_TEXT | GATHERS_TEXT | ANSWERS | AFTER_ANSWER
+PLANNED_TOOLS |= {"calculate", "list_files"}
 FIRST_ONLY = frozenset({"list_files"})
 # What a model step's text may add to the goal and the results: fixed, short (no example's
 # four-word run fits in one), and none names a fact.
@@ -191,29 +200,39 @@ def plan_grammar(
             given = _Given(True, True, files, folders)
         else:
             given = _Given(numbers=True)
-    # Given a goal, a step's state is whether an earlier step made text (`-t`) or not
-    # (`-n`): a step that reads text (READS_TEXT) comes only after one, and one that only
-    # starts a plan (FIRST_ONLY) only first. Without a goal there is one state.
-    states = ("n", "t") if given.words else ("",)
+    # Given a goal, a step's state is what the steps before it did: nothing that gathered
+    # text (`-n`), gathered text (`-t`), answered (`-w`); see READS_TEXT. Without a goal
+    # there is one state.
+    states = ("n", "t", "w") if given.words else ("",)
+    steps: dict[tuple[int, str], list[Expr]] = {}
     for k in range(1, max_steps + 1):
         calls = _step_rules(rules, k, {name: tools[name] for name in offered}, given)
         for state in states if k > 1 else states[:1]:
-            steps = []
-            for name, call in calls.items():
-                if given.words and not _fits(name, k, state):
-                    continue
-                after = "t" if given.words and (state == "t" or name in MAKES_TEXT) else state
-                steps.append(seq(call, Lit("}"), Ref(f"tail{k}{_dash(after)}")))
-            if not steps:
-                raise ValueError("no offered tool can be the first step of a plan for this goal")
-            rules[f"step{k}{_dash(state)}"] = seq(Lit(f'{{"id": "s{k}", '), alt(*steps))
+            steps[k, state] = [
+                seq(
+                    call,
+                    Lit("}"),
+                    Ref(f"tail{k}{_dash(_after(name, state) if given.words else state)}"),
+                )
+                for name, call in calls.items()
+                if not given.words or _fits(name, k, state)
+            ]
+    if not steps[1, states[0]]:
+        raise ValueError("no offered tool can be the first step of a plan for this goal")
+    for (k, state), choices in steps.items():
+        if choices:
+            rules[f"step{k}{_dash(state)}"] = seq(Lit(f'{{"id": "s{k}", '), alt(*choices))
+    for k in range(1, max_steps + 1):
         for state in states:
             end = Lit(f'], "outputs": ["s{k}"]}}')
-            if k < max_steps:
-                more = seq(Lit(", "), Ref(f"step{k + 1}{_dash(state)}"))
-                rules[f"tail{k}{_dash(state)}"] = more if k < min_steps else alt(end, more)
-            else:
+            if not steps.get((k + 1, state)):
+                # The last step, or no tool may follow in this state: the plan ends here.
+                if k < min_steps:
+                    raise ValueError(f"no plan of {min_steps} steps: step {k + 1} has no tool")
                 rules[f"tail{k}{_dash(state)}"] = end
+                continue
+            more = seq(Lit(", "), Ref(f"step{k + 1}{_dash(state)}"))
+            rules[f"tail{k}{_dash(state)}"] = more if k < min_steps else alt(end, more)
     rules["root"] = seq(Lit('{"steps": ['), Ref(f"step1{_dash(states[0])}"))
     _shared_rules(rules)
     return PlanGrammar(Grammar(rules), offered, max_steps, goal_chars)
@@ -233,10 +252,19 @@ def _step_rules(
         short = [Ref("goalword"), *([Ref("goalfile")] if given.files else [])]
         if ref is not None:
             short.append(ref)
-        # The goal at most once, first: restated more often it only costs tokens.
+        # The goal at most once: restated more often it only costs tokens.
         prose = [*short, Ref("instruction")]
-        rules[f"text{k}"] = _pieces(prose, PROSE_PIECES, first=Ref("goaltext"))
+        # A model step's text starts with the goal (or, later, an earlier result).
+        head = alt(Ref("goaltext"), ref) if ref is not None else Ref("goaltext")
+        rules[f"text{k}"] = _pieces(prose, PROSE_PIECES, first=head)
         rules[f"short{k}"] = _pieces(short, SHORT_PIECES)
+        if ref is not None:
+            # A later step that answers, reads or saves builds on an earlier result: its
+            # text holds at least one (else it is a step that ignores the plan before it).
+            plain_prose = [p for p in prose if p is not ref]
+            plain_short = [p for p in short if p is not ref]
+            rules[f"textref{k}"] = _with_ref(Ref("goaltext"), plain_prose, prose, ref)
+            rules[f"shortref{k}"] = _with_ref(alt(*plain_short), plain_short, short, ref)
         word = alt(Ref("goalword"), ref) if ref is not None else Ref("goalword")
         rules[f"words{k}"] = seq(
             Lit('"'), word, Rep(seq(Lit(" "), word), 0, GOAL_WORDS - 1), Lit('"')
@@ -283,14 +311,22 @@ def _step_rules(
 
 
 def _fits(tool: str, k: int, state: str) -> bool:
-    """Whether, given a goal, `tool` may be step `k` after steps that made text or not."""
+    """Whether, given a goal, `tool` may be step `k` in `state` (see READS_TEXT)."""
+    if tool not in PLANNED_TOOLS:
+        return True  # a user's tool: no rule knows what it does
+    if state == "w":
+        return tool in AFTER_ANSWER
     if tool in FIRST_ONLY:
         return k == 1
     if tool in READS_TEXT:
-        # The first step's text is the goal's own (a paragraph to summarize); a later one's
-        # is an earlier step's, which must be text: a number has no dates to extract.
         return k == 1 or state == "t"
     return True
+
+
+def _after(tool: str, state: str) -> str:
+    if state == "w" or tool in ANSWERS:
+        return "w"
+    return "t" if state == "t" or tool in GATHERS_TEXT else state
 
 
 def _dash(state: str) -> str:
@@ -317,11 +353,19 @@ def _text(ref: Expr | None, length: int) -> Expr:
 
 
 def _pieces(pieces: list[Expr], most: int, first: Expr | None = None) -> Expr:
-    """A JSON string of up to `most` of these pieces, separated (after `first`, if given)."""
+    """A JSON string of up to `most` of these pieces, separated (the first one `first`)."""
     piece = alt(*pieces)
     rest = Rep(seq(Ref("separator"), piece), 0, most - 1)
-    head = piece if first is None else alt(first, piece)
+    head = piece if first is None else first
     return seq(Lit('"'), head, rest, Lit('"'))
+
+
+def _with_ref(head: Expr, plain: list[Expr], pieces: list[Expr], ref: Expr) -> Expr:
+    """A JSON string of pieces holding at least one reference: it starts with one, or with
+    `head` and up to two plain pieces before it."""
+    rest = Rep(seq(Ref("separator"), alt(*pieces)), 0, 3)
+    lead = seq(head, Rep(seq(Ref("separator"), alt(*plain)), 0, 2), Ref("separator"), ref)
+    return seq(Lit('"'), alt(ref, lead), rest, Lit('"'))
 
 
 def _args(spec: Any, k: int, given: _Given, ref: Expr | None) -> Expr | None:
@@ -373,6 +417,8 @@ def _value(spec: Any, param: Any, k: int, given: _Given, ref: Expr | None) -> Ex
             return quoted_ref
         if key in QUERY_PARAMS:
             return Ref(f"query{k}")
+        if key in BUILDS_ON_PARAMS and ref is not None:
+            return Ref(f"textref{k}" if getattr(spec, "uses_model", False) else f"shortref{k}")
     choices = _enum(spec, param.name)
     if choices:
         return alt(*(Lit(_json_value(c)) for c in choices))

@@ -498,13 +498,14 @@ class StepRunner:
             try:
                 # Templates render in a worker under the step's timeout, so a hostile
                 # one cannot block the event loop.
-                kwargs = (
-                    await render_in_worker(
+                if self._templated[node]:
+                    kwargs = await render_in_worker(
                         functools.partial(self._arguments, step, spec, scope), step.timeout_s
                     )
-                    if self._templated[node]
-                    else self._arguments(step, spec, scope)
-                )
+                elif step.args or spec.params:
+                    kwargs = self._arguments(step, spec, scope)
+                else:
+                    kwargs = {}  # a fresh dict: a context parameter may be added to it
                 if (step.approve or spec.needs_approval) and not ctx.approve_all:
                     approved = await self._approved(step, kwargs)
                     if approved is None:
