@@ -3,7 +3,11 @@
 Parsing runs the transformer inline with the LALR parser, so no parse tree is kept and
 nothing recurses (deeply nested input cannot exhaust the stack). Positions go into a
 `SourceMap` keyed by IR paths (`("steps", 3, "args", "query")`), which the checker uses
-to point its diagnostics at the source.
+to point its diagnostics at the source. The token loop is lark's contextual lexer made
+cheap (dsl/plan_lexer.py).
+
+Over 400 lines because it is one pipeline over shared private types (`Pos`, `Val`,
+`_Item`): the inline callbacks, the syntax-error messages and the IR assembly.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ the example (its goal and its plan's text), never one that calls a tool the run 
 offer, never one sharing no word with the goal. The examples use positional step ids
 (`s1`, `s2`, ...) like the plan grammar, so no example's step name can be copied; an example
 is shown rewritten in the goal's own words, files and numbers (`Example.adapted`), and one
-that cannot be (it needs a file or numbers the goal lacks) is not shown, so the prompt never
-holds an example the goal's grammar (engine/agent/plan_grammar.py) would refuse.
+that cannot be (it needs a file or numbers the goal lacks, or its steps' order is one the
+goal's grammar refuses: `plan_fits`) is not shown, so the prompt never holds an example the
+goal's grammar (engine/agent/plan_grammar.py) would refuse.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from engine.agent.plan_grammar import (
     goal_numbers,
     goal_words,
     plain_goal,
+    plan_fits,
 )
 
 SHOWN = 2
@@ -131,6 +133,8 @@ class Example:
         holding text no rule rewrites (a JSON query) does not fit: what it would show is
         what the goal's grammar (engine/agent/plan_grammar.py) refuses or a copy."""
         plain = plain_goal(goal)
+        if not plan_fits([step["tool"] for step in self.plan["steps"]], plain):
+            return None  # its steps' order is one the goal's grammar refuses
         files = goal_files(plain)
         # The file a goal saves to follows `to`/`into`/`as`/`called`; the others it reads.
         written = [f for f in _WRITTEN.findall(plain) if f in files]

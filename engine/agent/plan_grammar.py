@@ -69,6 +69,39 @@ AFTER_ANSWER = frozenset({"write_file"})
 BUILDS_ON_PARAMS = frozenset(
     {("llm", "prompt"), ("summarize", "text"), ("extract", "text"), ("write_file", "content")}
 )
+# A goal with one of these words asks for words: after calculations alone, a model step
+# answers only such a goal (a number is its own answer).
+ASKS_WORDS = frozenset(
+    [
+        "explain",
+        "explanation",
+        "why",
+        "whether",
+        "mean",
+        "means",
+        "meaning",
+        "describe",
+        "say",
+        "tell",
+        "compare",
+        "should",
+        "afford",
+        "affordable",
+        "worth",
+        "advise",
+        "advice",
+        "recommend",
+        "write",
+        "draft",
+        "summarize",
+        "summary",
+        "note",
+        "sentence",
+        "sentences",
+        "words",
+        "budget",
+    ]
+)
 PLANNED_TOOLS = READS_TEXT | GATHERS_TEXT | ANSWERS | AFTER_ANSWER
 PLANNED_TOOLS |= {"calculate", "list_files"}
 FIRST_ONLY = frozenset({"list_files"})
@@ -139,6 +172,7 @@ class _Given:
     words: bool = False  # `goalword`, `goaltext`, `instruction`: no free text at all
     files: tuple[str, ...] = ()  # the files the goal names (`goalfile`)
     folders: tuple[str, ...] = ()  # ... and folders (`goalfolder`)
+    asks_words: bool = False  # the goal asks for words, not only a number (ASKS_WORDS)
 
 
 def expressible(spec: Any) -> bool:
@@ -197,7 +231,7 @@ def plan_grammar(
             )
             rules["field"] = alt(*(Lit(c) for c in FIELD_CHARS))
             rules["ident"] = Rep(Ref("field"), 1, 24)
-            given = _Given(True, True, files, folders)
+            given = _Given(True, True, files, folders, asks_words(goal))
         else:
             given = _Given(numbers=True)
     # Given a goal, a step's state is what the steps before it did: nothing that gathered
@@ -215,7 +249,7 @@ def plan_grammar(
                     Ref(f"tail{k}{_dash(_after(name, state) if given.words else state)}"),
                 )
                 for name, call in calls.items()
-                if not given.words or _fits(name, k, state)
+                if not given.words or _fits(name, k, state, given.asks_words)
             ]
     if not steps[1, states[0]]:
         raise ValueError("no offered tool can be the first step of a plan for this goal")
@@ -249,7 +283,7 @@ def _step_rules(
     ref = Ref(f"ref{k}") if earlier else None
     if given.words:
         # Pieces of text: a model step's may restate the goal and add an instruction.
-        short = [Ref("goalword"), *([Ref("goalfile")] if given.files else [])]
+        short: list[Expr] = [Ref("goalword"), *([Ref("goalfile")] if given.files else [])]
         if ref is not None:
             short.append(ref)
         # The goal at most once: restated more often it only costs tokens.
@@ -310,8 +344,9 @@ def _step_rules(
     return calls
 
 
-def _fits(tool: str, k: int, state: str) -> bool:
-    """Whether, given a goal, `tool` may be step `k` in `state` (see READS_TEXT)."""
+def _fits(tool: str, k: int, state: str, words: bool) -> bool:
+    """Whether, given a goal, `tool` may be step `k` in `state` (see READS_TEXT); `words`:
+    the goal asks for words (after calculations alone, a model answers only then)."""
     if tool not in PLANNED_TOOLS:
         return True  # a user's tool: no rule knows what it does
     if state == "w":
@@ -320,7 +355,28 @@ def _fits(tool: str, k: int, state: str) -> bool:
         return k == 1
     if tool in READS_TEXT:
         return k == 1 or state == "t"
+    if tool in ANSWERS and k > 1 and state == "n":
+        return words
     return True
+
+
+def plan_fits(tools: Iterable[str], goal: str) -> bool:
+    """Whether a plan calling `tools` in this order is in `goal`'s grammar's order (READS_TEXT):
+    an example that is not is never shown for the goal."""
+    if not goal_words(goal) or not plain_goal(goal):
+        return True  # the plain grammar: any order
+    state, words = "n", asks_words(goal)
+    for k, tool in enumerate(tools, 1):
+        if not _fits(tool, k, state, words):
+            return False
+        state = _after(tool, state)
+    return True
+
+
+def asks_words(goal: str) -> bool:
+    """Whether `goal` asks for words (an explanation, advice, a comparison, a text), not
+    only for a number."""
+    return any(word.lower() in ASKS_WORDS for word in goal_words(goal))
 
 
 def _after(tool: str, state: str) -> str:
@@ -499,12 +555,14 @@ __all__ = [
     "INSTRUCTIONS",
     "NUMBERS",
     "PlanGrammar",
+    "asks_words",
     "expressible",
     "goal_files",
     "goal_folders",
     "goal_numbers",
     "goal_words",
     "plain_goal",
+    "plan_fits",
     "plan_grammar",
     "tool_names",
 ]

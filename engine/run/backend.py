@@ -6,9 +6,9 @@ hands every tool call to the caller its run's backend bound for the run, and the
 gateway hands the raw provider call to `model_caller` (None: call in this process).
 
 `LocalBackend` (the default) is today's behaviour: async tools on the event loop, sync
-tools in the engine's thread pool, `inline` tools on the event loop. Its `call` is the
-hot path of every step: keep it free of extra awaits and allocations (a 10k no-op
-fan-out measures it; benchmarks/test_user_path.py). The Dask backend lives in
+tools in the engine's thread pool, `inline` tools on the event loop. Its per-run
+`LocalCalls.call` is the hot path of every step: keep it free of extra awaits and
+allocations (a 10k no-op fan-out measures it; benchmarks/test_user_path.py). The Dask backend lives in
 engine/backends/dask.py.
 """
 

@@ -2,6 +2,9 @@
 
 `StepRunner` implements the driver's `NodeRunner` for a checked plan. A step sees only
 the plan's inputs and the results of the steps it depends on, never the whole history.
+(Over 400 lines: one step's semantics, from its `when` to its record, read in one place,
+with the run context and result checks it alone builds; the tool call itself runs in
+engine/run/backend.py.)
 """
 
 from __future__ import annotations
