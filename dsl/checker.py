@@ -14,11 +14,12 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
 from dsl.ir import TASK_TYPES, Plan, Ref, Step, is_template
 
 from .agent_steps import AGENT_TOOL, TOOLS_ARG, check_agent_args, is_agent_step
-from .errors import Diagnostic, Path, PlanError, did_you_mean, gc_paused
+from .errors import Diagnostic, Location, Path, PlanError, did_you_mean, gc_paused
 from .parser import SourceMap
 from .templates import TemplateProblem, expression_names, template_names
 from .types import (
@@ -84,8 +85,20 @@ class CheckedPlan:
     @cached_property
     def plan_json(self) -> str:
         """The plan as compact JSON (defaults left out), serialised once per checked plan:
-        what the run journal stores and `resume` validates back."""
-        return self.plan.model_dump_json(exclude_defaults=True)
+        what the run journal stores and `resume` validates back. A plan holding text
+        UTF-8 cannot encode (a lone surrogate from any front end) is refused here, located,
+        before the run writes anything: searching for one up front would cost every plan."""
+        try:
+            return self.plan.model_dump_json(exclude_defaults=True)
+        except PydanticSerializationError:
+            from .lone_surrogates import surrogate_error, surrogate_path
+
+            bad = surrogate_path(self.plan.model_dump(mode="python", exclude_defaults=True))
+            if bad is None:
+                raise
+            smap = self.source_map
+            where = smap.locate(bad) if smap is not None else Location(None, path=bad)
+            raise surrogate_error(where) from None
 
     @cached_property
     def graph(self) -> PlanGraph:

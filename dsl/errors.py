@@ -28,9 +28,10 @@ Severity = Literal["error", "warning", "note"]  # a note: what a loader changed 
 
 # C0 controls, DEL and C1 controls, each shown as its escape (`\x1b`): text a plan or a
 # model wrote must not move the cursor, retitle the window or fake lines on a terminal.
+# Lone surrogates (a tool's odd text) as theirs (`\ud800`): no stream can encode them.
 _CONTROL_ESCAPES: dict[int, str] = {
     code: f"\\x{code:02x}" for code in [*range(0x20), *range(0x7F, 0xA0)]
-}
+} | {code: f"\\u{code:04x}" for code in range(0xD800, 0xE000)}
 _MULTILINE_ESCAPES = {k: v for k, v in _CONTROL_ESCAPES.items() if k not in (0x09, 0x0A)}
 
 

@@ -31,6 +31,7 @@ from .agent_steps import AGENT_TOOL, TASK_ARG, Executor
 from .coerce import NOT_COERCED, coerce, describe, duration_seconds
 from .errors import Diagnostic, Location, Path, PlanError, did_you_mean, gc_paused
 from .json_agent import AgentShapes
+from .lone_surrogates import may_hold_surrogates, surrogate_error, surrogate_path
 from .parser import SourceMap, decode_source, default_plan_name
 from .repair import parse_model_json
 from .shapes import (
@@ -1002,6 +1003,10 @@ def load_json_text(
     try:
         with gc_paused():  # the parsed document: tens of thousands of objects, no cycles
             doc, notes = parse_model_json(text, file)
+            if may_hold_surrogates(text):  # rare: then find the value, by its JSON path
+                bad = surrogate_path(doc)
+                if bad is not None:
+                    raise surrogate_error(Location(file, path=bad))
             return load_json(doc, file, tools, tool_map=tool_map, notes=notes, executor=executor)
     except PlanError as err:
         err.source = text

@@ -141,7 +141,11 @@ def _field(change: Any, name: str) -> Any:
 
 def report(result: RunResult, as_json: bool, summary: Callable[[RunResult], None]) -> None:
     if as_json:
-        _print_bytes(result.dumps_bytes())
+        out = sys.stdout
+        # A stdout in another encoding (PYTHONIOENCODING=latin-1) gets the same JSON
+        # value with every non-ASCII character escaped, which any such encoding can write.
+        utf8 = (getattr(out, "encoding", None) or "utf-8").lower().replace("-", "") == "utf8"
+        _print_bytes(result.dumps_bytes(ascii_only=not utf8))
     else:
         summary(result)
 
@@ -172,7 +176,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def _print_bytes(document: bytes) -> None:
     """Print a UTF-8 document and a newline: to stdout's byte stream where it has one
-    (megabytes for a big run, not decoded to be encoded again), else as text."""
+    (megabytes for a big run, not decoded to be encoded again), else as text (the
+    document is then ASCII where the stream's encoding is not UTF-8, see `report`)."""
     out = sys.stdout
     raw = getattr(out, "buffer", None)
     if raw is None or (out.encoding or "").lower().replace("-", "") != "utf8":

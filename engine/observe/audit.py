@@ -249,6 +249,8 @@ class _AuditRun(RunHook):
         self.event = self.log  # type: ignore[method-assign]
 
     def run_started(self, run: RunView) -> None:
+        # Serialised first: a plan that cannot be written refuses to run before a file opens.
+        plan_json = run.checked.plan_json
         self.log.open()
         for phase, kind, data in self.hook.preamble:
             self.log.write(phase, kind, run_id=run.run_id, **data)
@@ -259,7 +261,7 @@ class _AuditRun(RunHook):
             "execution",
             "plan",
             run_id=run.run_id,
-            plan=orjson.Fragment(run.checked.plan_json),
+            plan=orjson.Fragment(plan_json),
             inputs=dict(run.inputs),
         )
 

@@ -91,11 +91,16 @@ def _now() -> str:
 
 
 def _dumps(value: Any) -> bytes:
-    """Compact JSON; integers beyond 64 bits (which orjson refuses) go through `json`."""
+    """Compact JSON; integers beyond 64 bits (which orjson refuses) go through `json`,
+    as does text UTF-8 cannot encode (a tool's lone surrogate: kept as its escape)."""
     try:
         return orjson.dumps(value)
     except orjson.JSONEncodeError:
-        return json.dumps(value, ensure_ascii=False).encode()
+        text = json.dumps(value, ensure_ascii=False)
+        try:
+            return text.encode()
+        except UnicodeEncodeError:
+            return json.dumps(value).encode()
 
 
 # A step's record in the log: a JSON array in this order (names as in `StepRecord`).
