@@ -113,9 +113,15 @@ def template_names(text: str) -> frozenset[str]:
     as much as the pass, and a plan's texts are mostly distinct); anything else is parsed
     by jinja2, once per text."""
     simple = _simple_names(text)
-    if simple is not None:
+    if simple is not None and _CONSTANTS.isdisjoint(simple):
         return frozenset(simple)
     return _parsed_names(text)
+
+
+# What `{{ word }}` may hold that jinja2 never reads from the values (its constants, and
+# `self`, the template): such a text is parsed, so no step `true` becomes a dependency. A
+# global (`{{ range }}`) stays a name here: a value of that name is what jinja2 renders.
+_CONSTANTS = frozenset({"true", "false", "none", "True", "False", "None", "self"})
 
 
 @functools.lru_cache(maxsize=16384)

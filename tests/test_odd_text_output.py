@@ -1,6 +1,7 @@
 """A tool's odd text (a lone surrogate) and a stdout that is not UTF-8 do not crash a run:
-the journal keeps the value, `--json` writes the same JSON value (escaped where a stream
-cannot write it), and the text summary shows the escape."""
+the journal, the step cache and the audit log keep the value (every line written),
+`--json` writes the same JSON value (escaped where a stream cannot write it), and the
+text summary shows the escape."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dsl.errors import escape_controls
+from engine.observe.audit_lines import encode_line
 from engine.store.journal import _dumps
+from engine.store.step_cache import StepCache
 
 TOOLS = '''
 from stdlib_tools import tool
@@ -81,3 +84,50 @@ def test_text_summary_shows_the_escape(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr.decode()
     assert b"\\ud800" in done.stdout
     assert b"internal error" not in done.stderr
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["error", "step", "reason"]),
+        st.one_of(text_with_surrogates, st.integers(-(2**80), 2**80)),
+        max_size=3,
+    )
+)
+def test_every_audit_line_is_written_and_parses(values: dict[str, object]) -> None:
+    line = encode_line({"ts": "t", "event": "step_failed", **values})
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert json.loads(line) == {"ts": "t", "event": "step_failed", **values}
+
+
+def test_a_failure_with_odd_text_keeps_its_audit_line(tmp_path: Path) -> None:
+    (tmp_path / "boom_tools.py").write_text(
+        "from stdlib_tools import tool\n\n@tool\ndef boom() -> int:\n"
+        '    """Fail."""\n    raise ValueError("boom \\ud800")\n'
+    )
+    (tmp_path / "p.json").write_text(
+        json.dumps({"name": "p", "steps": [{"id": "a", "tool": "boom"}]})
+    )
+    home = tmp_path / "home"
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "run", "p.json", "--json", "--tools", "boom_tools.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "PLANFILE_HOME": str(home)},
+    )
+    assert done.returncode == 1, done.stderr.decode()
+    assert json.loads(done.stdout)["steps"]["a"]["error"] == "ValueError: boom \ud800"
+    (log,) = (home / "audit").glob("*.jsonl")
+    events = [json.loads(line) for line in log.read_bytes().splitlines()]
+    failed = [e for e in events if e["event"] == "step_failed"]
+    assert failed and failed[0]["error"] == "ValueError: boom \ud800"
+    assert events[-1]["event"] == "run_finished"
+
+
+def test_step_cache_keeps_odd_text(tmp_path: Path) -> None:
+    cache = StepCache(tmp_path / "cache.sqlite")
+    value = {"s": "\ud800 é", "k\udfff": [1, "😀"]}
+    key = StepCache.key("t", {"x": "\udc00"}, None, None)
+    cache.put(key, value)
+    assert cache.get(key) == value

@@ -79,9 +79,9 @@ def encode_line(line: dict[str, Any]) -> bytes:
     """One line as JSON bytes ending in a newline.
 
     orjson first; `default` sees only what it cannot encode itself (sets, models, ...).
-    What it refuses (integers beyond 64 bits) is encoded value by value, with `json`
-    where needed, and joined as pre-encoded fragments (an `orjson.Fragment`, the plan's
-    JSON, stays as it is).
+    What it refuses (integers beyond 64 bits, lone surrogates) is encoded value by value,
+    with `json` where needed (escaping what UTF-8 cannot hold), and joined as pre-encoded
+    fragments (an `orjson.Fragment`, the plan's JSON, stays as it is).
     """
     try:
         return orjson.dumps(line, default=jsonable, option=orjson.OPT_APPEND_NEWLINE)
@@ -95,8 +95,12 @@ def encode_line(line: dict[str, Any]) -> bytes:
         try:
             parts[key] = orjson.Fragment(orjson.dumps(value, default=jsonable))
         except orjson.JSONEncodeError:
-            encoded = json.dumps(jsonable(value), ensure_ascii=False, default=str)
-            parts[key] = orjson.Fragment(encoded.encode())
+            plain = jsonable(value)
+            encoded = json.dumps(plain, ensure_ascii=False, default=str)
+            try:
+                parts[key] = orjson.Fragment(encoded.encode())
+            except UnicodeEncodeError:  # a lone surrogate (a tool's error text): escaped
+                parts[key] = orjson.Fragment(json.dumps(plain, default=str).encode())
     return orjson.dumps(parts, option=orjson.OPT_APPEND_NEWLINE)
 
 

@@ -30,7 +30,8 @@ def step_key(tool: str, args: dict[str, Any], model: str | None, declared: str |
         ensure_ascii=False,
         default=str,
     )
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    # surrogatepass: a lone surrogate in a rendered argument still hashes (to itself)
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class StepCache:
@@ -85,9 +86,21 @@ class StepCache:
             db = self._db()
             db.execute(
                 "INSERT OR REPLACE INTO results (key, value) VALUES (?, ?)",
-                (key, json.dumps(jsonable(value), ensure_ascii=False)),
+                (key, _json_text(value)),
             )
             db.commit()
 
 
 MISS = _MISS
+
+
+def _json_text(value: Any) -> str:
+    """A result as JSON text SQLite can store: a lone surrogate (which UTF-8 cannot hold)
+    is written as its escape, which reads back as the same value."""
+    text = json.dumps(jsonable(value), ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            return json.dumps(jsonable(value))
+    return text
