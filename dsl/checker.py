@@ -21,7 +21,7 @@ from dsl.ir import TASK_TYPES, Plan, Ref, Step, is_template
 from .agent_steps import AGENT_TOOL, TOOLS_ARG, check_agent_args, is_agent_step
 from .errors import Diagnostic, Location, Path, PlanError, did_you_mean, gc_paused
 from .parser import SourceMap
-from .templates import TemplateProblem, expression_names, template_names
+from .templates import TemplateProblem, expression_names, is_global, template_names
 from .types import (
     JSON,
     PRIMITIVES,
@@ -354,6 +354,13 @@ class _Checker:
             self.error(path, str(err), hint=err.hint, code="template")
             return
         for name in sorted(names):
+            if (
+                is_global(name)
+                and name not in scope
+                and name not in self.input_types
+                and name not in self.result_types
+            ):
+                continue  # `range(3)`: jinja2's own, not a name of the plan
             self.resolve_name(name, path, step, scope)
 
     def params_of(self, name: str, tool: ToolLike) -> tuple[dict[str, Any], tuple[str, ...]]:

@@ -89,6 +89,14 @@ class _NameFinder(meta.TrackingCodeGenerator):
         )
         self.undeclared_identifiers: set[str] = set()
 
+    def enter_frame(self, frame: Any) -> None:
+        # jinja2's tracker leaves out its globals; a step or input named `range` is what
+        # the template reads, so every resolved name is kept (see `is_global`).
+        CodeGenerator.enter_frame(self, frame)
+        for action, param in frame.symbols.loads.values():
+            if action == "resolve":
+                self.undeclared_identifiers.add(param)
+
 
 def _simple_names(text: str) -> list[str] | None:
     """The names of a template made only of `{{ name }}` / `{{ a.b }}` substitutions (one
@@ -134,7 +142,15 @@ def _parsed_names(text: str) -> frozenset[str]:
         raise TemplateProblem(f"template error: {err.message}", err.lineno) from None
     except RecursionError:
         raise TemplateProblem("template nests too deeply") from None
-    return frozenset(finder.undeclared_identifiers) - set(environment().globals)
+    # jinja2's globals (`range`, `dict`, ...) stay in: a step or input of that name is
+    # what the template renders, so it is a dependency; the checker drops a global that
+    # names nothing of the plan's (`is_global`).
+    return frozenset(finder.undeclared_identifiers)
+
+
+def is_global(name: str) -> bool:
+    """Whether jinja2 provides `name` when the plan has nothing of that name."""
+    return name in environment().globals
 
 
 @functools.lru_cache(maxsize=16384)

@@ -643,3 +643,30 @@ def test_sys_exit_in_user_code_is_not_planfile_s_exit_code(
     assert code == expected, err
     assert says in err
     assert "Traceback" not in err and "internal error" not in err
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_output_the_system_refuses_is_one_line_not_a_traceback(
+    command: str, tmp_path: Path
+) -> None:
+    """stdout on a full disk (/dev/full) or closed: one line saying so, no traceback."""
+    plan = tmp_path / "p.plan"
+    plan.write_text('plan p\nstep a: float = calculate(expression: "2 + 3")\noutput a\n')
+    env = {**os.environ, "PLANFILE_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "engine.cli", command, str(plan)]
+    with open("/dev/full", "w") as full:
+        refused = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, text=True, env=env)
+    assert refused.returncode == 1
+    assert "cannot write the output: No space left on device" in refused.stderr
+    assert "Traceback" not in refused.stderr and "internal error" not in refused.stderr
+    closed = subprocess.run(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: os.close(1),  # the child's own stdout
+    )
+    assert closed.returncode == 0, closed.stderr
+    assert "Traceback" not in closed.stderr

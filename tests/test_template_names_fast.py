@@ -57,3 +57,22 @@ def test_when_true_is_a_constant_not_an_unknown_step() -> None:
     plan, smap = load_json_text(json.dumps(doc), "p.json", tools)
     checked = check(plan, tools, smap)
     assert checked.deps == {"a": (), "b": ("a",)} or dict(checked.deps) == {"a": [], "b": ["a"]}
+
+
+def test_a_step_named_like_a_jinja2_global_is_a_dependency(registry: ToolRegistry) -> None:
+    """`{{ range|int }}` reads the step `range`, not jinja2's builtin; a global that names
+    nothing of the plan (`range(3)`) is no unknown name."""
+    from dsl.loader import parse_plan_text
+
+    text = (
+        "plan g\n"
+        'step range: float = calculate(expression: "2 + 3")\n'
+        'step b: float = calculate(expression: "{{ range|int }} * 2")\n'
+        "output b\n"
+    )
+    plan, smap = parse_plan_text(text, "g.plan")
+    checked = check(plan, registry, smap, source=text)
+    assert list(checked.deps["b"]) == ["range"]
+    alone = 'plan h\nstep c: str = llm(prompt: "{{ range(3)|list }} {{ dict(a=1) }}")\noutput c\n'
+    plan, smap = parse_plan_text(alone, "h.plan")
+    assert not check(plan, registry, smap, source=alone).deps["c"]

@@ -12,6 +12,8 @@ what it uses (`check` never imports the engine, litellm or the live display).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
 import os
 import sys
@@ -39,6 +41,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "approve": ("journal_cmds", "cmd_decide"),
     "reject": ("journal_cmds", "cmd_decide"),
 }
+
+# Errors writing the output itself, not planfile's: reported in one line.
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EBADF})
 
 # Commands that read plans and write text, nothing that must be finalised at exit.
 PLAN_COMMANDS = frozenset({"check", "fmt", "graph", "schema", "tools"})
@@ -70,6 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> tuple[int, str | None]:
     """The exit code, and the command that ran (None: none did)."""
+    # Started with stdout or stderr closed (`planfile check p.plan >&-`), Python has None
+    # there: what would be written is discarded, as a closed descriptor would.
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -114,16 +125,29 @@ def _dispatch(args: Any) -> int:
         # Output piped to a command that stopped reading (`| head`): not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except Exception as err:
-        if debug:
-            _print_traceback()
-        print(
-            f"planfile: internal error: {type(err).__name__}: {_first_line(err)}\n"
-            "  hint: this is a bug in planfile; rerun with --debug for the traceback "
-            "and report it",
-            file=sys.stderr,
-        )
+    except OSError as err:
+        if err.errno not in _OUTPUT_ERRNOS:
+            return _internal_error(err, debug)
+        # Output the system refused (a full disk, /dev/full, a closed descriptor): say so
+        # once; the output that was lost is not retried at exit.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"planfile: error: cannot write the output: {err.strerror}", file=sys.stderr)
         return 1  # ExitCode.FAILED
+    except Exception as err:
+        return _internal_error(err, debug)
+
+
+def _internal_error(err: BaseException, debug: bool) -> int:
+    if debug:
+        _print_traceback()
+    print(
+        f"planfile: internal error: {type(err).__name__}: {_first_line(err)}\n"
+        "  hint: this is a bug in planfile; rerun with --debug for the traceback "
+        "and report it",
+        file=sys.stderr,
+    )
+    return 1  # ExitCode.FAILED
 
 
 def _print_traceback() -> None:
