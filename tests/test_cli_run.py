@@ -127,3 +127,40 @@ def test_ctrl_c_cancels_cleanly_and_reports(tmp_path: Path) -> None:
     assert doc["steps"]["quick"]["status"] == "succeeded" and doc["steps"]["quick"]["output"] == 7
     assert doc["steps"]["slow"]["status"] == "cancelled"
     assert "Traceback" not in err
+
+
+def test_what_tools_print_stays_out_of_the_json_document(tmp_path: Path) -> None:
+    """`run --json`: stdout is the document alone; a tool's `print` (on the loop or in a
+    thread) goes to stderr."""
+    (tmp_path / "tools.py").write_text(
+        '"""Tools that print."""\n\nfrom stdlib_tools import tool\n\n\n'
+        "@tool\ndef noisy() -> int:\n"
+        '    """Print from the thread pool."""\n'
+        '    print("hello from a sync tool")\n    return 1\n\n\n'
+        "@tool\nasync def anoisy() -> int:\n"
+        '    """Print on the event loop."""\n'
+        '    print("hello from an async tool")\n    return 2\n'
+    )
+    plan = tmp_path / "p.json"
+    plan.write_text(
+        json.dumps(
+            {
+                "name": "p",
+                "steps": [{"id": "a", "tool": "noisy"}, {"id": "b", "tool": "anoisy"}],
+                "outputs": ["a", "b"],
+            }
+        )
+    )
+    env = {**os.environ, "PLANFILE_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "run", str(plan), "--json", "--tools", "tools.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["outputs"] == {"a": 1, "b": 2}
+    assert "hello from a sync tool" in done.stderr
+    assert "hello from an async tool" in done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import sys
 from collections.abc import Callable, Iterator
@@ -100,7 +101,8 @@ def execute(
 
     with collector_set_for_a_run():
         try:
-            result = run_async(go())
+            with tools_print_to_stderr(as_json):
+                result = run_async(go())
         except KeyboardInterrupt:
             if isinstance(listener, PlainLog):
                 listener.flush()  # the lines of the steps that finished
@@ -134,6 +136,17 @@ def collector_set_for_a_run() -> Iterator[None]:
         gc.unfreeze()
 
 
+@contextmanager
+def tools_print_to_stderr(as_json: bool) -> Iterator[None]:
+    """With `--json`, stdout holds the document alone: what a tool prints while the run
+    goes (Python's `print`, from any thread) goes to stderr instead."""
+    if not as_json:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
 def _field(change: Any, name: str) -> Any:
     """A replan record's field, whether it is a record type or (journaled) a dict."""
     return change[name] if isinstance(change, dict) else getattr(change, name)
@@ -159,7 +172,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     holder: list[RunResult] = []
     log = None if args.json else PlainLog()
     try:
-        with collector_set_for_a_run():
+        with collector_set_for_a_run(), tools_print_to_stderr(args.json):
             result = run_async(engine.resume(args.run, on_event=log, result_holder=holder))
     except KeyboardInterrupt:
         if log is not None:
