@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dsl.checker import CheckedPlan, check
-from dsl.errors import PlanError, gc_paused
+from dsl.errors import PlanError, collector_frozen, gc_paused
 from dsl.json_loader import load_json
 from dsl.templates import TemplateProblem, _parsed_names, template_names
 from stdlib_tools import ToolRegistry
@@ -93,3 +93,18 @@ def test_a_paused_collector_leaves_nothing_frozen_and_keeps_a_callers_freeze() -
         assert gc.get_freeze_count() == frozen  # someone else's freeze is theirs
     finally:
         gc.unfreeze()
+
+
+def test_a_runs_freeze_is_kept_by_a_paused_collector_inside_it() -> None:
+    """A run freezes what it holds (`collector_frozen`); the plan work inside it
+    (`gc_paused`) neither unfreezes it nor counts the frozen objects to find out."""
+    with collector_frozen():
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        with gc_paused():
+            [{"step": i} for i in range(1000)]
+        assert gc.get_freeze_count() == frozen
+        with collector_frozen():  # nested: the outer freeze stays
+            pass
+        assert gc.get_freeze_count() >= frozen
+    assert gc.get_freeze_count() == 0

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from dsl.errors import ExitCode
+from dsl.errors import ExitCode, collector_frozen
 from engine.cli.common import (
     engine_from_args,
     exit_for_status,
@@ -127,13 +127,12 @@ def collector_set_for_a_run() -> Iterator[None]:
     gc.callbacks); cycles (a failed step's traceback) are still collected.
     """
     thresholds = gc.get_threshold()
-    gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     try:
-        yield
+        with collector_frozen():
+            yield
     finally:
         gc.set_threshold(*thresholds)
-        gc.unfreeze()
 
 
 @contextmanager
