@@ -4,6 +4,10 @@
 - `bare_ready_queue` with `in_thread_pool(pool)` as each node's work: the same, each node
   a sync no-op handed to a thread pool with `loop.run_in_executor` (the floor for sync
   tools, which must run off the event loop so a timeout can abandon them).
+- `thread_hand_off`: the same ready-queue with no asyncio: the main thread hands every
+  ready node to one worker thread through a `SimpleQueue` and takes it back through
+  another (a chain is a ping-pong between two threads): the physical floor of "one
+  thread hand-off per step", whatever the event loop adds on top.
 - `planfile_scheduler`: planfile's Schedule + Driver with a trivial node runner.
 - `langgraph_graph`: the same DAG as a LangGraph StateGraph (optional; superstep model).
 """
@@ -13,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import operator
+import queue
 import random
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -144,6 +150,43 @@ def in_thread_pool(pool: Executor) -> Callable[[int], Coroutine[Any, Any, None]]
         await asyncio.get_running_loop().run_in_executor(pool, sync_noop)
 
     return work
+
+
+HAND_OFF_DEADLINE_S = 60.0  # no node of a no-op DAG waits this long: a hung worker
+
+
+def thread_hand_off(dag: Dag) -> None:
+    """Run the DAG's nodes, each a sync no-op, on one worker thread: every node goes to
+    the worker through one `SimpleQueue` and comes back through another, and its
+    successors are released on this thread (no event loop, no futures, no GIL-free
+    work: only the two wake-ups of a hand-off and back)."""
+    jobs: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+    results: queue.SimpleQueue[int] = queue.SimpleQueue()
+
+    def worker() -> None:
+        while (node := jobs.get(timeout=HAND_OFF_DEADLINE_S)) is not None:
+            sync_noop()
+            results.put(node)
+
+    thread = threading.Thread(target=worker, name="hand-off", daemon=True)
+    thread.start()
+    successors: list[list[int]] = [[] for _ in range(dag.n)]
+    for node, needs in enumerate(dag.deps):
+        for need in needs:
+            successors[need].append(node)
+    indegree = [len(d) for d in dag.deps]
+    for node in range(dag.n):
+        if indegree[node] == 0:
+            jobs.put(node)
+    try:
+        for _ in range(dag.n):
+            for succ in successors[results.get(timeout=HAND_OFF_DEADLINE_S)]:
+                indegree[succ] -= 1
+                if indegree[succ] == 0:
+                    jobs.put(succ)
+    finally:
+        jobs.put(None)
+        thread.join(HAND_OFF_DEADLINE_S)
 
 
 def sleeper(dag: Dag) -> Callable[[int], Coroutine[Any, Any, None]]:

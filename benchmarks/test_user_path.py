@@ -11,8 +11,10 @@ beside it: on a shared machine it moves far less than wall time. In the same run
 the same DAGs, in-process: the bare asyncio ready-queue floor (`peers.bare_ready_queue`,
 async no-ops), the thread-pool floor (the same ready-queue, each node a sync no-op
 through `loop.run_in_executor` on a pool the size of the CLI's, 16 threads: what any
-asyncio program pays to keep a sync call off its loop), and LangGraph (skipped when not
-installed). Each CLI row shows its ratio to its floor (async and inline tools: the
+asyncio program pays to keep a sync call off its loop), the thread ping-pong (the same
+DAG with no asyncio: each node handed to one worker thread and back through two
+`SimpleQueue`s, `peers.thread_hand_off`: the physical cost of a thread hand-off per
+step on this machine, two wake-ups), and LangGraph (skipped when not installed). Each CLI row shows its ratio to its floor (async and inline tools: the
 asyncio floor; sync tools: the thread-pool floor). Peak RSS of the CLI process is
 recorded for every size (asserted < 1 GB at 100k).
 
@@ -47,6 +49,7 @@ from peers import (
     langgraph_available,
     noop,
     run_langgraph,
+    thread_hand_off,
 )
 
 pytestmark = pytest.mark.user_path
@@ -59,7 +62,7 @@ TOOLS = tuple(os.environ.get("PLANFILE_BENCH_TOOLS", "async,sync,inline").split(
 TARGET_US = {"async": 30.0, "sync": 60.0, "inline": 60.0}  # inline: a sync tool too
 TOOL_NAMES = {"async": "anoop", "sync": "snoop", "inline": "inoop"}
 # The in-process floor each kind of tool is compared with (the `PEERS` name).
-ASYNC_FLOOR, POOL_FLOOR = "asyncio floor", "thread-pool floor"
+ASYNC_FLOOR, POOL_FLOOR, PING_PONG = "asyncio floor", "thread-pool floor", "thread ping-pong"
 FLOOR = {"async": ASYNC_FLOOR, "sync": POOL_FLOOR, "inline": ASYNC_FLOOR}
 POOL_THREADS = 16  # the CLI's pool: max(4, --max-parallel), whose default is 16
 
@@ -204,11 +207,15 @@ def summary_lines() -> list[str]:
             if floor
             else f"{'-':>8} {'-':>6}"
         )
+        # A sync step pays a thread hand-off: its wall time over the bare ping-pong's.
+        pong = PEERS.get((PING_PONG, shape, n)) if tool == "sync" else None
         lines.append(
             f"{shape:<8} {tool:<17} {n:>7} {row['us_per_step']:>9.1f}"
             f" {row['cpu_us_per_step']:>7.1f} {target:>7.0f}"
             f" {row['rss_mb']:>7.0f}MB {ratio}  (1-step run {row['one_step_s']:.2f}s;"
-            f" x {FLOOR[tool]})"
+            f" x {FLOOR[tool]}"
+            + (f"; {row['us_per_step'] / pong[0]:.2f}x the {PING_PONG}" if pong else "")
+            + ")"
         )
     for (peer, shape, n), (wall, cpu) in sorted(PEERS.items()):
         lines.append(f"{shape:<8} {peer:<17} {n:>7} {wall:>9.2f} {cpu:>7.2f}  (in-process)")
@@ -275,6 +282,14 @@ def test_thread_pool_floor(benchmark: Any, shape: str, n: int) -> None:
             asyncio.run(bare_ready_queue(graph, in_thread_pool(pool)))
 
     PEERS[(POOL_FLOOR, shape, n)] = _per_step(benchmark, run, 3, n)
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_thread_ping_pong(benchmark: Any, shape: str, n: int) -> None:
+    """The physical floor of a thread hand-off per step: no event loop, two threads."""
+    graph = dag(shape, n)
+    PEERS[(PING_PONG, shape, n)] = _per_step(benchmark, lambda: thread_hand_off(graph), 3, n)
 
 
 @pytest.mark.parametrize("n", SIZES)

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from dsl.ir import TASK_TYPES, Plan, Ref, Step, is_template
+from dsl.ir import TASK_TYPES, FanOut, Plan, Ref, Step, is_template
 
-from .agent_steps import AGENT_TOOL, TOOLS_ARG, check_agent_args, is_agent_step
+from .agent_steps import AGENT_TOOL, TOOLS_ARG, check_agent_args
 from .errors import Diagnostic, Location, Path, PlanError, did_you_mean, gc_paused
 from .parser import SourceMap
 from .templates import TemplateProblem, expression_names, is_global, template_names
@@ -229,21 +229,23 @@ class _Checker:
                 self.check_literal(
                     decl.default, declared, (*path, "default"), f"input `{decl.name}`"
                 )
+        step_index = self.step_index
         for index, step in enumerate(plan.steps):
             path = ("steps", index)
-            if step.id in RESERVED_NAMES:
-                self.error(path, f"`{step.id}` is reserved", code="reserved")
-            if step.id in names:
-                what = "step" if names[step.id][0] == "steps" else "input"
+            step_id = step.__dict__["id"]  # see check_step
+            if step_id in RESERVED_NAMES:
+                self.error(path, f"`{step_id}` is reserved", code="reserved")
+            if step_id in names:
+                what = "step" if names[step_id][0] == "steps" else "input"
                 self.error(
                     path,
-                    f"`{step.id}` is already defined (as {what} at {self.smap.locate(names[step.id])})",
+                    f"`{step_id}` is already defined (as {what} at {self.smap.locate(names[step_id])})",
                     hint="step and input names share one namespace; rename one",
                     code="duplicate",
                 )
                 continue
-            names[step.id] = path
-            self.step_index[step.id] = index
+            names[step_id] = path
+            step_index[step_id] = index
 
     def check_literal(self, value: Any, expected: Type, path: Path, what: str) -> None:
         if expected.kind == "record" or (
@@ -286,14 +288,21 @@ class _Checker:
         return tool.returns if tool is not None else JSON
 
     def check_steps(self) -> None:
-        plan = self.plan
-        for index, step in enumerate(plan.steps):
-            if self.step_index.get(step.id) == index:
-                self.result_types[step.id] = self.step_result_type(step, index)
-        for index, step in enumerate(plan.steps):
-            if self.step_index.get(step.id) != index:
-                continue
-            self.check_step(step, index)
+        step_index, result_types, tool_specs = self.step_index, self.result_types, self.tool_specs
+        checked: list[tuple[int, Step]] = []  # a repeated id is reported, not checked again
+        for index, step in enumerate(self.plan.steps):
+            fields = step.__dict__  # see check_step
+            step_id = fields["id"]
+            if step_index.get(step_id) == index:
+                checked.append((index, step))
+                if fields["type"] is None and fields["for_each"] is None:  # step_result_type
+                    tool = tool_specs.get(fields["tool"])
+                    result_types[step_id] = tool.returns if tool is not None else JSON
+                else:
+                    result_types[step_id] = self.step_result_type(step, index)
+        check_step = self.check_step
+        for index, step in checked:
+            check_step(step, index)
 
     def resolve_name(
         self, name: str, path: Path, step: Step, scope: Mapping[str, Type]
@@ -373,11 +382,16 @@ class _Checker:
         return known
 
     def check_step(self, step: Step, index: int) -> None:
+        # The step's fields read from its __dict__: pydantic's `__getattr__` hook makes
+        # each attribute read a slower, unspecialised lookup (~20 of them per step).
+        fields = step.__dict__
+        step_id = fields["id"]
         path: Path = ("steps", index)
         deps: list[str] = []
-        self.deps[step.id] = deps
-        scope: dict[str, Type] = {}
-        tool = self.tool_specs.get(step.tool)
+        self.deps[step_id] = deps
+        # Names a step binds itself: only a `for` step has any (read-only otherwise).
+        scope: dict[str, Type] = _NO_SCOPE
+        tool = self.tool_specs.get(fields["tool"])
         if tool is None:
             self.error(
                 (*path, "tool"),
@@ -387,9 +401,11 @@ class _Checker:
                 ),
                 code="unknown-tool",
             )
-        if step.for_each is not None:
+        for_each: FanOut | None = fields["for_each"]
+        if for_each is not None:
+            scope = {}
             fan_path: Path = (*path, "for_each", "over")
-            var = step.for_each.var
+            var = for_each.var
             if var in self.input_types or var in self.result_types:
                 self.error(
                     (*path, "for_each"),
@@ -398,7 +414,7 @@ class _Checker:
                     hint="pick another name for the loop variable",
                     code="shadow",
                 )
-            over_type = self.value_type(step.for_each.over, fan_path, step, scope)
+            over_type = self.value_type(for_each.over, fan_path, step, scope)
             if over_type.kind == "list" and over_type.item is not None:
                 scope[var] = over_type.item
             elif over_type.kind == "json":
@@ -406,13 +422,18 @@ class _Checker:
             else:
                 self.error(
                     fan_path,
-                    f"`for` needs a list, but `{step.for_each.over.ref}` is `{over_type}`",
+                    f"`for` needs a list, but `{for_each.over.ref}` is `{over_type}`",
                     code="type",
                 )
                 scope[var] = JSON
-        agent = tool is not None and is_agent_step(step.tool)
-        params, required = self.params_of(step.tool, tool) if tool is not None else _NO_PARAMS
-        for name, value in step.args.items():
+        agent = tool is not None and fields["tool"] == AGENT_TOOL  # is_agent_step, inline
+        params, required = (
+            (self.tool_params.get(fields["tool"]) or self.params_of(fields["tool"], tool))
+            if tool is not None
+            else _NO_PARAMS
+        )
+        args = fields["args"]
+        for name, value in args.items():
             arg_path: Path = ("steps", index, "args", name)
             if agent and name == TOOLS_ARG:
                 continue  # tool names, not references: check_agent_args checks them
@@ -442,8 +463,9 @@ class _Checker:
                     hint=hint,
                     code="type",
                 )
+        tier, model = fields["tier"], fields["model"]
         if tool is not None:
-            missing = [name for name in required if name not in step.args] if required else ()
+            missing = [name for name in required if name not in args] if required else ()
             if missing:
                 self.error(
                     (*path, "tool"),
@@ -451,34 +473,38 @@ class _Checker:
                     hint=f"signature: {_signature(tool)}",
                     code="missing-arg",
                 )
-            if step.type is not None:
+            if fields["type"] is not None:
                 self.check_result_type(step, index, tool)
             if agent:
-                check_agent_args(step.args, path, self.tools, self)
-            if (step.tier or step.model) and not tool.uses_model:
+                check_agent_args(args, path, self.tools, self)
+            if (tier or model) and not tool.uses_model:
                 self.warn(
-                    (*path, "tier" if step.tier else "model"),
-                    f"tool `{tool.name}` calls no model; `{'tier' if step.tier else 'model'}` has no"
+                    (*path, "tier" if tier else "model"),
+                    f"tool `{tool.name}` calls no model; `{'tier' if tier else 'model'}` has no"
                     " effect",
                     code="no-effect",
                 )
-        if step.tier is not None and step.tier not in self.known_tiers:
-            self.error(
-                (*path, "tier"),
-                f"unknown tier `{step.tier}`",
-                hint=did_you_mean(step.tier, self.known_tiers)
-                or f'declare it: `tier {step.tier} = "provider/model"`',
-                code="unknown-tier",
-            )
-        if step.tier is not None and step.model is not None:
-            self.error((*path, "model"), "give a step `tier` or `model`, not both", code="conflict")
-        if step.task is not None and step.task not in TASK_TYPES:
-            self.error((*path, "task"), f"unknown task type `{step.task}`", code="invalid")
-        result_types = self.result_types
-        for j, name in enumerate(step.after):
-            if name == step.id:
+        if tier is not None:
+            if tier not in self.known_tiers:
                 self.error(
-                    (*path, "after", j), f"step `{step.id}` cannot run after itself", code="cycle"
+                    (*path, "tier"),
+                    f"unknown tier `{tier}`",
+                    hint=did_you_mean(tier, self.known_tiers)
+                    or f'declare it: `tier {tier} = "provider/model"`',
+                    code="unknown-tier",
+                )
+            if model is not None:
+                self.error(
+                    (*path, "model"), "give a step `tier` or `model`, not both", code="conflict"
+                )
+        task = fields["task"]
+        if task is not None and task not in TASK_TYPES:
+            self.error((*path, "task"), f"unknown task type `{task}`", code="invalid")
+        result_types = self.result_types
+        for j, name in enumerate(fields["after"]):
+            if name == step_id:
+                self.error(
+                    (*path, "after", j), f"step `{step_id}` cannot run after itself", code="cycle"
                 )
             elif name in result_types:
                 deps.append(name)
@@ -489,15 +515,15 @@ class _Checker:
                     hint=did_you_mean(name, self.result_types),
                     code="unknown-name",
                 )
-        if step.when is not None:
-            self.template_deps(step.when, (*path, "when"), step, scope, expression=True)
-        if step.check is not None:
+        if fields["when"] is not None:
+            self.template_deps(fields["when"], (*path, "when"), step, scope, expression=True)
+        if fields["check"] is not None:
             self.template_deps(
-                step.check, (*path, "check"), step, {**scope, "result": JSON}, expression=True
+                fields["check"], (*path, "check"), step, {**scope, "result": JSON}, expression=True
             )
-        if step.on_error not in ("fail", "skip"):
-            fallback = step.on_error
-            if fallback == step.id:
+        fallback = fields["on_error"]
+        if fallback != "fail" and fallback != "skip":
+            if fallback == step_id:
                 self.error((*path, "on_error"), "a step cannot be its own fallback", code="cycle")
             elif fallback not in self.result_types:
                 self.error(
@@ -507,16 +533,16 @@ class _Checker:
                     code="unknown-name",
                 )
             else:
-                mine, theirs = self.result_types[step.id], self.result_types[fallback]
+                mine, theirs = self.result_types[step_id], self.result_types[fallback]
                 if not is_assignable(theirs, mine):
                     self.error(
                         (*path, "on_error"),
-                        f"fallback `{fallback}` gives `{theirs}`, but `{step.id}` is `{mine}`",
+                        f"fallback `{fallback}` gives `{theirs}`, but `{step_id}` is `{mine}`",
                         code="type",
                     )
         # A repeated dependency is one edge.
         if len(deps) > 1:
-            self.deps[step.id] = list(dict.fromkeys(deps))
+            self.deps[step_id] = list(dict.fromkeys(deps))
 
     def check_result_type(self, step: Step, index: int, tool: ToolLike) -> None:
         if step.type is None:
@@ -558,8 +584,10 @@ class _Checker:
     def check_fallbacks(self) -> frozenset[str]:
         fallbacks: dict[str, str] = {}
         for step in self.plan.steps:
-            if step.on_error not in ("fail", "skip") and step.on_error in self.result_types:
-                fallbacks[step.on_error] = step.id
+            fields = step.__dict__  # see check_step
+            on_error = fields["on_error"]
+            if on_error != "fail" and on_error != "skip" and on_error in self.result_types:
+                fallbacks[on_error] = fields["id"]
         users_of: dict[str, list[str]] = {}
         if fallbacks:
             for user, deps in self.deps.items():
@@ -673,6 +701,7 @@ def _unknown_tool_hint(
 
 
 _NO_PARAMS: tuple[dict[str, Any], tuple[str, ...]] = ({}, ())
+_NO_SCOPE: dict[str, Type] = {}  # never written: a step's scope is a new dict when it has one
 
 
 def _join(types: list[Type]) -> Type:

@@ -281,9 +281,43 @@ def fast_step(fields: Mapping[str, Any]) -> Step | None:
     return step
 
 
-def _is_name(text: str) -> bool:
+_PLAIN_SET = ("id", "tool", "args")
+_PLAIN_SET_AFTER = ("id", "tool", "args", "after")
+
+
+def plain_step(
+    step_id: str, tool: str, after: tuple[str, ...] | None, args: dict[Any, Any] | None
+) -> Step | None:
+    """`fast_step({"id": step_id, "tool": tool, "after": after, "args": args})` for the
+    plain canonical step (the JSON loader's common case), without a dict to walk: the
+    caller has already found `step_id`, `tool` and every name in `after` to be names
+    (`after` None: the step gave none); `args` None means none given. None when an
+    argument needs pydantic (the caller then takes the general path)."""
+    values = dict(_STEP_TEMPLATE)
+    if args:
+        copied = _fast_args(args)
+        if copied is None:
+            return None
+        values["args"] = copied
+    else:
+        values["args"] = {}
+    values["id"] = step_id
+    values["tool"] = tool
+    if after is None:
+        fields_set = set(_PLAIN_SET)
+    else:
+        values["after"] = after
+        fields_set = set(_PLAIN_SET_AFTER)
+    step: Step = _construct(Step, values, fields_set)
+    return step
+
+
+def is_name(text: str) -> bool:
     """NAME_PATTERN without a regex: an ASCII identifier is exactly `[A-Za-z_][A-Za-z0-9_]*`."""
     return text.isidentifier() and text.isascii()
+
+
+_is_name = is_name
 
 
 _TEXTS = frozenset({"type", "tier", "model", "when", "on_error", "check", "description"})

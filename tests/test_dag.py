@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dsl import check, parse_text
+from dsl.dag import in_generation_order
 from engine.observe.export import to_dot, to_json, to_mermaid
 from stdlib_tools import ToolRegistry
 
@@ -56,6 +57,56 @@ def test_orders_are_topological(dag: tuple[list[list[int]], list[float]], rng: o
     for node, needs in enumerate(compact.deps):
         assert {compact.names[d] for d in needs} == set(checked.deps[compact.names[node]])
         assert all(position[d] < position[node] for d in needs)
+
+
+@given(dags(max_nodes=14), st.randoms(use_true_random=False), st.booleans())
+def test_order_is_networkx_topological_sort(
+    dag: tuple[list[list[int]], list[float]], rng: object, sort: bool
+) -> None:
+    """The order is networkx's `topological_sort`, also where plan order is taken for it
+    (`in_generation_order`: exactly when the two agree). Plans written in generation
+    order (`sort`), where the shortcut applies, and in any order."""
+    deps, _ = dag
+    shuffle = list(range(len(deps)))
+    rng.shuffle(shuffle)  # type: ignore[attr-defined]
+    if sort:  # by generation, then by the position of each node's last dependency
+        level: list[int] = []
+        for needs in deps:
+            level.append(1 + max((level[d] for d in needs), default=-1))
+        shuffle.sort(key=lambda n: (level[n], n))
+    checked = plan_of(deps, shuffle)
+    compact = checked.graph.compact
+    expected = list(nx.topological_sort(checked.graph.nx))
+    assert [compact.names[n] for n in compact.order] == expected == checked.graph.order
+    assert in_generation_order(compact.deps) == (expected == compact.names)
+
+
+def test_generation_order_shortcut_on_common_shapes() -> None:
+    none: list[list[int]] = [[]]
+    chain = none + [[i - 1] for i in range(1, 50)]
+    fan_out = none + [[0] for _ in range(49)]
+    layered = none * 5 + [[i - 5, i - 4] if i % 5 != 4 else [i - 5] for i in range(5, 20)]
+    for deps in (chain, fan_out, layered):
+        assert in_generation_order(deps)
+        assert plan_of(deps).graph.compact.order == list(range(len(deps)))
+    assert not in_generation_order([[], [0], []])  # networkx: s0, s2, then s1
+    assert plan_of([[], [0], []]).graph.order == ["s0", "s2", "s1"]
+
+
+def test_graph_equals_the_one_networkx_builds() -> None:
+    """`_digraph` writes networkx's adjacency itself: the same graph, in the same order,
+    as `add_nodes_from` + `add_edges_from`."""
+    checked = plan_of([[], [0], [0, 1], [], [3, 2]], [3, 0, 4, 1, 2])
+    built = checked.graph.nx
+    expected = nx.DiGraph(name=checked.plan.name)
+    expected.add_nodes_from(checked.deps)
+    expected.add_edges_from((d, u) for u, ds in checked.deps.items() for d in ds)
+    assert nx.utils.graphs_equal(built, expected)
+    assert list(built) == list(expected) and list(built.edges) == list(expected.edges)
+    assert all(list(built.pred[n]) == list(expected.pred[n]) for n in expected)
+    assert all(built.succ[u][v] is built.pred[v][u] for u, v in built.edges)
+    built.add_edge("s0", "s3", weight=2)  # still a graph networkx can change
+    assert built.pred["s3"]["s0"] == {"weight": 2} and built.nodes["s0"] == {}
 
 
 def test_graph_is_compiled_once_per_checked_plan() -> None:

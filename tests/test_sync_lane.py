@@ -5,9 +5,11 @@ size, a timed-out call is abandoned, and idle threads end by themselves."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -112,3 +114,105 @@ def test_one_lane_per_thread_pool_and_loop_other_executors_used_as_they_are() ->
 
     assert asyncio.run(other()) is None
     pool.shutdown()
+
+
+def _fd_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not hasattr(os, "eventfd"), reason="eventfd is Linux-only")
+def test_the_descriptors_of_a_finished_loop_are_closed_once_its_last_thread_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sync_lane, "IDLE_S", 0.05)
+    pool = ThreadPoolExecutor(max_workers=2)
+    release = threading.Event()
+
+    async def first() -> SyncLane:
+        lane = lane_for(pool, asyncio.get_running_loop())
+        assert lane is not None and lane._fd >= 0
+        assert await lane.submit(int, "3") == 3
+        with pytest.raises(TimeoutError):  # a call still running when the loop closes
+            await asyncio.wait_for(lane.submit(release.wait, 5), 0.05)
+        return lane
+
+    old = asyncio.run(first())
+    fd = old._fd
+
+    async def second() -> int:
+        lane = lane_for(pool, asyncio.get_running_loop())
+        assert lane is not None and lane is not old
+        return int(await lane.submit(int, "4"))
+
+    assert asyncio.run(second()) == 4
+    # Replaced, but a thread of the old lane still runs the abandoned call: the
+    # descriptor stays open for its late wake-up, then closes when the thread ends.
+    assert _fd_open(fd) and old._fd == fd
+    release.set()
+    deadline = time.monotonic() + 5
+    while old._fd != -1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert old._fd == -1 and old._alive == 0
+    pool.shutdown()
+
+
+def test_a_loop_without_add_reader_is_woken_through_its_self_pipe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*args: Any) -> None:
+        raise NotImplementedError  # as a Proactor loop (Windows) does
+
+    loop = asyncio.new_event_loop()
+    monkeypatch.setattr(loop, "add_reader", refuse)
+    try:
+
+        async def main() -> list[int]:
+            lane = SyncLane(asyncio.get_running_loop(), max_workers=3)
+            assert lane._fd == -1
+            chain = [await lane.submit(int, str(i)) for i in range(50)]
+            return chain + list(await asyncio.gather(*(lane.submit(int, "9") for _ in range(50))))
+
+        assert loop.run_until_complete(main()) == list(range(50)) + [9] * 50
+    finally:
+        loop.close()
+
+
+def test_threads_no_longer_needed_end_while_calls_still_trickle_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sync_lane, "IDLE_S", 0.05)
+
+    async def main() -> tuple[int, int]:
+        lane = SyncLane(asyncio.get_running_loop(), max_workers=4)
+        await asyncio.gather(*(lane.submit(time.sleep, 0.02) for _ in range(4)))
+        most = lane._threads
+        deadline = time.monotonic() + 5
+        while lane._threads > 1 and time.monotonic() < deadline:
+            await lane.submit(int, "1")  # one call at a time needs one thread
+            await asyncio.sleep(0.01)
+        return most, lane._threads
+
+    most, left = asyncio.run(main())
+    assert most == 4 and left <= 1
+
+
+def test_a_burst_of_calls_wakes_every_waiting_thread() -> None:
+    """The loop wakes one waiting thread per burst; each woken thread wakes the next
+    while calls are queued, so idle threads still run a burst side by side."""
+
+    async def main() -> tuple[int, float]:
+        lane = SyncLane(asyncio.get_running_loop(), max_workers=3)
+        await asyncio.gather(*(lane.submit(time.sleep, 0.05) for _ in range(3)))
+        deadline = time.monotonic() + 5
+        while lane._waiting < 3 and time.monotonic() < deadline:  # all three idle
+            await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        await asyncio.gather(*(lane.submit(time.sleep, 0.3) for _ in range(3)))
+        return lane._threads, time.perf_counter() - started
+
+    threads, elapsed = asyncio.run(main())
+    assert threads == 3 and elapsed < 0.8  # one wave of 0.3 s, not three

@@ -123,7 +123,10 @@ class RunFinished(Event):
     cost_usd: float = 0.0
 
 
-def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple[Callable[[Any, Any], None], ...]:
+_Setter = Callable[[Any, Any], None]
+
+
+def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple[_Setter, ...]:
     """The slot descriptors' setters of `cls` for `names`, which must be all its fields in
     order (a field added to the class and not to its `__init__` below fails here)."""
     declared = tuple(f.name for f in fields(cls))
@@ -132,7 +135,10 @@ def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple[Callable[[Any, Any
     return tuple(getattr(cls, name).__set__ for name in names)  # the slots, inherited too
 
 
-_SS = _slot_setters(StepStarted, ("run_id", "t", "step", "attempt", "tool", "model"))
+# Each setter a default argument of its own: a local read, not a tuple index per field.
+_s0, _s1, _s2, _s3, _s4, _s5 = _slot_setters(
+    StepStarted, ("run_id", "t", "step", "attempt", "tool", "model")
+)
 
 
 def _step_started_init(
@@ -144,17 +150,22 @@ def _step_started_init(
     tool: str,
     model: str | None = None,
     *,
-    _set: tuple[Callable[[Any, Any], None], ...] = _SS,
+    _s0: _Setter = _s0,
+    _s1: _Setter = _s1,
+    _s2: _Setter = _s2,
+    _s3: _Setter = _s3,
+    _s4: _Setter = _s4,
+    _s5: _Setter = _s5,
 ) -> None:
-    _set[0](self, run_id)
-    _set[1](self, t)
-    _set[2](self, step)
-    _set[3](self, attempt)
-    _set[4](self, tool)
-    _set[5](self, model)
+    _s0(self, run_id)
+    _s1(self, t)
+    _s2(self, step)
+    _s3(self, attempt)
+    _s4(self, tool)
+    _s5(self, model)
 
 
-_SU = _slot_setters(
+_u0, _u1, _u2, _u3, _u4, _u5, _u6, _u7, _u8, _u9 = _slot_setters(
     StepSucceeded,
     (
         "run_id",
@@ -184,18 +195,27 @@ def _step_succeeded_init(
     cost_usd: float = 0.0,
     cached: bool = False,
     *,
-    _set: tuple[Callable[[Any, Any], None], ...] = _SU,
+    _u0: _Setter = _u0,
+    _u1: _Setter = _u1,
+    _u2: _Setter = _u2,
+    _u3: _Setter = _u3,
+    _u4: _Setter = _u4,
+    _u5: _Setter = _u5,
+    _u6: _Setter = _u6,
+    _u7: _Setter = _u7,
+    _u8: _Setter = _u8,
+    _u9: _Setter = _u9,
 ) -> None:
-    _set[0](self, run_id)
-    _set[1](self, t)
-    _set[2](self, step)
-    _set[3](self, output)
-    _set[4](self, duration_s)
-    _set[5](self, attempts)
-    _set[6](self, input_tokens)
-    _set[7](self, output_tokens)
-    _set[8](self, cost_usd)
-    _set[9](self, cached)
+    _u0(self, run_id)
+    _u1(self, t)
+    _u2(self, step)
+    _u3(self, output)
+    _u4(self, duration_s)
+    _u5(self, attempts)
+    _u6(self, input_tokens)
+    _u7(self, output_tokens)
+    _u8(self, cost_usd)
+    _u9(self, cached)
 
 
 StepStarted.__init__ = _step_started_init  # type: ignore[method-assign]

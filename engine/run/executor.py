@@ -130,7 +130,7 @@ class RunContext:
     rng: random.Random = field(default_factory=random.Random)
     max_result_bytes: int = MAX_RESULT_BYTES
     stop_reason: StopReason | None = None
-    observe: Callable[[Step, float], None] | None = None
+    observe: Callable[[int, float], None] | None = None  # (node, seconds): its duration
     wants: Callable[[str, int], bool] | None = None  # the replan policy's trigger filter
     on_final: Callable[[str], None] | None = None  # a step reached a final state (journal)
     # key(tool, args, model, type), get(key) (its MISS when absent), put(key, value):
@@ -179,9 +179,12 @@ class StepRunner:
         self.ctx = ctx
         self.order = order
         plan = ctx.checked.plan
-        by_id = {step.id: step for step in plan.steps}
-        self.steps: list[Step] = [by_id[name] for name in order]
-        self.index = {name: i for i, name in enumerate(order)}
+        # Nodes are in plan order (the compiled DAG's), unless a caller says otherwise.
+        self.steps: list[Step] = list(plan.steps)
+        if [step.id for step in self.steps] != order:
+            by_id = {step.id: step for step in plan.steps}
+            self.steps = [by_id[name] for name in order]
+        self.index = dict(zip(order, range(len(order)), strict=True))
         # Whether a node's step reads any value (arguments, `when`, `for`, `check`): a
         # step that reads none (a no-op, a trigger) skips building its scope.
         self._reads = [
@@ -196,16 +199,23 @@ class StepRunner:
         self._direct = [s.when is None and s.for_each is None for s in self.steps]
         self._workspace_path: Any = None
         self.models = build_record_models({r.name: dict(r.fields) for r in plan.types})
-        # Per node, filled on first use: how to check (the result, one item of it).
-        # `type_adapter` shares one adapter per declared type across steps and runs.
-        self._checks: list[tuple[_ResultCheck, _ResultCheck] | None] = [None] * len(order)
         # A fan-out's scope, built once when it expands: its items add only their variable.
         self._fan_scopes: dict[int, Mapping[str, Any]] = {}
         self._by_type: dict[Type, _ResultCheck] = {}
         # A node's pair by its declared Type object: parsed types are shared (`parse_type`
-        # is cached), so most nodes find theirs without hashing a Type. The Type is kept
-        # in the entry, so its id stays its own while the runner lives.
-        self._pairs: dict[int, tuple[Type | None, tuple[_ResultCheck, _ResultCheck]]] = {}
+        # is cached), so most nodes find theirs without hashing a Type. The Types are kept
+        # in `_typed`, so their ids stay their own while the runner lives.
+        self._pairs: dict[int, tuple[_ResultCheck, _ResultCheck]] = {}
+        self._typed: list[Type | None] = []
+        # Per node: how to check (the result, one item of it), indexed by `item`. Made
+        # here, once per declared type (`type_adapter` shares one adapter per type across
+        # steps and runs), so a step reads its pair with one list index; a type whose
+        # adapter cannot be built is left None, to fail its steps when they run.
+        result_types, pairs = ctx.checked.result_types, self._pairs
+        self._checks: list[tuple[_ResultCheck, _ResultCheck] | None] = [
+            pairs.get(id(declared)) or self._pair_for(declared)
+            for declared in map(result_types.get, order)
+        ]
         # Tool specs by name, read from the registry once per tool (a plain dict lookup
         # per step rather than the registry's `__getitem__`).
         self._specs: dict[str, ToolSpec] = {}
@@ -242,23 +252,33 @@ class StepRunner:
             return {k: self.resolve(v, scope) for k, v in value.items()}
         return value
 
-    def _check_pair(self, node: int) -> tuple[_ResultCheck, _ResultCheck]:
-        """How to check node's result, and one item of it (made on the node's first use)."""
-        declared: Type | None = self.ctx.checked.result_types.get(self.order[node])
+    def _pair_for(self, declared: Type | None) -> tuple[_ResultCheck, _ResultCheck] | None:
+        """`_make_pair` once per declared type; None when it raises (`_check_pair` raises
+        it again in the step, whose error it becomes)."""
         known = self._pairs.get(id(declared))
         if known is not None:
-            pair = known[1]
-        else:
-            whole = self._check_for(declared)
-            each = (
-                self._check_for(declared.item)
-                if declared is not None and declared.kind == "list"
-                else whole
-            )
-            pair = (whole, each)
-            self._pairs[id(declared)] = (declared, pair)
-        self._checks[node] = pair
+            return known
+        try:
+            pair = self._make_pair(declared)
+        except Exception:
+            return None
+        self._pairs[id(declared)] = pair
+        self._typed.append(declared)
         return pair
+
+    def _check_pair(self, node: int) -> tuple[_ResultCheck, _ResultCheck]:
+        """Node's pair, for a type `_pair_for` could not build: raises its error."""
+        return self._make_pair(self.ctx.checked.result_types.get(self.order[node]))
+
+    def _make_pair(self, declared: Type | None) -> tuple[_ResultCheck, _ResultCheck]:
+        """How to check a result of type `declared`, and one item of it."""
+        whole = self._check_for(declared)
+        each = (
+            self._check_for(declared.item)
+            if declared is not None and declared.kind == "list"
+            else whole
+        )
+        return whole, each
 
     def _check_for(self, declared: Type | None) -> _ResultCheck:
         if declared is None or declared.kind == "json":
@@ -273,8 +293,7 @@ class StepRunner:
 
     def validate_result(self, node: int, value: Any, item: bool) -> Any:
         """The result, checked against the declared type (coerced losslessly) and size."""
-        pair = self._checks[node] or self._check_pair(node)
-        check = pair[1] if item else pair[0]
+        check = (self._checks[node] or self._check_pair(node))[item]
         exact = check.exact
         # A plain str/int/float/bool of the declared type: pydantic would return it as is,
         # except nan and inf, which the adapter refuses (they would poison later steps).
@@ -473,7 +492,8 @@ class StepRunner:
     ) -> Outcome:
         # The hot path of every step: locals for what it reads more than once, and the
         # work of an attempt only where the step asks for it (events when someone listens,
-        # approval, cache, check).
+        # approval, cache, check). A step's success is written out at the end, not in a
+        # helper: it runs once per step.
         ctx = self.ctx
         events = ctx.events
         spec = self._specs.get(step.tool)
@@ -481,6 +501,7 @@ class StepRunner:
             spec = self._specs[step.tool] = ctx.tools[step.tool]
         attempts = step.retry + 1
         error = "not run"
+        cached = False
         for attempt in range(1, attempts + 1):
             record.attempts += 1
             now = _perf() - ctx.started
@@ -522,18 +543,40 @@ class StepRunner:
                 key = None
                 if ctx.step_cache is not None and (step.cache or ctx.cache_all):
                     key = ctx.step_cache.key(step.tool, kwargs, model, step.type)
-                    cached = ctx.step_cache.get(key)
-                    if cached is not ctx.step_cache.MISS:
-                        value = self.validate_result(node, cached, item)
+                    hit = ctx.step_cache.get(key)
+                    if hit is not ctx.step_cache.MISS:
+                        value = self.validate_result(node, hit, item)
                         record.cache_hits += 1
                         if item:
                             return Outcome("ok", value=value)
-                        return self._succeed(step, record, value, cached=True)
+                        cached = True
+                        break
                 if spec.context_param is not None:
                     kwargs[spec.context_param] = self.tool_context(step, attempt, model)
-                value = self.validate_result(
-                    node, await self._call_tool(spec, kwargs, step.timeout_s), item
-                )
+                value = await self._call_tool(spec, kwargs, step.timeout_s)
+                # `validate_result`'s shortcut, read here first: a plain int or bool, a
+                # finite float or a str within the size limit, of exactly the declared
+                # type, is its own checked result (pydantic would return it as is).
+                # (`_size` counts a number as 8 bytes, a str as its length.)
+                kind = type(value)
+                pair = self._checks[node]
+                limit = ctx.max_result_bytes
+                if (
+                    pair is None
+                    or kind is not pair[item].exact
+                    or not (
+                        (kind is str and len(value) <= limit)
+                        or (
+                            limit >= 8
+                            and (
+                                kind is int
+                                or kind is bool
+                                or (kind is float and math.isfinite(value))
+                            )
+                        )
+                    )
+                ):
+                    value = self.validate_result(node, value, item)
                 if key is not None:
                     ctx.step_cache.put(key, value)
                 if (
@@ -572,11 +615,10 @@ class StepRunner:
                 )
             if item:
                 return Outcome("ok", value=value)
-            return self._succeed(step, record, value)
-        return self._fail(node, step, record, error, started=True)
-
-    def _succeed(self, step: Step, record: StepRecord, value: Any, cached: bool = False) -> Outcome:
-        ctx = self.ctx
+            break
+        else:
+            return self._fail(node, step, record, error, started=True)
+        # The step succeeded (called, or served from the cache).
         record.finished_at = finished = _perf() - ctx.started
         record.status = _SUCCEEDED
         record.output = value
@@ -586,12 +628,12 @@ class StepRunner:
         started = record.started_at
         duration = finished - started if started is not None else 0.0
         if ctx.observe is not None and not cached:
-            ctx.observe(step, duration)
+            ctx.observe(node, duration)
         ctx.finished_steps += 1
         if ctx.wants is not None:
             ctx.raise_trigger("step", step.id, None)
-        if ctx.events.active:
-            ctx.events.emit(
+        if events.active:
+            events.emit(
                 StepSucceeded(
                     ctx.run_id,
                     finished,

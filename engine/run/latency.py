@@ -205,8 +205,6 @@ class Priorities:
         self.by_key: dict[Hashable, list[int]] = {}
         self.applied: dict[Hashable, float] = {}  # each key's estimate its steps now use
         self.static = False
-        if not self.active:
-            return
         keys: dict[tuple[str, str | None], Hashable] = {}  # (tool, tier) -> its key
         key_of = self.key_of
         for step in self.steps:
@@ -215,6 +213,13 @@ class Priorities:
                 key = keys[(step.tool, step.tier)] = latency.key(step, tools)
                 self.applied[key] = latency.estimate_key(key)
             key_of.append(key)
+        # A duration folds into its key's estimate, then (with priorities to keep) into
+        # the tails: `observe_node` is the run's per-step hook.
+        self.observe_node: Callable[[int, float], None] = (
+            self._observe_live if self.active else self._observe_only
+        )
+        if not self.active:
+            return
         applied = self.applied
         self.tails = CriticalTails(
             dag.deps, dag.order, [applied[key] for key in key_of], dag.successors
@@ -223,7 +228,9 @@ class Priorities:
         # With one estimate for every step, every tail is that estimate times a fixed
         # chain length: refining it scales all tails alike and never changes the order.
         self.static = len(applied) == 1
-        if not self.static:  # which steps each estimate moves (`refresh`)
+        if self.static:
+            self.observe_node = self._observe_only
+        else:  # which steps each estimate moves (`refresh`)
             for node, key in enumerate(key_of):
                 self.by_key.setdefault(key, []).append(node)
 
@@ -232,13 +239,14 @@ class Priorities:
 
     def observe(self, step: Step, seconds: float) -> None:
         """Fold a measured duration into the estimates; re-prioritise what it changes."""
-        if not self.active:
-            self.latency.observe(step, self.tools, seconds)
-            return
-        key = self.key_of[self.index[step.id]]
+        self.observe_node(self.index[step.id], seconds)
+
+    def _observe_only(self, node: int, seconds: float) -> None:
+        self.latency.observe_key(self.key_of[node], seconds)
+
+    def _observe_live(self, node: int, seconds: float) -> None:
+        key = self.key_of[node]
         self.latency.observe_key(key, seconds)
-        if self.static:
-            return
         applied = self.applied[key]
         estimate = self.latency.estimate_key(key)
         if abs(estimate - applied) > RELATIVE_CHANGE * applied:

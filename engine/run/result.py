@@ -164,17 +164,18 @@ class StepRecord:
     def to_json(self) -> dict[str, Any]:
         # Once per step for `--json` (and `show --json`): plain outputs as they are, and
         # no helper calls for the common case (~1 µs a step less).
-        output, started, finished = self.output, self.started_at, self.finished_at
+        output, cost = self.output, self.cost_usd
         doc = {
             "status": str(self.status),
             "tool": self.tool,
             "model": self.model,
             "attempts": self.attempts,
-            "started_at": None if started is None else round(started, 6),
-            "finished_at": None if finished is None else round(finished, 6),
+            "started_at": _micros(self.started_at),
+            "finished_at": _micros(self.finished_at),
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
-            "cost_usd": round(self.cost_usd, 8),
+            # round(0.0, 8) is 0.0 (and -0.0, 0 stay as they are): a free step skips it.
+            "cost_usd": round(cost, 8) if cost else cost,
             "output": output if type(output) in PLAIN_JSON else jsonable(output),
             "error": self.error,
         }
@@ -306,6 +307,23 @@ def diagnostic_notes(diagnostics: Iterable[Diagnostic]) -> list[dict[str, Any]]:
     return notes
 
 
+def _micros(seconds: float | None) -> float | None:
+    """`round(seconds, 6)`, the same float, without round()'s decimal conversion (twice
+    a step for `--json`). round() rounds the exact decimal value; `n / 1e6` is the float
+    nearest n millionths, so the two agree whenever n (the nearest integer to
+    seconds * 1e6 as computed) is the exact value's too: when the product is not
+    within its rounding error (< 1e-3 below 1e12) of a half. Anything else (halves,
+    negative or huge values, ints, nan) takes round() itself."""
+    if type(seconds) is float:
+        scaled = seconds * 1e6
+        if 0.0 < scaled < 1e12:
+            n = round(scaled)
+            if -0.499 < scaled - n < 0.499:
+                return n / 1e6
+        return round(seconds, 6)
+    return None if seconds is None else round(seconds, 6)
+
+
 # Types `jsonable` returns as they are: a value of one needs no copy.
 PLAIN_JSON = frozenset({str, int, bool, type(None)})
 
@@ -316,10 +334,15 @@ def jsonable(value: Any) -> Any:
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
+    # Plain values and text keys are taken as they are without a call each (a run's
+    # outputs are 10k plain values at 10k steps, copied for the journal and `--json`).
     if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {
+            k if type(k) is str else str(k): v if type(v) in PLAIN_JSON else jsonable(v)
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(v) for v in value]
+        return [v if type(v) in PLAIN_JSON else jsonable(v) for v in value]
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         return jsonable(dump(mode="json"))

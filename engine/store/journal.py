@@ -123,27 +123,33 @@ _LOG_FIELDS = (
 )
 
 
-def _log_row(step: str, r: StepRecord) -> list[Any]:
-    """One step's record as a compact JSON array, in `_LOG_FIELDS` order."""
-    output = r.output
-    row = [
-        step,
-        r.status,
-        r.tool,
-        r.model,
-        r.attempts,
-        r.started_at,
-        r.finished_at,
-        r.input_tokens,
-        r.output_tokens,
-        r.cost_usd,
-        output if type(output) in PLAIN_JSON else jsonable(output),
-        r.error,
-        r.skipped_by_when,
-    ]
-    if r.tool_calls is not None:
-        row += [r.iterations, jsonable(r.tool_calls)]
-    return row
+def _log_rows(steps: Iterable[str], records: Mapping[str, StepRecord]) -> list[list[Any]]:
+    """The steps' records as compact JSON arrays, in `_LOG_FIELDS` order (one loop for
+    a flush's group, not a call per step)."""
+    rows = []
+    plain = PLAIN_JSON
+    for step in steps:
+        r = records[step]
+        output = r.output
+        row = [
+            step,
+            r.status,
+            r.tool,
+            r.model,
+            r.attempts,
+            r.started_at,
+            r.finished_at,
+            r.input_tokens,
+            r.output_tokens,
+            r.cost_usd,
+            output if type(output) in plain else jsonable(output),
+            r.error,
+            r.skipped_by_when,
+        ]
+        if r.tool_calls is not None:
+            row += [r.iterations, jsonable(r.tool_calls)]
+        rows.append(row)
+    return rows
 
 
 def _from_log_row(row: list[Any]) -> tuple[str, StepRecord]:
@@ -460,8 +466,7 @@ class Journal:
         now = _now()
         try:
             rows = [
-                (log.run_id, now, _dumps([_log_row(step, log.records[step]) for step in steps]))
-                for log, steps in taken
+                (log.run_id, now, _dumps(_log_rows(steps, log.records))) for log, steps in taken
             ]
             call_rows = [
                 agent_calls.row(log.run_id, step, call, now)
