@@ -216,3 +216,67 @@ def test_a_burst_of_calls_wakes_every_waiting_thread() -> None:
 
     threads, elapsed = asyncio.run(main())
     assert threads == 3 and elapsed < 0.8  # one wave of 0.3 s, not three
+
+
+def test_one_pool_on_loops_in_several_threads_keeps_a_lane_per_loop() -> None:
+    # One engine's `run_sync` from several threads: each running loop keeps its lane
+    # (replacing it left its descriptors open until its threads idled out, so a shared
+    # engine ran out of descriptors), and a closed loop's lane and its threads end at
+    # once, janitor included.
+    pool = ThreadPoolExecutor(max_workers=2)
+    ready, go = threading.Barrier(2), threading.Event()
+    seen: dict[int, tuple[SyncLane, SyncLane | None, int]] = {}
+
+    async def run(k: int) -> None:
+        loop = asyncio.get_running_loop()
+        first = lane_for(pool, loop)
+        assert first is not None
+        value = await first.submit(int, str(k))
+        ready.wait(5)  # both loops have their lanes now
+        go.wait(5)
+        seen[k] = (first, lane_for(pool, loop), value)
+
+    threads = [threading.Thread(target=asyncio.run, args=(run(k),)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    go.set()
+    for thread in threads:
+        thread.join(10)
+    assert {k: (a is b, v) for k, (a, b, v) in seen.items()} == {0: (True, 0), 1: (True, 1)}
+    old = [lane for lane, _, _ in seen.values()]
+    assert old[0] is not old[1]
+
+    async def later() -> None:
+        lane_for(pool, asyncio.get_running_loop())
+
+    asyncio.run(later())  # both old loops are closed: their lanes are closed
+    deadline = time.monotonic() + 1  # well before the janitor's IDLE_S
+    while any(lane._fd != -1 for lane in old) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [(lane._fd, lane._alive) for lane in old] == [(-1, 0), (-1, 0)]
+    while any(lane._janitor for lane in old) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not any(lane._janitor for lane in old)
+    pool.shutdown()
+
+
+@pytest.mark.skipif(not hasattr(os, "eventfd"), reason="eventfd is Linux-only")
+def test_the_lane_of_a_closed_loop_frees_its_descriptors_once_idle_unreplaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The last run of an engine (or of one of its threads): no new lane replaces it.
+    monkeypatch.setattr(sync_lane, "IDLE_S", 0.05)
+    pool = ThreadPoolExecutor(max_workers=2)
+
+    async def run() -> tuple[SyncLane, int]:
+        lane = lane_for(pool, asyncio.get_running_loop())
+        assert lane is not None and lane._fd >= 0
+        return lane, int(await lane.submit(int, "5"))
+
+    lane, value = asyncio.run(run())
+    assert value == 5
+    deadline = time.monotonic() + 5
+    while lane._fd != -1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert lane._fd == -1 and lane._alive == 0 and not lane._janitor
+    pool.shutdown()

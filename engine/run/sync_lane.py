@@ -31,9 +31,10 @@ threads are daemon threads: a lane's janitor thread (one while the lane has thre
 ends the threads that had nothing to do for `IDLE_S`, so a lane needs no closing and a
 stuck tool never holds up the process's exit. A lane holds its loop weakly: an engine
 that runs again and again (`Engine.run_sync`, a new loop each time) keeps no finished
-loop alive; the lane of a closed loop is closed when it is replaced, and its
-descriptors are closed once its last thread has ended (a late result never writes to a
-reused descriptor).
+loop alive. Each loop has its own lane (`lane_for`: the runs of one engine in several
+threads run on several loops at once); the lane of a closed loop is closed when a new
+lane is made for its pool, or by its janitor once idle, and its descriptors are closed
+once its last thread has ended (a late result never writes to a reused descriptor).
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ import asyncio
 import collections
 import os
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -200,8 +200,8 @@ class SyncLane:
         thread is left to write to them or wait on them)."""
         with self._lock:
             self._alive -= 1
-            if self._closed and self._alive == 0:
-                self._release()
+            if self._alive == 0:
+                self._release_if_done()
 
     def _retire(self) -> None:
         """The janitor: every `IDLE_S`, end the threads that waited all the time since
@@ -213,6 +213,8 @@ class SyncLane:
                 self._low = self._waiting
                 if self._alive == 0 or self._threads == 0:
                     self._janitor = False  # a new thread starts a new janitor
+                    if self._alive == 0:
+                        self._release_if_done()
                     return
 
     def _end_waiting(self, count: int) -> None:
@@ -225,6 +227,15 @@ class SyncLane:
             self._threads -= count
             self._jobs.extend([None] * count)
             os.write(self._wake_w, b"\0" * count)
+
+    def _release_if_done(self) -> None:
+        # Under the lock, with no thread left: a lane closed, or whose loop is closed or
+        # gone (it is closed, not yet replaced: no call will come), frees its descriptors.
+        loop = self._loop()
+        if self._closed or loop is None or loop.is_closed():
+            self._closed = True
+            self._done.clear()  # undelivered: their futures would keep the loop alive
+            self._release()
 
     def _release(self) -> None:
         # Under the lock, with no thread left to write to or wait on the descriptors.
@@ -288,11 +299,17 @@ class SyncLane:
 # of a closed or gone loop is closed when a new lane is made for its pool (its
 # descriptors are closed once its last thread has ended).
 _LANES: weakref.WeakKeyDictionary[Executor, list[SyncLane]] = weakref.WeakKeyDictionary()
+_LANES_LOCK = threading.Lock()  # loops in several threads look up lanes at once
 
 
 def lane_for(pool: Executor, loop: asyncio.AbstractEventLoop) -> SyncLane | None:
     """The lane standing in for `pool` on `loop`, or None when `pool` is not a thread
     pool (a caller's own executor is used as it is)."""
+    with _LANES_LOCK:
+        return _lane_for(pool, loop)
+
+
+def _lane_for(pool: Executor, loop: asyncio.AbstractEventLoop) -> SyncLane | None:
     lanes = _LANES.get(pool)
     if lanes is not None:
         for lane in lanes:
