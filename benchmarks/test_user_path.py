@@ -14,7 +14,8 @@ through `loop.run_in_executor` on a pool the size of the CLI's, 16 threads: what
 asyncio program pays to keep a sync call off its loop), the thread ping-pong (the same
 DAG with no asyncio: each node handed to one worker thread and back through two
 `SimpleQueue`s, `peers.thread_hand_off`: the physical cost of a thread hand-off per
-step on this machine, two wake-ups), and LangGraph (skipped when not installed). Each CLI row shows its ratio to its floor (async and inline tools: the
+step on this machine, two wake-ups, on the chain; on the fan-out the worker drains
+the queue without waiting), and LangGraph (skipped when not installed). Each CLI row shows its ratio to its floor (async and inline tools: the
 asyncio floor; sync tools: the thread-pool floor). Peak RSS of the CLI process is
 recorded for every size (asserted < 1 GB at 100k).
 
@@ -207,8 +208,10 @@ def summary_lines() -> list[str]:
             if floor
             else f"{'-':>8} {'-':>6}"
         )
-        # A sync step pays a thread hand-off: its wall time over the bare ping-pong's.
-        pong = PEERS.get((PING_PONG, shape, n)) if tool == "sync" else None
+        # A sync chain pays a thread hand-off per step: its wall time over the bare
+        # ping-pong's. (A fan-out's worker drains a queue without waiting, so there the
+        # ping-pong peer measures no hand-off per step and the ratio would mean nothing.)
+        pong = PEERS.get((PING_PONG, shape, n)) if tool == "sync" and shape == "chain" else None
         lines.append(
             f"{shape:<8} {tool:<17} {n:>7} {row['us_per_step']:>9.1f}"
             f" {row['cpu_us_per_step']:>7.1f} {target:>7.0f}"
