@@ -269,9 +269,11 @@ class _Checker:
             self.error(path, f"{what} is `{expected}`, but the value is `{actual}`", code="type")
 
     def step_result_type(self, step: Step, index: int) -> Type:
-        tool = self.tool_specs.get(step.tool)
-        declared = self.resolve_type(step.type, ("steps", index, "type")) if step.type else None
-        if step.for_each is not None:
+        fields = step.__dict__  # see check_step
+        tool = self.tool_specs.get(fields["tool"])
+        text = fields["type"]
+        declared = self.resolve_type(text, ("steps", index, "type")) if text else None
+        if fields["for_each"] is not None:
             if declared is not None and declared.kind != "list" and declared.kind != "json":
                 self.error(
                     ("steps", index, "type"),
@@ -288,18 +290,15 @@ class _Checker:
         return tool.returns if tool is not None else JSON
 
     def check_steps(self) -> None:
-        step_index, result_types, tool_specs = self.step_index, self.result_types, self.tool_specs
+        step_index, result_types = self.step_index, self.result_types
+        step_result_type = self.step_result_type
         checked: list[tuple[int, Step]] = []  # a repeated id is reported, not checked again
         for index, step in enumerate(self.plan.steps):
             fields = step.__dict__  # see check_step
             step_id = fields["id"]
             if step_index.get(step_id) == index:
                 checked.append((index, step))
-                if fields["type"] is None and fields["for_each"] is None:  # step_result_type
-                    tool = tool_specs.get(fields["tool"])
-                    result_types[step_id] = tool.returns if tool is not None else JSON
-                else:
-                    result_types[step_id] = self.step_result_type(step, index)
+                result_types[step_id] = step_result_type(step, index)
         check_step = self.check_step
         for index, step in checked:
             check_step(step, index)
@@ -427,11 +426,7 @@ class _Checker:
                 )
                 scope[var] = JSON
         agent = tool is not None and fields["tool"] == AGENT_TOOL  # is_agent_step, inline
-        params, required = (
-            (self.tool_params.get(fields["tool"]) or self.params_of(fields["tool"], tool))
-            if tool is not None
-            else _NO_PARAMS
-        )
+        params, required = self.params_of(fields["tool"], tool) if tool is not None else _NO_PARAMS
         args = fields["args"]
         for name, value in args.items():
             arg_path: Path = ("steps", index, "args", name)

@@ -235,7 +235,7 @@ def fast_step(fields: Mapping[str, Any]) -> Step | None:
     # The common fields first; `==` on these interned names is an identity test.
     for name, value in fields.items():
         kind = type(value)
-        # (`isidentifier() and isascii()` is NAME_PATTERN, see `_is_name`, inlined here)
+        # (`isidentifier() and isascii()` is NAME_PATTERN, see `is_name`, inlined here)
         if name == "id" or name == "tool":
             if kind is not str or not (value.isidentifier() and value.isascii()):
                 return None
@@ -317,9 +317,6 @@ def is_name(text: str) -> bool:
     return text.isidentifier() and text.isascii()
 
 
-_is_name = is_name
-
-
 _TEXTS = frozenset({"type", "tier", "model", "when", "on_error", "check", "description"})
 _FLAGS = frozenset({"cache", "approve"})
 _CHOICES: dict[str, tuple[str, ...]] = {"task": TASK_TYPES, "executor": ("llm", "agent")}
@@ -332,7 +329,7 @@ def _fast_fan_out(value: Any) -> FanOut | None:
     if type(value) is not dict or value.keys() != {"var", "over"}:
         return None
     var, over = value["var"], value["over"]
-    if type(var) is not str or not _is_name(var):
+    if type(var) is not str or not is_name(var):
         return None
     if type(over) is not dict or over.keys() != {"ref"}:
         return None

@@ -216,7 +216,7 @@ class _Loader(AgentShapes):
                 self.note((plan_fields["outputs"][0], j), f"output `{name}` is step `{renamed}`")
         # Steps already of their exact types skip pydantic's per-step validation; the rest
         # (and the plan around them) are validated, which reports what is wrong.
-        out["steps"] = [step if type(step) is Step else _fast_or_raw(step) for step in out["steps"]]
+        out["steps"] = [_fast_or_raw(step) for step in out["steps"]]
         try:
             return Plan.model_validate(out)
         except ValidationError as err:
@@ -923,7 +923,7 @@ class _Loader(AgentShapes):
 
 
 def _fast_or_raw(step: dict[str, Any] | Step) -> Step | dict[str, Any]:
-    if isinstance(step, Step):
+    if isinstance(step, Step):  # a plain step, built already
         return step
     built = fast_step(step)
     return step if built is None else built

@@ -63,3 +63,27 @@ def test_a_result_passes_or_fails_its_declared_type_as_pydantic_says(
     else:
         assert record.status == "failed"
         assert f"result does not fit `{declared}`" in (record.error or "")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(["int", "float", "str", "bool", "list[int]", "dict[str, int]"]),
+    st.sampled_from([None, [], [1], {}, {"a": 1}, 3, "x"]),
+)
+def test_none_and_containers_are_checked_against_every_declared_type(
+    declared: str, value: Any
+) -> None:
+    # A type without the executor's shortcut (a list, a dict) checks None too: a tool
+    # that returns None where it declared `list[int]` fails its step.
+    _VALUE[0] = value
+    result = _ENGINE.run_sync(load_plan(f"step a: {declared} = give()", tools=[give]))
+    record = result.steps["a"]
+    py = {"list[int]": list[int], "dict[str, int]": dict[str, int], **_PY}[declared]
+    try:
+        checked = TypeAdapter(py).validate_python(value)
+    except ValidationError:
+        assert record.status == "failed"
+        assert f"result does not fit `{declared}`" in (record.error or "")
+    else:
+        assert record.status == "succeeded", record.error
+        assert record.output == checked

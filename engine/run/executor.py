@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -286,7 +286,7 @@ class StepRunner:
         check = self._by_type.get(declared)
         if check is None:
             check = _ResultCheck(
-                type_adapter(declared, self.models), _EXACT.get(declared.kind, _NONE_TYPE)
+                type_adapter(declared, self.models), _EXACT.get(declared.kind, _NoShortcut)
             )
             self._by_type[declared] = check
         return check
@@ -294,15 +294,17 @@ class StepRunner:
     def validate_result(self, node: int, value: Any, item: bool) -> Any:
         """The result, checked against the declared type (coerced losslessly) and size."""
         check = (self._checks[node] or self._check_pair(node))[item]
-        exact = check.exact
+        kind = type(value)
         # A plain str/int/float/bool of the declared type: pydantic would return it as is,
         # except nan and inf, which the adapter refuses (they would poison later steps).
-        if type(value) is not exact or (exact is float and not math.isfinite(cast(float, value))):
+        if kind is not check.exact or (kind is float and not math.isfinite(value)):
             if isinstance(value, BaseModel):
                 value = value.model_dump(mode="json")
             if check.adapter is not None:
                 value = self._validated(node, check.adapter, value, item)
-        size = _size(value)
+            size = _size(value)
+        else:
+            size = len(value) if kind is str else 8  # `_size` of a str, of a number
         if size > self.ctx.max_result_bytes:
             raise StepError(
                 f"result is {size / 1e6:.1f} MB; the limit is {self.ctx.max_result_bytes / 1e6:.0f} MB"
@@ -553,30 +555,9 @@ class StepRunner:
                         break
                 if spec.context_param is not None:
                     kwargs[spec.context_param] = self.tool_context(step, attempt, model)
-                value = await self._call_tool(spec, kwargs, step.timeout_s)
-                # `validate_result`'s shortcut, read here first: a plain int or bool, a
-                # finite float or a str within the size limit, of exactly the declared
-                # type, is its own checked result (pydantic would return it as is).
-                # (`_size` counts a number as 8 bytes, a str as its length.)
-                kind = type(value)
-                pair = self._checks[node]
-                limit = ctx.max_result_bytes
-                if (
-                    pair is None
-                    or kind is not pair[item].exact
-                    or not (
-                        (kind is str and len(value) <= limit)
-                        or (
-                            limit >= 8
-                            and (
-                                kind is int
-                                or kind is bool
-                                or (kind is float and math.isfinite(value))
-                            )
-                        )
-                    )
-                ):
-                    value = self.validate_result(node, value, item)
+                value = self.validate_result(
+                    node, await self._call_tool(spec, kwargs, step.timeout_s), item
+                )
                 if key is not None:
                     ctx.step_cache.put(key, value)
                 if (
@@ -728,11 +709,15 @@ class _ResultCheck:
     may have to skip pydantic (validating an int as `int` gives the same int back)."""
 
     adapter: TypeAdapter[Any] | None
-    exact: type  # NoneType: no shortcut (None must go through the adapter)
+    exact: type  # `_NoShortcut` for every type but str/int/float/bool
 
 
-_NONE_TYPE = type(None)
-_NO_CHECK = _ResultCheck(None, _NONE_TYPE)
+class _NoShortcut:
+    """No value is of this type: a declared type without a shortcut (a `list[int]`)
+    checks every result, None included, through its adapter."""
+
+
+_NO_CHECK = _ResultCheck(None, _NoShortcut)
 _EXACT: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
 
 

@@ -6,8 +6,7 @@ hot loop touches only lists. A step becomes ready the moment its last dependency
 finishes (no supersteps). When more steps are ready than there are slots, the one with
 the highest priority starts first: its remaining critical path, kept current by
 `engine.run.latency.Priorities`. Slots are bounded globally and per
-limit group (a tool, a tier, a model). (Just over 400 lines: every transition of a node,
-fan-out items and fallbacks included, in one place; the per-step ones written out.)
+limit group (a tool, a tier, a model).
 """
 
 from __future__ import annotations
@@ -210,19 +209,8 @@ class Schedule:
         The return value lists fan-out parents completed by this item (and, transitively,
         primaries completed by their fallback), so the driver can assemble their results.
         """
-        # Once per step: `_release` and `_complete` written out for the common case (a
-        # plan step, no limit groups), ~3 calls a step fewer.
-        self.running -= 1
-        if self._limits:
-            for group in self.groups[node]:
-                if group in self.group_running:
-                    self.group_running[group] -= 1
-        if self.parent[node] >= 0:
-            return self._complete(node, State.SUCCEEDED)
-        self.state[node] = _SUCCEEDED
-        self.open_count -= 1
-        self._release_successors(node)
-        return []
+        self._release(node)
+        return self._complete(node, _SUCCEEDED)
 
     def failed(self, node: int, *, tolerate: bool = False) -> tuple[list[int], list[int]]:
         """A running node failed for good.
@@ -257,18 +245,11 @@ class Schedule:
         return completed
 
     def _release_successors(self, node: int) -> None:
-        # Once per step: `_push` written out for each successor that becomes ready.
-        indegree, state, heap = self.indegree, self.state, self._heap
+        indegree, state, push = self.indegree, self.state, self._push
         for succ in self.successors[node]:
-            left = indegree[succ] - 1
-            indegree[succ] = left
+            left = indegree[succ] = indegree[succ] - 1
             if left == 0 and state[succ] == _PENDING:
-                state[succ] = _READY
-                self._seq = seq = self._seq + 1
-                if self._unbounded:
-                    heap.append((0.0, seq, succ))
-                else:
-                    heapq.heappush(heap, (-self.priority[succ], seq, succ))
+                push(succ)
 
     def _skip_dependents(self, node: int) -> list[int]:
         skipped: list[int] = []
